@@ -28,3 +28,17 @@ def sample_video_dir() -> Path:
 @pytest.fixture(scope="session")
 def bikes_mp4(sample_video_dir: Path) -> Path:
     return sample_video_dir / "bikes.mp4"
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run where CUDA is present and skip (with the reason) everywhere else, CI included."""
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none is present")
+    for item in gpu_items:
+        item.add_marker(skip)
