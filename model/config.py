@@ -1,0 +1,121 @@
+"""The network's geometry as one frozen dataclass, read from and written to Hugging Face `config.json`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from model.errors import ConfigError
+
+ATTENTION_TYPES = ("divided_space_time", "space_only", "joint_space_time")
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu")
+
+
+@dataclass(frozen=True)
+class TimesformerConfig:
+    """Geometry of a TimeSformer; defaults are the base model (ViT-B/16, 8 frames, 224 px)."""
+
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    num_frames: int = 8
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    layer_norm_eps: float = 1e-6
+    qkv_bias: bool = True
+    attention_type: str = "divided_space_time"
+    labels: tuple[str, ...] = field(default=("LABEL_0", "LABEL_1"))
+
+    def __post_init__(self) -> None:
+        positive = ("image_size", "patch_size", "num_channels", "num_frames", "hidden_size",
+                    "num_hidden_layers", "num_attention_heads", "intermediate_size")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"model config: {name} must be a positive integer, got {value!r}")
+        if self.image_size % self.patch_size:
+            raise ConfigError(
+                f"model config: image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+            )
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"model config: hidden_size {self.hidden_size} is not divisible by "
+                f"num_attention_heads {self.num_attention_heads}"
+            )
+        if self.attention_type not in ATTENTION_TYPES:
+            raise ConfigError(
+                f"model config: attention_type {self.attention_type!r} is not one of {', '.join(ATTENTION_TYPES)}"
+            )
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(f"model config: hidden_act {self.hidden_act!r} is not one of {', '.join(ACTIVATIONS)}")
+        if not (isinstance(self.layer_norm_eps, float) and self.layer_norm_eps > 0):
+            raise ConfigError(f"model config: layer_norm_eps must be a positive float, got {self.layer_norm_eps!r}")
+        if not isinstance(self.labels, tuple) or not self.labels or not all(isinstance(x, str) for x in self.labels):
+            raise ConfigError("model config: labels must be a non-empty tuple of strings (index = class id)")
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.labels))
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side at the checkpoint's image size."""
+        return self.image_size // self.patch_size
+
+    @classmethod
+    def from_hf_dict(cls, d: Mapping[str, Any]) -> TimesformerConfig:
+        """Read a Hugging Face TimeSformer `config.json` dict; keys we do not model (dropout, ...) are ignored."""
+        model_type = d.get("model_type", "timesformer")
+        if model_type != "timesformer":
+            raise ConfigError(f"model config: model_type is {model_type!r}, expected 'timesformer'")
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name != "labels" and f.name in d:
+                kwargs[f.name] = d[f.name]
+        for name in ("image_size", "patch_size"):
+            value = kwargs.get(name)
+            if isinstance(value, (list, tuple)):
+                if len(value) != 2 or value[0] != value[1]:
+                    raise ConfigError(f"model config: only square {name} is supported, got {value!r}")
+                kwargs[name] = int(value[0])
+        if "layer_norm_eps" in kwargs:
+            kwargs["layer_norm_eps"] = float(kwargs["layer_norm_eps"])
+        kwargs["labels"] = _labels_from_hf(d)
+        return cls(**kwargs)
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        """A `config.json` dict that `transformers.TimesformerForVideoClassification` accepts."""
+        d: dict[str, Any] = {
+            "architectures": ["TimesformerForVideoClassification"],
+            "model_type": "timesformer",
+        }
+        for f in fields(self):
+            if f.name != "labels":
+                d[f.name] = getattr(self, f.name)
+        d["id2label"] = {str(i): label for i, label in enumerate(self.labels)}
+        d["label2id"] = {label: i for i, label in enumerate(self.labels)}
+        return d
+
+
+def _labels_from_hf(d: Mapping[str, Any]) -> tuple[str, ...]:
+    id2label = d.get("id2label")
+    if id2label:
+        try:
+            pairs = sorted((int(k), str(v)) for k, v in id2label.items())
+        except (TypeError, ValueError, AttributeError):
+            raise ConfigError("model config: id2label must map integer ids to label strings") from None
+        ids = [i for i, _ in pairs]
+        if ids != list(range(len(ids))):
+            raise ConfigError("model config: id2label ids must be 0..N-1 without gaps")
+        return tuple(label for _, label in pairs)
+    num_labels = d.get("num_labels", 2)
+    if not isinstance(num_labels, int) or num_labels <= 0:
+        raise ConfigError(f"model config: num_labels must be a positive integer, got {num_labels!r}")
+    return tuple(f"LABEL_{i}" for i in range(num_labels))

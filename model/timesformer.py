@@ -1,0 +1,215 @@
+"""TimeSformer (Bertasius et al., 2021) in plain PyTorch: PatchEmbed -> Attention -> Block -> TimeSformer.
+
+Three attention types, as in the original repository:
+
+* ``divided_space_time``: per block, temporal attention over the frames of each patch position
+  (cls token excluded) with a ``temporal_fc`` residual, then spatial attention per frame over
+  ``[cls, patches]``; the cls token's residual is the mean of its per-frame outputs.
+* ``space_only``: every frame is its own sequence ``[cls, patches]``; the frames' tokens are
+  averaged before the final norm (the original repository's "Space" baseline).
+* ``joint_space_time``: one sequence ``[cls, all patches of all frames]``.
+
+Patch tokens are kept frame-major, ``(B, T, N, D)``, and the cls token apart, ``(B, 1, D)``. Any
+frame count and image size work: position and time embeddings are resized from the input's shape
+(nearest, as the original repository does).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import TimesformerConfig
+
+_ACT = {
+    "gelu": nn.GELU,
+    "gelu_new": lambda: nn.GELU(approximate="tanh"),
+    "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh"),
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+}
+
+
+def resize_time_embed(time_embed: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(1, T0, D) -> (1, num_frames, D), nearest neighbour along time."""
+    if time_embed.shape[1] == num_frames:
+        return time_embed
+    resized = F.interpolate(time_embed.transpose(1, 2), size=num_frames, mode="nearest")  # (1, D, T)
+    return resized.transpose(1, 2)  # (1, T, D)
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, grid: int, height: int, width: int) -> torch.Tensor:
+    """(1, 1+grid*grid, D) -> (1, 1+height*width, D); the cls slot is kept, the patch grid resized nearest."""
+    if grid == height == width:
+        return pos_embed
+    dim = pos_embed.shape[-1]
+    patches = pos_embed[:, 1:].transpose(1, 2).reshape(1, dim, grid, grid)  # (1, D, g, g)
+    patches = F.interpolate(patches, size=(height, width), mode="nearest")  # (1, D, h, w)
+    patches = patches.flatten(2).transpose(1, 2)  # (1, h*w, D)
+    return torch.cat((pos_embed[:, :1], patches), dim=1)
+
+
+class PatchEmbed(nn.Module):
+    """Each frame cut into non-overlapping patches by a Conv2d with kernel = stride = patch size."""
+
+    def __init__(self, config: TimesformerConfig) -> None:
+        super().__init__()
+        p = config.patch_size
+        self.proj = nn.Conv2d(config.num_channels, config.hidden_size, kernel_size=p, stride=p)
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        x = self.proj(frames)  # (B*T, D, h, w)
+        h, w = x.shape[-2:]
+        return x.flatten(2).transpose(1, 2), h, w  # (B*T, h*w, D)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the last-but-one axis of ``(S, L, D)``.
+
+    ``fused=True`` uses ``F.scaled_dot_product_attention``; ``fused=False`` is the plain reference
+    (scores, softmax, weighted sum) that the tests compare against.
+    """
+
+    def __init__(self, config: TimesformerConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.fused = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s, length, dim = x.shape
+        qkv = self.qkv(x).view(s, length, 3, self.num_heads, self.head_dim)  # (S, L, 3, H, hd)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (S, H, L, hd)
+        if self.fused:
+            out = F.scaled_dot_product_attention(q, k, v)  # (S, H, L, hd)
+        else:
+            scores = (q @ k.transpose(-2, -1)) * self.scale  # (S, H, L, L)
+            out = scores.softmax(dim=-1) @ v  # (S, H, L, hd)
+        out = out.transpose(1, 2).reshape(s, length, dim)  # (S, L, D)
+        return self.proj(out)
+
+
+class Mlp(nn.Module):
+    def __init__(self, config: TimesformerConfig) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = _ACT[config.hidden_act]()
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; ``divided`` adds the temporal attention sub-layer."""
+
+    def __init__(self, config: TimesformerConfig, divided: bool) -> None:
+        super().__init__()
+        dim, eps = config.hidden_size, config.layer_norm_eps
+        self.divided = divided
+        if divided:
+            self.temporal_norm1 = nn.LayerNorm(dim, eps=eps)
+            self.temporal_attn = Attention(config)
+            self.temporal_fc = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(config)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain block on ``(S, L, D)`` (space_only and joint_space_time)."""
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+    def forward_divided(self, cls: torch.Tensor, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cls ``(B, 1, D)``, patches ``(B, T, N, D)`` -> the same shapes."""
+        b, t, n, d = patches.shape
+        # temporal attention: one sequence of T frames per patch position, cls excluded
+        xt = patches.transpose(1, 2).reshape(b * n, t, d)  # (B*N, T, D)
+        xt = xt + self.temporal_fc(self.temporal_attn(self.temporal_norm1(xt)))  # (B*N, T, D)
+        xp = xt.view(b, n, t, d).transpose(1, 2).reshape(b * t, n, d)  # (B*T, N, D)
+        # spatial attention: one sequence [cls, patches] per frame
+        xs = torch.cat((cls.expand(b, t, d).reshape(b * t, 1, d), xp), dim=1)  # (B*T, 1+N, D)
+        rs = self.attn(self.norm1(xs))  # (B*T, 1+N, D)
+        cls = cls + rs[:, 0].view(b, t, d).mean(dim=1, keepdim=True)  # (B, 1, D)
+        xp = xp + rs[:, 1:]  # (B*T, N, D)
+        # MLP on every token
+        cls = cls + self.mlp(self.norm2(cls))
+        xp = xp + self.mlp(self.norm2(xp))
+        return cls, xp.view(b, t, n, d)
+
+
+class TimeSformer(nn.Module):
+    """``forward(pixel_values (B, T, C, H, W) float) -> logits (B, num_labels)``."""
+
+    def __init__(self, config: TimesformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.hidden_size
+        self.patch_embed = PatchEmbed(config)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + config.grid_size**2, dim))
+        if config.attention_type != "space_only":
+            self.time_embed = nn.Parameter(torch.zeros(1, config.num_frames, dim))
+        divided = config.attention_type == "divided_space_time"
+        self.blocks = nn.ModuleList(Block(config, divided) for _ in range(config.num_hidden_layers))
+        self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.head = nn.Linear(dim, config.num_labels)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return self.config.id2label
+
+    def set_fused_attention(self, fused: bool) -> None:
+        """Switch every Attention between SDPA (True) and the plain reference path (False)."""
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.fused = fused
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if pixel_values.dim() != 5:
+            raise ValueError(f"pixel_values must be (B, T, C, H, W), got shape {tuple(pixel_values.shape)}")
+        b, t, c, height, width = pixel_values.shape
+        dtype = self.patch_embed.proj.weight.dtype
+        x = pixel_values.to(dtype).reshape(b * t, c, height, width)  # (B*T, C, H, W)
+        x, h, w = self.patch_embed(x)  # (B*T, N, D)
+        n, d = h * w, x.shape[-1]
+        pos = resize_pos_embed(self.pos_embed, self.config.grid_size, h, w)  # (1, 1+N, D)
+        cls = self.cls_token + pos[:, :1]  # (1, 1, D)
+        x = x + pos[:, 1:]  # (B*T, N, D)
+        kind = self.config.attention_type
+
+        if kind == "space_only":
+            x = torch.cat((cls.expand(b * t, 1, d), x), dim=1)  # (B*T, 1+N, D)
+            for block in self.blocks:
+                x = block(x)
+            cls_out = x[:, 0].view(b, t, d).mean(dim=1)  # (B, D): average over frames
+            return self.head(self.norm(cls_out))
+
+        time = resize_time_embed(self.time_embed, t)  # (1, T, D)
+        patches = x.view(b, t, n, d) + time.unsqueeze(2)  # (B, T, N, D)
+        cls = cls.expand(b, 1, d)  # (B, 1, D)
+
+        if kind == "joint_space_time":
+            x = torch.cat((cls, patches.reshape(b, t * n, d)), dim=1)  # (B, 1+T*N, D)
+            for block in self.blocks:
+                x = block(x)
+            return self.head(self.norm(x[:, 0]))
+
+        for block in self.blocks:
+            cls, patches = block.forward_divided(cls, patches)
+        return self.head(self.norm(cls[:, 0]))
