@@ -35,12 +35,13 @@ def load_model(
     num_frames: int | None = None,
     num_labels: int | None = None,
     labels: tuple[str, ...] | None = None,
+    num_heads: int | None = None,
     int8_threshold: float = 6.0,
 ) -> TimeSformer:
     """Load a TimeSformer from a HF folder, a ``.pyth``/``.pth`` file, a hub id or a built-in name.
 
-    ``num_frames``/``num_labels``/``labels`` describe an original ``.pyth`` whose cfg lacks them
-    (they are checked against the weights); ``int8_threshold`` is bitsandbytes' outlier threshold.
+    ``num_frames``/``num_labels``/``labels``/``num_heads`` describe an original ``.pyth`` whose cfg
+    lacks them (checked against the weights; heads default to hidden_size / 64, as in ViT-B); ``int8_threshold`` is bitsandbytes' outlier threshold.
     The model comes back in eval mode on ``device`` with ``config``, ``id2label``, ``license``,
     ``name``, ``precision`` and ``preprocess_config`` attributes.
     """
@@ -51,7 +52,8 @@ def load_model(
         config, state, pre, name_or_path = _read_folder(where.path)
         licence = sources.find_license(where.path, where.name, where.hub_id or name_or_path)
     else:
-        config, state = _read_original(where.path, num_frames=num_frames, num_labels=num_labels, labels=labels)
+        config, state = _read_original(where.path, num_frames=num_frames, num_labels=num_labels, labels=labels,
+                                       num_heads=num_heads)
         pre = PreprocessConfig.for_image_size(config.image_size)
         licence = sources.find_license(None, where.name, original=True)
 
@@ -185,7 +187,7 @@ def read_torch_state(path: Path) -> dict[str, Any]:
 
 
 def _read_original(path: Path, *, num_frames: int | None, num_labels: int | None,
-                   labels: tuple[str, ...] | None) -> tuple[TimesformerConfig, dict[str, torch.Tensor]]:
+                   labels: tuple[str, ...] | None, num_heads: int | None) -> tuple[TimesformerConfig, dict[str, torch.Tensor]]:
     """An original facebookresearch checkpoint: ``{"model_state": {"model.*": ...}, "cfg": yaml str, ...}``."""
     data = read_torch_state(path)
     state = data.get("model_state", data)
@@ -193,7 +195,8 @@ def _read_original(path: Path, *, num_frames: int | None, num_labels: int | None
         raise CheckpointError(f"{path}: no model_state dict of tensors; is this a facebookresearch TimeSformer file?")
     native = keymap.to_native(state, keymap.detect_format(list(state)))
     cfg = _original_cfg(data.get("cfg"))
-    config = _infer_original_config(native, cfg, path, num_frames=num_frames, num_labels=num_labels, labels=labels)
+    config = _infer_original_config(native, cfg, path, num_frames=num_frames, num_labels=num_labels,
+                                   labels=labels, num_heads=num_heads)
     return config, state
 
 
@@ -215,7 +218,7 @@ def _original_cfg(raw: Any) -> dict[str, Any]:
 
 def _infer_original_config(native: Mapping[str, torch.Tensor], cfg: Mapping[str, Any], path: Path, *,
                            num_frames: int | None, num_labels: int | None,
-                           labels: tuple[str, ...] | None) -> TimesformerConfig:
+                           labels: tuple[str, ...] | None, num_heads: int | None) -> TimesformerConfig:
     """Geometry from the tensors' shapes; cfg and arguments may only agree with them."""
     try:
         hidden = native["cls_token"].shape[-1]
@@ -250,7 +253,7 @@ def _infer_original_config(native: Mapping[str, torch.Tensor], cfg: Mapping[str,
     elif cfg_frames is not None and cfg_frames != frames:
         log.warning("%s: %s frames requested, the checkpoint's time embeddings have %d; they are resized at run "
                     "time", path, cfg_frames, frames)
-    heads = hidden // 64 if hidden % 64 == 0 else 12
+    heads = num_heads if num_heads is not None else max(hidden // 64, 1)
     try:
         return TimesformerConfig(
             image_size=grid * patch, patch_size=patch, num_channels=channels, num_frames=int(frames),
