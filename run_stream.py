@@ -1,0 +1,139 @@
+#!/usr/bin/env python
+"""Streaming action recognition: video sources -> TimeSformer -> ZeroMQ results.
+
+    python run_stream.py                                  # configs/default.yaml
+    python run_stream.py --source clip.mp4 --mode file --max-windows 10
+    python run_stream.py --config configs/hf/timesformer-base-k400.yaml --source rtsp://cam/stream
+
+Exit status: 0 on a clean stop (SIGINT/SIGTERM, end of files, run limit), 1 on a runtime error,
+2 on a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Must be in the environment before cv2 is imported anywhere (see streamer/cvenv.py).
+os.environ.setdefault("OPENCV_FFMPEG_IS_THREAD_SAFE", "1")
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from model.errors import ConfigError, RecognizerError  # noqa: E402
+
+log = logging.getLogger("run_stream")
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
+
+# TEMPORARY: used only while configs/default.yaml (owned by the demo work) does not exist yet.
+# Delete this dict once that file is committed.
+_TEMPORARY_FALLBACK_DEFAULTS = {
+    "sources": [{"id": "demo", "url": "testpattern://?width=160&height=120&fps=25"}],
+    "model": {"source": "motion-demo"},
+    "publisher": {"address": "tcp://127.0.0.1:5555"},
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run_stream.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, help=f"YAML config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[1])})")
+    p.add_argument("--source", action="append", metavar="[ID=]URL",
+                   help="video source: camera index, /dev/videoN, rtsp://, http(s)://, tcp://, file, "
+                        "testpattern://, synthetic://; repeat for several; replaces the config's sources")
+    p.add_argument("--model", help="checkpoint: folder, .pyth/.pth file, hub id, or built-in name")
+    p.add_argument("--precision", choices=["auto", "int8", "fp16", "bf16", "fp32"], help="inference precision")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--publish", metavar="ADDRESS", help="ZeroMQ address to bind, e.g. tcp://127.0.0.1:5555 or ipc:///tmp/x")
+    p.add_argument("--mode", choices=["live", "file"], help="live: only fresh windows; file: every window, as fast as possible")
+    p.add_argument("--max-windows", type=int, metavar="N", help="stop after N results")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    p.add_argument("--wait-subscribers", type=int, metavar="N",
+                   help="hold capture until N subscribers joined (so a file-mode run loses no result)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (0: torch default)")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
+    p.add_argument("--status-line", choices=["auto", "on", "off"], help="live per-stream status line")
+    return p
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """Flag values as a config dict (only flags that were given)."""
+    from streamer.config_load import source_from_flag
+
+    out: dict = {}
+
+    def put(section: str, key: str, value) -> None:
+        if value is not None:
+            out.setdefault(section, {})[key] = value
+
+    if args.source:
+        out["sources"] = [source_from_flag(text, i) for i, text in enumerate(args.source)]
+    put("model", "source", args.model)
+    put("model", "precision", args.precision)
+    put("model", "device", args.device)
+    put("model", "threads", args.threads)
+    put("publisher", "address", args.publish)
+    put("publisher", "wait_subscribers", args.wait_subscribers)
+    put("run", "max_windows", args.max_windows)
+    put("run", "duration_s", args.duration)
+    put("logging", "level", args.log_level)
+    put("logging", "status_line", args.status_line)
+    return out
+
+
+def load_app_config(args: argparse.Namespace):
+    from streamer.config_load import build_config, load_yaml, merge
+
+    if args.config is not None:
+        data = load_yaml(args.config)
+    elif DEFAULT_CONFIG.is_file():
+        data = load_yaml(DEFAULT_CONFIG)
+    else:
+        data = dict(_TEMPORARY_FALLBACK_DEFAULTS)
+    return build_config(merge(data, overrides_from_args(args)))
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_app_config(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.logging.level)
+
+    from streamer.pipeline import Pipeline
+    from streamer.redact import redact
+
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        pipeline = Pipeline(config, mode_override=args.mode)
+        return pipeline.run(stop)
+    except ConfigError as exc:
+        print(f"error: {redact(exc)}", file=sys.stderr)
+        return 2
+    except RecognizerError as exc:
+        print(f"error: {redact(exc)}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""One capture thread per source: open, read continuously, stamp, preprocess once, push into the ring.
+
+The thread owns its capture object (opened in ``run``, released in ``finally``) and stops on an
+Event. It never waits for a consumer in live mode (the ring overwrites the oldest frame); in file
+mode it waits for ring space so every window is seen. A failed read never inserts a frame; a pause
+longer than ``max_gap_intervals`` frame intervals starts a new segment, and windows never span two.
+
+States (published): connecting -> running <-> stalled; lost live sources go to backoff and
+reconnect with capped exponential backoff plus jitter; files end with ``ended`` (or loop);
+a source that cannot be opened and does not reconnect is ``failed``; ``stopped`` at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from typing import Callable
+
+from model.errors import SourceError
+from streamer.ring import FrameRing, reserve
+from streamer.sources import SourcePlan
+from streamer.stats import StreamStats
+
+log = logging.getLogger(__name__)
+
+_CAP_PROP_POS_MSEC = 0
+_CAP_PROP_FPS = 5
+_MAX_DECODE_ERRORS_IN_A_ROW = 50
+_STABLE_S = 10.0  # a connection that delivered frames this long resets the backoff
+
+
+def backoff_delay(failures: int, initial: float, cap: float, rng: random.Random = random) -> float:
+    """Capped exponential backoff with jitter: uniform in [d/2, d], d = min(cap, initial * 2**(failures-1))."""
+    d = min(cap, initial * (2.0 ** max(0, failures - 1)))
+    return rng.uniform(d / 2.0, d)
+
+
+def nominal_fps(reported: float, hint: float) -> float:
+    """The source's frame rate if plausible, else the configured hint (some streams report 0 or 90000)."""
+    return reported if 0.5 <= reported <= 240.0 else hint
+
+
+class CaptureThread(threading.Thread):
+    def __init__(self, plan: SourcePlan, ring: FrameRing, preprocess: Callable, stats: StreamStats, *,
+                 capacity_for: Callable[[float], int], on_frame: Callable[[], None],
+                 on_state: Callable[[StreamStats], None]) -> None:
+        super().__init__(name=f"capture-{plan.id}", daemon=False)
+        self.plan = plan
+        self.ring = ring
+        self.preprocess = preprocess
+        self.stats = stats
+        self.capacity_for = capacity_for
+        self.on_frame = on_frame
+        self.on_state = on_state
+        self.stop_event = threading.Event()
+        self.interval = 1.0 / plan.config.options.fps_hint  # nominal seconds between frames
+        self._frame_no = -1
+        self._segment = 0
+        self._last_t = -math.inf
+        self._t_offset = 0.0  # media-time offset added per loop of a file
+
+    # ---- control ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def join_or_warn(self, timeout: float) -> None:
+        self.join(timeout)
+        if self.is_alive():
+            log.warning("[%s] capture thread still alive %.1f s after stop (blocked in the capture backend)",
+                        self.plan.id, timeout)
+
+    def set_state(self, state: str, reason: str = "") -> None:
+        if self.stats.state == state and self.stats.reason == reason:
+            return
+        self.stats.state, self.stats.reason, self.stats.state_since = state, reason, time.time()
+        level = logging.WARNING if state in ("stalled", "backoff", "failed") else logging.INFO
+        log.log(level, "[%s] %s%s", self.plan.id, state, f": {reason}" if reason else "")
+        self.on_state(self.stats)
+
+    def check_stall(self, now: float) -> None:
+        """Watchdog (called from the main thread): running with no frame for stall_timeout_s -> stalled."""
+        limit = self.plan.config.options.stall_timeout_s
+        if self.stats.state == "running" and now - self.stats.last_frame_mono > limit:
+            self.set_state("stalled", f"no frame for {limit:g} s")
+
+    # ---- the thread ---------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._connect_loop()
+        except Exception as exc:  # a defect or an unexpected backend error: report, do not vanish
+            log.exception("[%s] capture thread failed", self.plan.id)
+            self.set_state("failed", f"{type(exc).__name__}: {exc}"[:200])
+        finally:
+            self.ring.end()
+            self.on_frame()  # wake the scheduler so it sees the end
+            if self.stats.state not in ("ended", "failed"):
+                self.set_state("stopped")
+
+    def _connect_loop(self) -> None:
+        opts = self.plan.config.options
+        failures = 0
+        while not self.stop_event.is_set():
+            self.set_state("connecting")
+            try:
+                cap = self.plan.open()
+            except SourceError as exc:
+                self.set_state("failed", str(exc))
+                return
+            opened_at = time.monotonic()
+            frames_before = self.stats.frames
+            try:
+                if cap is None or not cap.isOpened():
+                    outcome, reason = "lost", f"could not open {self.plan.display_url}"
+                else:
+                    outcome, reason = self._read_frames(cap)
+            finally:
+                if cap is not None:
+                    cap.release()
+            if outcome == "stopped" or self.stop_event.is_set():
+                return
+            if outcome == "ended":
+                if self.plan.loop and self.stats.frames > frames_before:
+                    self._t_offset = self._last_t + self.interval
+                    continue
+                self.set_state("ended", "end of stream")
+                return
+            if not self.plan.kind.reconnects:
+                self.set_state("failed", reason)
+                return
+            stable = self.stats.frames > frames_before and time.monotonic() - opened_at >= _STABLE_S
+            failures = 1 if stable else failures + 1
+            delay = backoff_delay(failures, opts.backoff_initial_s, opts.backoff_max_s)
+            self.stats.reconnects += 1
+            self.set_state("backoff", f"{reason}; retry {failures} in {delay:.1f} s")
+            self.stop_event.wait(delay)
+
+    def _read_frames(self, cap) -> tuple[str, str]:
+        """Read until the source ends, is lost, or we are stopped. Returns (outcome, reason)."""
+        plan, opts, ring, stats = self.plan, self.plan.config.options, self.ring, self.stats
+        fps = nominal_fps(float(cap.get(_CAP_PROP_FPS) or 0.0), opts.fps_hint)
+        self.interval = ring.interval = 1.0 / fps
+        reserve(ring, self.capacity_for(fps))
+        max_gap = opts.max_gap_intervals * self.interval
+        stop = self.stop_event
+        live, pace = plan.live, plan.pace
+        paced_start, paced_n = time.monotonic(), 0
+        errors_in_a_row = 0
+        frames_this_open = 0
+        while not stop.is_set():
+            if pace:
+                due = paced_start + paced_n * self.interval
+                now = time.monotonic()
+                if now < due:
+                    if stop.wait(due - now):
+                        return "stopped", ""
+                elif now - due > 2 * self.interval:  # fell behind: restart the clock, never burst
+                    paced_start, paced_n = now, 0
+                paced_n += 1
+            try:
+                ok, frame = cap.read()
+            except Exception as exc:  # cv2.error from a corrupt packet (R7)
+                stats.decode_errors += 1
+                errors_in_a_row += 1
+                if errors_in_a_row >= _MAX_DECODE_ERRORS_IN_A_ROW:
+                    return ("ended" if plan.kind.finite else "lost"), f"{errors_in_a_row} decode errors in a row: {exc}"
+                continue
+            mono, wall = time.monotonic(), time.time()
+            if not ok:
+                return ("ended", "") if plan.kind.finite else ("lost", "read failed or timed out")
+            if frame is None or getattr(frame, "ndim", 0) != 3 or frame.shape[2] != 3:
+                stats.decode_errors += 1
+                errors_in_a_row += 1
+                continue
+            errors_in_a_row = 0
+            self._frame_no += 1
+            frames_this_open += 1
+            if frame.shape[0] * frame.shape[1] > opts.max_pixels:
+                stats.drop("oversize")
+                continue
+            pts_ms = cap.get(_CAP_PROP_POS_MSEC)
+            pts = pts_ms / 1000.0 if pts_ms is not None and pts_ms >= 0 else math.nan
+            if live:
+                t = mono
+            else:
+                # media time: the source's PTS while it increases, else one nominal interval on
+                t = pts + self._t_offset if math.isfinite(pts) else -math.inf
+                if frames_this_open > 1 and t <= self._last_t:
+                    t = self._last_t + self.interval
+                elif frames_this_open == 1 and not math.isfinite(t):
+                    t = self._t_offset
+            if t - self._last_t > max_gap and self._last_t != -math.inf:
+                self._segment += 1
+            self._last_t = t
+            try:
+                x = self.preprocess(frame)
+            except Exception:
+                log.exception("[%s] preprocessing frame %d failed", plan.id, self._frame_no)
+                stats.drop("preprocess_error")
+                continue
+            if not ring.push(x, t=t, mono=mono, wall=wall, pts=pts, frame_no=self._frame_no,
+                             segment=self._segment, label=getattr(cap, "label", None), stop=stop):
+                return "stopped", ""
+            stats.frame(mono)
+            self.on_frame()
+            if stats.state != "running":
+                self.set_state("running")
+        return "stopped", ""

@@ -1,0 +1,207 @@
+"""The ZeroMQ PUB side: one thread owns the socket and sends ``[topic, json]`` messages from a bounded queue.
+
+Any thread may call :meth:`Publisher.publish` with any ``(topic, dict)`` (results, status, events);
+it never blocks: a full queue drops the message and counts it. Status of every stream goes out at
+each state change (``publish_status``) and every ``heartbeat_s`` even when nothing else happens (R17).
+
+ZeroMQ facts built in (docs RELIABILITY.md): PUB is at-most-once and drops silently at SNDHWM, so
+SNDHWM is set explicitly and results carry per-stream ``seq``; LINGER is short so ``ctx.term()``
+cannot hang; CONFLATE is never set (it breaks multipart). Slow joiner: a subscriber misses what was
+sent before its subscription arrived; ``wait_subscribers`` makes the socket an XPUB and holds the
+start of capture until that many subscriptions arrived (used by file-mode runs and tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import NamedTuple
+
+from model.errors import PublisherError
+from streamer import protocol
+from streamer.config import PublisherConfig
+from streamer.redact import redact
+from streamer.stats import StatsRegistry, StreamStats
+
+log = logging.getLogger(__name__)
+
+
+class _Outgoing(NamedTuple):
+    topic: str
+    payload: dict
+    capture_mono: float | None
+    stats: StreamStats | None
+
+
+_STOP = object()
+
+
+class Publisher:
+    def __init__(self, config: PublisherConfig, stats: StatsRegistry, context=None) -> None:
+        import zmq
+
+        self.config = config
+        self.stats = stats
+        self._ctx = context or zmq.Context.instance()
+        self._queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self._stop = threading.Event()
+        self.ready = threading.Event()  # bound (and enough subscribers, if asked)
+        self.sent = 0
+        self.dropped = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=False)
+
+    # ---- any thread --------------------------------------------------------------------------
+    def publish(self, topic: str, payload: dict, *, capture_mono: float | None = None,
+                stats: StreamStats | None = None) -> bool:
+        """Queue one message; False (and counted) if the queue is full. Never blocks."""
+        try:
+            self._queue.put_nowait(_Outgoing(topic, payload, capture_mono, stats))
+            return True
+        except queue.Full:
+            self.dropped += 1
+            if stats is not None:
+                stats.drop("publish_queue_full")
+            return False
+
+    def publish_status(self, stats: StreamStats) -> bool:
+        return self.publish(protocol.status_topic(stats.stream),
+                            protocol.status_message(stats.stream, stats.url, stats.snapshot()))
+
+    # ---- lifecycle (owner) -------------------------------------------------------------------
+    def start(self, stop: threading.Event) -> None:
+        """Start the thread and wait until the socket is bound (and subscribers joined); raise PublisherError."""
+        self._thread.start()
+        while not self.ready.wait(0.05):
+            if self._error is not None or not self._thread.is_alive():
+                break
+            if stop.is_set():
+                return
+        if self._error is not None:
+            raise self._error
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Send what is queued (bounded by linger), close the socket, join the thread."""
+        self._stop.set()
+        try:
+            self._queue.put_nowait(_STOP)
+        except queue.Full:
+            pass
+        if self._thread.is_alive() or self._thread.ident is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("publisher thread still alive %.1f s after stop", timeout)
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # ---- the thread --------------------------------------------------------------------------
+    def _open(self):
+        import zmq
+
+        cfg = self.config
+        sock = self._ctx.socket(zmq.XPUB if cfg.wait_subscribers else zmq.PUB)
+        sock.setsockopt(zmq.SNDHWM, cfg.sndhwm)
+        sock.setsockopt(zmq.LINGER, cfg.linger_ms)
+        try:
+            sock.bind(cfg.address)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            raise PublisherError(f"cannot bind the publisher to {redact(cfg.address)}: {exc.strerror}; "
+                                 "pick a free address with --publish") from None
+        host = cfg.address.split("://", 1)[1]
+        if cfg.address.startswith("tcp://") and (host.startswith("*") or host.startswith("0.0.0.0")):
+            log.warning("publisher bound to all interfaces (%s) without encryption; anyone on the network "
+                        "can read the results", redact(cfg.address))
+        log.info("publishing on %s (SNDHWM %d)", redact(cfg.address), cfg.sndhwm)
+        return sock
+
+    def _wait_for_subscribers(self, sock) -> None:
+        import zmq
+
+        cfg = self.config
+        deadline = time.monotonic() + cfg.wait_subscribers_timeout_s
+        joined = 0
+        while joined < cfg.wait_subscribers and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("only %d of %d subscribers joined within %.1f s; starting anyway",
+                            joined, cfg.wait_subscribers, cfg.wait_subscribers_timeout_s)
+                return
+            if sock.poll(min(left, 0.1) * 1000, zmq.POLLIN):
+                msg = sock.recv()
+                if msg[:1] == b"\x01":
+                    joined += 1
+        log.info("%d subscriber(s) joined", joined)
+
+    def _drain_subscriptions(self, sock) -> None:
+        import zmq
+
+        try:
+            while True:
+                sock.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def _run(self) -> None:
+        import zmq
+
+        try:
+            sock = self._open()
+        except BaseException as exc:  # reported to start()
+            self._error = exc
+            return
+        try:
+            if self.config.wait_subscribers:
+                self._wait_for_subscribers(sock)
+            self.ready.set()
+            xpub = bool(self.config.wait_subscribers)
+            heartbeat = self.config.heartbeat_s
+            next_beat = time.monotonic()
+            while True:
+                now = time.monotonic()
+                if now >= next_beat:
+                    for stats in self.stats:
+                        self.publish_status(stats)
+                    next_beat = now + heartbeat
+                    if xpub:
+                        self._drain_subscriptions(sock)
+                try:
+                    item = self._queue.get(timeout=max(0.0, next_beat - time.monotonic()))
+                except queue.Empty:
+                    continue
+                if item is _STOP:
+                    break
+                self._send(sock, item, zmq)
+            # flush what is still queued, then close with the short linger
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not _STOP:
+                    self._send(sock, item, zmq)
+        except Exception:
+            log.exception("publisher thread failed")
+        finally:
+            sock.close(linger=self.config.linger_ms)
+
+    def _send(self, sock, item: _Outgoing, zmq) -> None:
+        payload = item.payload
+        payload["published_ts"] = time.time()
+        if item.capture_mono is not None:
+            ms = (time.monotonic() - item.capture_mono) * 1000.0
+            payload["latency_ms"]["capture_to_publish"] = round(ms, 3)
+            if item.stats is not None:
+                item.stats.latency_ms.append(ms)
+                item.stats.results += 1
+                item.stats.last_result = payload
+        try:
+            sock.send_multipart(protocol.encode(item.topic, payload), flags=zmq.NOBLOCK)
+            self.sent += 1
+        except zmq.Again:
+            self.dropped += 1
+        except (TypeError, ValueError):
+            log.exception("message on %s is not JSON-serializable; dropped", item.topic)

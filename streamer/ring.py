@@ -1,0 +1,125 @@
+"""Per-source ring buffer of preprocessed frames: fixed capacity, preallocated, overwrite-oldest.
+
+One writer (the source's capture thread) and any number of readers. The writer publishes a frame by
+advancing ``head`` after its data is in place; before it overwrites a slot it raises ``low`` (the
+oldest sequence number still intact), so a reader that copied a window checks ``low`` afterwards
+and knows whether the copy is whole (a seqlock without a lock on the read path).
+
+In blocking mode (``mode: file``) the writer instead waits until the consumer has released the slot
+it is about to overwrite (:meth:`release_before`), so every window of a file is seen.
+
+Sequence numbers (``seq``) count pushes from 0; ``seq % capacity`` is the slot.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+import numpy as np
+
+
+class FrameRing:
+    def __init__(self, capacity: int, *, blocking: bool = False) -> None:
+        if capacity < 2:
+            raise ValueError(f"ring capacity must be >= 2, got {capacity}")
+        self.capacity = int(capacity)
+        self.blocking = blocking
+        self.frames = None  # torch.Tensor (capacity, *frame_shape), allocated at the first push
+        self.t = np.zeros(capacity, np.float64)  # sampling clock: capture monotonic (live) or media time (file)
+        self.mono = np.zeros(capacity, np.float64)  # capture time, time.monotonic()
+        self.wall = np.zeros(capacity, np.float64)  # capture time, time.time()
+        self.pts = np.full(capacity, np.nan, np.float64)  # the source's own timestamp (s) if it has one
+        self.frame_no = np.zeros(capacity, np.int64)  # frame number as the source counts reads
+        self.segment = np.zeros(capacity, np.int64)  # bumps after a time gap; a window never spans two
+        self.labels: list[str | None] = [None] * capacity  # ground truth, when the capture provides it
+        self.head = 0  # next seq to write == number of frames pushed
+        self.low = 0  # oldest seq whose slot is intact
+        self.ended = False  # the writer will push no more (end of stream / stopped)
+        self.interval = 1.0 / 30.0  # nominal seconds between frames, set by the writer from the source's fps
+        self._needed_from = 0  # blocking mode: the consumer still needs seq >= this
+        self._space = threading.Condition(threading.Lock())
+
+    # ---- writer side -------------------------------------------------------------------------
+    def allocate(self, frame_shape: Sequence[int], dtype=None) -> None:
+        """Preallocate storage for ``capacity`` frames of ``frame_shape`` (called once, by the writer)."""
+        import torch
+
+        self.frames = torch.empty((self.capacity, *frame_shape), dtype=dtype or torch.float32)
+
+    def push(self, frame, *, t: float, mono: float, wall: float, pts: float, frame_no: int,
+             segment: int, label: str | None = None, stop: threading.Event | None = None) -> bool:
+        """Store one preprocessed frame; False if ``stop`` was set while waiting for space (blocking mode)."""
+        seq = self.head
+        if seq >= self.capacity:
+            if self.blocking and seq - self._needed_from >= self.capacity:
+                with self._space:
+                    while seq - self._needed_from >= self.capacity:
+                        if stop is not None and stop.is_set():
+                            return False
+                        self._space.wait(0.1)
+            self.low = seq - self.capacity + 1  # the slot of seq - capacity is about to be overwritten
+        slot = seq % self.capacity
+        if self.frames is None:
+            self.allocate(tuple(frame.shape), frame.dtype)
+        self.frames[slot].copy_(frame)
+        self.t[slot] = t
+        self.mono[slot] = mono
+        self.wall[slot] = wall
+        self.pts[slot] = pts
+        self.frame_no[slot] = frame_no
+        self.segment[slot] = segment
+        self.labels[slot] = label
+        self.head = seq + 1  # publish
+        return True
+
+    def end(self) -> None:
+        self.ended = True
+
+    # ---- reader side -------------------------------------------------------------------------
+    def release_before(self, seq: int) -> None:
+        """Blocking mode: frames older than ``seq`` are no longer needed; the writer may overwrite them."""
+        if seq > self._needed_from:
+            with self._space:
+                self._needed_from = seq
+                self._space.notify()
+
+    def slots(self, seqs: Sequence[int]) -> list[int]:
+        cap = self.capacity
+        return [s % cap for s in seqs]
+
+    def times(self, lo: int, hi: int) -> np.ndarray:
+        """Sampling-clock values of seqs ``lo..hi-1`` in order (a copy of at most ``hi - lo`` values)."""
+        cap = self.capacity
+        a, b = lo % cap, hi % cap
+        if hi - lo <= 0:
+            return self.t[:0]
+        if a < b:
+            return self.t[a:b].copy()
+        return np.concatenate((self.t[a:], self.t[:b]))
+
+    def gather(self, seqs: Sequence[int], out) -> bool:
+        """Copy frames ``seqs`` into ``out`` (T, ...); False if any was overwritten meanwhile (discard ``out``)."""
+        import torch
+
+        first = min(seqs)
+        if first < self.low or max(seqs) >= self.head:
+            return False
+        index = torch.tensor(self.slots(seqs), dtype=torch.long)
+        torch.index_select(self.frames, 0, index, out=out)
+        return first >= self.low  # the writer raises low before overwriting: still intact?
+
+
+def reserve(ring: FrameRing, capacity: int) -> None:
+    """Grow an empty ring to ``capacity`` slots (the writer calls this once it knows the source's frame rate)."""
+    if ring.head != 0 or capacity <= ring.capacity:
+        return
+    ring.capacity = int(capacity)
+    ring.t = np.zeros(capacity, np.float64)
+    ring.mono = np.zeros(capacity, np.float64)
+    ring.wall = np.zeros(capacity, np.float64)
+    ring.pts = np.full(capacity, np.nan, np.float64)
+    ring.frame_no = np.zeros(capacity, np.int64)
+    ring.segment = np.zeros(capacity, np.int64)
+    ring.labels = [None] * capacity
+    ring.frames = None

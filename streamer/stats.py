@@ -1,0 +1,104 @@
+"""Per-stream counters, kept in one place that the publisher, status line and later features read.
+
+Each counter has one writing thread (capture: frames, decode errors, reconnects, state; inference:
+windows, results, seq; any thread: drops through :meth:`StreamStats.drop`, which locks), so plain
+attribute updates are safe under the GIL. :meth:`StreamStats.snapshot` gives a JSON-ready dict.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+#: The states a source goes through; published in status messages.
+STATES = ("connecting", "running", "stalled", "backoff", "ended", "failed", "stopped")
+
+#: Why a frame or window was dropped (the keys of ``drops``).
+DROP_REASONS = ("stale", "gap", "overwritten", "oversize", "preprocess_error", "shape_mismatch",
+                "publish_queue_full")
+
+
+class StreamStats:
+    def __init__(self, stream: str, url: str) -> None:
+        self.stream = stream
+        self.url = url  # already redacted
+        self.state = "connecting"
+        self.reason = ""
+        self.state_since = time.time()
+        self.frames = 0
+        self.decode_errors = 0
+        self.reconnects = 0
+        self.windows = 0  # windows handed to the model
+        self.results = 0  # results published
+        self.next_seq = 0  # seq of the next result (assigned by the inference thread)
+        self.fps = 0.0
+        self.last_frame_mono = 0.0
+        self.drops = dict.fromkeys(DROP_REASONS, 0)
+        self.latency_ms: deque[float] = deque(maxlen=256)  # recent capture_to_publish
+        self.last_result: dict | None = None  # latest published result (for late-joiner snapshots)
+        self._lock = threading.Lock()
+        self._fps_t0 = time.monotonic()
+        self._fps_f0 = 0
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self.drops[reason] = self.drops.get(reason, 0) + n
+
+    def frame(self, mono: float) -> None:
+        """Count one frame that entered the ring (capture thread)."""
+        self.frames += 1
+        self.last_frame_mono = mono
+        if self.frames == 1:
+            self._fps_t0, self._fps_f0 = mono, 1
+        elif mono - self._fps_t0 >= 1.0:
+            self.fps = (self.frames - self._fps_f0) / (mono - self._fps_t0)
+            self._fps_t0, self._fps_f0 = mono, self.frames
+
+    def current_fps(self, now: float | None = None) -> float:
+        """Frame rate over the last second or so; decays to 0 when frames stop."""
+        now = time.monotonic() if now is None else now
+        if self.last_frame_mono and now - self.last_frame_mono > 2.0:
+            return 0.0
+        return self.fps
+
+    def latency_p50(self) -> float | None:
+        values = sorted(self.latency_ms)
+        return values[len(values) // 2] if values else None
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            drops = dict(self.drops)
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "state_since": self.state_since,
+            "frames": self.frames,
+            "windows": self.windows,
+            "results": self.results,
+            "drops": drops,
+            "decode_errors": self.decode_errors,
+            "reconnects": self.reconnects,
+            "fps": round(self.current_fps(), 2),
+        }
+
+
+class StatsRegistry:
+    """All streams' counters by id, in source order."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, StreamStats] = {}
+
+    def add(self, stream: str, url: str) -> StreamStats:
+        stats = StreamStats(stream, url)
+        self._streams[stream] = stats
+        return stats
+
+    def __getitem__(self, stream: str) -> StreamStats:
+        return self._streams[stream]
+
+    def __iter__(self):
+        return iter(list(self._streams.values()))
+
+    def __len__(self) -> int:
+        return len(self._streams)

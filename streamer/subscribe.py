@@ -1,0 +1,145 @@
+"""Read results from a running pipeline: an importable client and a small CLI.
+
+    python -m streamer.subscribe tcp://127.0.0.1:5555 [--stream ID] [--count N] [--json] [--all]
+
+PUB/SUB is at-most-once: results sent before this subscriber connected, or dropped at the
+publisher's SNDHWM, never arrive. Each stream's ``seq`` rises by one per result, so the client
+counts gaps (:attr:`Subscriber.gaps`). Messages larger than ``max_bytes`` or not valid JSON objects
+are dropped and counted, never unpickled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Iterator
+
+DEFAULT_MAX_BYTES = 1 << 20
+
+
+class Subscriber:
+    """A SUB socket on ``address`` for ``topics`` (prefixes such as ``result.`` or ``status.cam0``)."""
+
+    def __init__(self, address: str, topics: tuple[str, ...] = ("result.",), *, max_bytes: int = DEFAULT_MAX_BYTES,
+                 rcvhwm: int = 10000, context=None) -> None:
+        import zmq
+
+        self._zmq = zmq
+        self._own_ctx = context is None
+        self._ctx = context or zmq.Context()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        for topic in topics:
+            self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
+        self._sock.connect(address)
+        self.last_seq: dict[str, int] = {}
+        self.gaps = 0  # results missed, by seq
+        self.malformed = 0
+
+    def recv(self, timeout: float | None = None) -> tuple[str, dict] | None:
+        """The next well-formed message as (topic, dict), or None after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._sock.poll(None if left is None else left * 1000):
+                return None
+            frames = self._sock.recv_multipart()
+            msg = self._decode(frames)
+            if msg is not None:
+                return msg
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    def _decode(self, frames: list[bytes]) -> tuple[str, dict] | None:
+        if len(frames) != 2:
+            self.malformed += 1
+            return None
+        try:
+            topic = frames[0].decode("utf-8")
+            payload = json.loads(frames[1])
+        except (UnicodeDecodeError, ValueError):
+            self.malformed += 1
+            return None
+        if not isinstance(payload, dict):
+            self.malformed += 1
+            return None
+        if payload.get("type") == "result" and isinstance(payload.get("seq"), int):
+            stream = str(payload.get("stream"))
+            last = self.last_seq.get(stream)
+            if last is not None and payload["seq"] > last + 1:
+                self.gaps += payload["seq"] - last - 1
+            self.last_seq[stream] = payload["seq"]
+        return topic, payload
+
+    def __iter__(self) -> Iterator[tuple[str, dict]]:
+        while True:
+            msg = self.recv()
+            if msg is not None:
+                yield msg
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+        if self._own_ctx:
+            self._ctx.term()
+
+    def __enter__(self) -> "Subscriber":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def format_result(msg: dict) -> str:
+    """One human-readable line for a result or status message."""
+    if msg.get("type") == "result":
+        top = ", ".join(f"{t['label']} {t['score']:.2f}" for t in msg.get("top_k", [])[:3])
+        lat = msg.get("latency_ms", {}).get("capture_to_publish")
+        frames = msg.get("window", {}).get("frame_indices", [])
+        span = f"{frames[0]}-{frames[-1]}" if frames else "-"
+        return f"[{msg.get('stream')}] #{msg.get('seq')} frames {span}: {top} ({lat} ms)"
+    if msg.get("type") == "status":
+        c = msg.get("counters", {})
+        return (f"[{msg.get('stream')}] status {msg.get('state')} fps {msg.get('fps')} frames {c.get('frames')} "
+                f"results {c.get('results')} drops {sum(c.get('drops', {}).values())}")
+    return f"[{msg.get('stream')}] {msg.get('type')}: {json.dumps(msg)[:200]}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m streamer.subscribe", description="Print results from run_stream.py.")
+    p.add_argument("address", help="ZeroMQ address the pipeline publishes on, e.g. tcp://127.0.0.1:5555")
+    p.add_argument("--stream", action="append", metavar="ID", help="only this stream (repeatable)")
+    p.add_argument("--count", type=int, metavar="N", help="exit after N results")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--all", action="store_true", help="also print status and event messages")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="exit with status 1 if no message arrives for this long")
+    args = p.parse_args(argv)
+    if args.count is not None and args.count < 1:
+        p.error("--count must be >= 1")
+    kinds = ("result", "status", "event") if args.all else ("result",)
+    topics = tuple(f"{k}.{s}" for k in kinds for s in args.stream) if args.stream else tuple(f"{k}." for k in kinds)
+    results = 0
+    try:
+        with Subscriber(args.address, topics) as sub:
+            while args.count is None or results < args.count:
+                got = sub.recv(args.timeout)
+                if got is None:
+                    print(f"error: no message for {args.timeout} s", file=sys.stderr)
+                    return 1
+                topic, msg = got
+                if args.stream and str(msg.get("stream")) not in args.stream:
+                    continue  # a longer id sharing the prefix
+                print(json.dumps(msg, separators=(",", ":")) if args.json else format_result(msg), flush=True)
+                if msg.get("type") == "result":
+                    results += 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
