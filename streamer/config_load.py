@@ -81,14 +81,11 @@ def _build(cls: type, data: Any, path: str) -> Any:
         if key not in known:
             choices = ", ".join(sorted(known))
             raise ConfigError(f"{_join(path, str(key))}: unknown key; known keys here: {choices}")
-    kwargs = {}
+    kwargs = {name: _convert(hints[name], data[name], _join(path, name)) for name in known if name in data}
     for name, f in known.items():
-        value = data.get(name, _MISSING)
-        if value is _MISSING:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{_join(path, name)}: missing; this key is required")
-            continue
-        kwargs[name] = _convert(hints[name], value, _join(path, name))
+        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            hint = "; list at least one source or pass --source URL" if name == "sources" else "; this key is required"
+            raise ConfigError(f"{_join(path, name)}: missing{hint}")
     try:
         return cls(**kwargs)
     except ConfigError as exc:

