@@ -1,0 +1,122 @@
+"""YAML config: types, ranges, unknown keys, precedence, and the CLI's exit status for mistakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import run_stream
+from model.errors import ConfigError
+from streamer.config import SourceOptions, WindowConfig
+from streamer.config_load import build_config, load_yaml, merge, source_from_flag
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_full_schema_round_trip(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("""
+sources:
+  - id: cam0
+    url: rtsp://user:secret@10.0.0.5/live
+    options: {open_timeout_s: 2, stall_timeout_s: 3, backoff_max_s: 10}
+  - id: clip
+    url: clip.mp4
+    mode: file
+    options: {loop: true}
+window: {num_frames: 8, span_s: 8.5, hop_s: 1.0, freshness_s: 1.5}
+batching: {max_batch: 8, max_wait_ms: 3}
+model: {source: motion-demo, precision: int8, device: cuda:0, int8_threshold: 0}
+publisher: {address: "ipc:///tmp/x", sndhwm: 50, heartbeat_s: 0.5}
+logging: {level: DEBUG, status_line: "off"}
+run: {max_windows: 5}
+""")
+    with pytest.raises(ConfigError, match=r"^model\.int8_threshold: must be > 0"):
+        build_config(load_yaml(path))
+    cfg = build_config(merge(load_yaml(path), {"model": {"int8_threshold": 6}}))
+    assert cfg.sources[0].options.open_timeout_s == 2.0 and cfg.sources[1].options.loop
+    assert cfg.sources[1].mode == "file"
+    assert cfg.window.span_s == 8.5 and cfg.window.hop_s == 1.0 and cfg.window.by_time
+    assert cfg.batching.max_batch == 8 and cfg.publisher.sndhwm == 50 and cfg.run.max_windows == 5
+    assert cfg.model.device == "cuda:0" and cfg.logging.status_line == "off"
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("sources: [a.mp4]\nwindow: {hopp: 3}\n", r"^window\.hopp: unknown key; known keys here: freshness_s, hop,"),
+    ("sources: [a.mp4]\nwindow: {hop: 0}\n", r"^window\.hop: must be > 0, got 0$"),
+    ("sources: [a.mp4]\nwindow: {hop: 2.5}\n", r"^window\.hop: expected an integer, got float 2\.5$"),
+    ("sources: [a.mp4]\nwindow: {stride: 2, span_s: 1}\n", r"^window\.stride: give stride .* not both$"),
+    ("sources: [a.mp4]\nmodel: {precision: int4}\n", r"^model\.precision: 'int4' is not one of auto, int8"),
+    ("sources: [{id: a, url: x.mp4, options: {loop: yes please}}]\n",
+     r"^sources\[0\]\.options\.loop: expected true or false"),
+    ("sources: [{id: 'a b', url: x.mp4}]\n", r"^sources\[0\]\.id: 'a b' must be"),
+    ("sources: [{url: x.mp4}]\n", r"^sources\[0\]\.id: missing"),
+    ("sources: []\n", r"^sources: at least one source"),
+    ("sources: [a.mp4, {id: s0, url: b.mp4}]\n", r"^sources: duplicate id 's0'"),
+    ("sources: [a.mp4]\npublisher: {address: 'udp://x'}\n", r"^publisher\.address: 'udp://x' must be"),
+    ("window: {}\n", r"^sources: missing; list at least one source or pass --source URL$"),
+    ("- just\n- a list\n", r"top level must be a mapping"),
+    ("window: [unclosed\n", r"line \d+"),
+])
+def test_bad_config_is_one_line_naming_the_key(tmp_path, yaml_text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message) as info:
+        build_config(load_yaml(path))
+    assert "\n" not in str(info.value)
+
+
+def test_yaml_is_safe_loaded(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("sources: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="evil.yaml"):
+        load_yaml(path)
+
+
+def test_precedence_defaults_yaml_flags(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("sources: [{id: a, url: a.mp4}]\nmodel: {precision: fp16, top_k: 3}\n"
+                    "publisher: {address: 'tcp://127.0.0.1:6000'}\n")
+    args = run_stream.build_parser().parse_args(["--config", str(path), "--precision", "fp32",
+                                                 "--source", "cam=rtsp://h/x", "--source", "b.mp4"])
+    cfg = run_stream.load_app_config(args)
+    assert cfg.model.precision == "fp32"  # flag beats YAML
+    assert cfg.model.top_k == 3  # YAML beats default
+    assert cfg.model.device == "auto"  # default
+    assert cfg.publisher.address == "tcp://127.0.0.1:6000"
+    assert [(s.id, s.url) for s in cfg.sources] == [("cam", "rtsp://h/x"), ("s1", "b.mp4")]
+
+
+def test_source_flag_forms():
+    assert source_from_flag("0", 0) == {"id": "s0", "url": "0"}
+    assert source_from_flag("door=rtsp://u:p@h/x?a=b", 1) == {"id": "door", "url": "rtsp://u:p@h/x?a=b"}
+    assert source_from_flag("rtsp://h/x?a=b", 2) == {"id": "s2", "url": "rtsp://h/x?a=b"}
+
+
+def test_dataclass_ranges():
+    with pytest.raises(ConfigError, match="backoff_max_s"):
+        SourceOptions(backoff_initial_s=5, backoff_max_s=1)
+    with pytest.raises(ConfigError, match="hop: give hop"):
+        WindowConfig(hop=2, hop_s=1.0)
+
+
+@pytest.mark.parametrize("argv", [["--config", "/nonexistent/c.yaml"], ["--source", "x.mp4", "--max-windows", "0"],
+                                  ["--source", "ftp://h/x.mp4"]])
+def test_cli_config_errors_exit_2_with_one_line(argv, capsys):
+    assert run_stream.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+
+
+def test_cli_usage_error_exits_2():
+    with pytest.raises(SystemExit) as info:
+        run_stream.main(["--mode", "sideways"])
+    assert info.value.code == 2
+
+
+def test_shipped_configs_load(tmp_path):
+    for path in sorted((REPO / "configs").rglob("*.yaml")):
+        data = load_yaml(path)
+        data.setdefault("sources", ["a.mp4"])
+        build_config(data)
