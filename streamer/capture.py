@@ -61,6 +61,7 @@ class CaptureThread(threading.Thread):
         self._segment = 0
         self._last_t = -math.inf
         self._t_offset = 0.0  # media-time offset added per loop of a file
+        self._announced = False  # the first state is always announced
 
     # ---- control ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -73,8 +74,9 @@ class CaptureThread(threading.Thread):
                         self.plan.id, timeout)
 
     def set_state(self, state: str, reason: str = "") -> None:
-        if self.stats.state == state and self.stats.reason == reason:
+        if self._announced and self.stats.state == state and self.stats.reason == reason:
             return
+        self._announced = True
         self.stats.state, self.stats.reason, self.stats.state_since = state, reason, time.time()
         level = logging.WARNING if state in ("stalled", "backoff", "failed") else logging.INFO
         log.log(level, "[%s] %s%s", self.plan.id, state, f": {reason}" if reason else "")

@@ -1,0 +1,116 @@
+"""Publisher and subscriber over real ZeroMQ sockets: any (topic, dict), heartbeats, loss detection, bad input."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import zmq
+
+from model.errors import PublisherError
+from streamer.config import PublisherConfig
+from streamer.publisher import Publisher
+from streamer.stats import StatsRegistry
+from streamer.subscribe import Subscriber, format_result
+
+
+def started(address: str, stats: StatsRegistry, **kw) -> Publisher:
+    pub = Publisher(PublisherConfig(address=address, **kw), stats, zmq.Context.instance())
+    pub.start(threading.Event())
+    return pub
+
+
+def test_any_topic_and_dict_goes_out_with_publish_time(tcp_address):
+    stats = StatsRegistry()
+    with Subscriber(tcp_address, topics=("event.", "custom")) as sub:
+        pub = started(tcp_address, stats, wait_subscribers=1)
+        try:
+            assert pub.publish("event.cam0", {"type": "event", "version": 1, "what": "fall"})
+            topic, msg = sub.recv(timeout=10)
+        finally:
+            pub.stop()
+    assert topic == "event.cam0" and msg["what"] == "fall" and isinstance(msg["published_ts"], float)
+
+
+def test_idle_publisher_sends_status_heartbeats(tcp_address, validate):
+    stats = StatsRegistry()
+    s = stats.add("cam0", "rtsp://***@h/x")
+    s.state = "running"
+    with Subscriber(tcp_address, topics=("status.",)) as sub:
+        pub = started(tcp_address, stats, heartbeat_s=0.05, wait_subscribers=1)
+        try:
+            got = [sub.recv(timeout=10) for _ in range(3)]  # nothing else is sent: these are heartbeats
+        finally:
+            pub.stop()
+    for topic, msg in got:
+        assert topic == "status.cam0" and msg["state"] == "running" and msg["source"] == "rtsp://***@h/x"
+        validate(msg)
+    assert "status cam0" not in format_result(got[0][1]) and "running" in format_result(got[0][1])
+
+
+def test_subscriber_counts_gaps_and_drops_malformed(tcp_address):
+    ctx = zmq.Context.instance()
+    pub = ctx.socket(zmq.XPUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(tcp_address)
+    try:
+        with Subscriber(tcp_address, topics=("result.",), max_bytes=4096) as sub:
+            assert pub.poll(5000)  # subscription arrived
+            pub.recv()
+            pub.send_multipart([b"result.a", b"not json"])
+            pub.send_multipart([b"result.a", b"[1, 2]"])
+            pub.send_multipart([b"result.a", b'{"type": "result", "stream": "a", "seq": 3}'])
+            pub.send_multipart([b"result.a", b'{"type": "result", "stream": "a", "seq": 7}'])
+            first = sub.recv(timeout=5)
+            second = sub.recv(timeout=5)
+    finally:
+        pub.close(0)
+    assert first[1]["seq"] == 3 and second[1]["seq"] == 7
+    assert sub.gaps == 3 and sub.malformed == 2
+
+
+def test_subscriber_bounds_message_size(tcp_address):
+    ctx = zmq.Context.instance()
+    pub = ctx.socket(zmq.XPUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(tcp_address)
+    try:
+        with Subscriber(tcp_address, topics=("result.",), max_bytes=4096) as sub:
+            assert pub.poll(5000)
+            pub.recv()
+            pub.send_multipart([b"result.a", b"x" * 10_000])  # over max_bytes: ZeroMQ drops it (and the peer)
+            assert sub.recv(timeout=1.0) is None
+    finally:
+        pub.close(0)
+
+
+def test_bind_failure_is_a_publisher_error(tcp_address):
+    ctx = zmq.Context.instance()
+    blocker = ctx.socket(zmq.PUB)
+    blocker.setsockopt(zmq.LINGER, 0)
+    blocker.bind(tcp_address)
+    try:
+        pub = Publisher(PublisherConfig(address=tcp_address), StatsRegistry(), ctx)
+        with pytest.raises(PublisherError, match="cannot bind the publisher to tcp://127.0.0.1"):
+            pub.start(threading.Event())
+    finally:
+        blocker.close(0)
+
+
+def test_full_queue_drops_and_counts_instead_of_blocking(tcp_address):
+    stats = StatsRegistry()
+    s = stats.add("a", "a")
+    pub = Publisher(PublisherConfig(address=tcp_address, queue_size=2), stats, zmq.Context.instance())  # not started
+    assert pub.publish("result.a", {}, stats=s) and pub.publish("result.a", {}, stats=s)
+    assert not pub.publish("result.a", {}, stats=s)
+    assert s.drops["publish_queue_full"] == 1
+
+
+def test_socket_options(tcp_address):
+    stats = StatsRegistry()
+    pub = started(tcp_address, stats, sndhwm=37, linger_ms=50)
+    try:
+        assert pub.alive()
+    finally:
+        pub.stop()
+    assert not pub.alive()
