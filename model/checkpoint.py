@@ -65,7 +65,8 @@ def load_model(
     if precision == "int8":
         from model.quantize import quantize_int8
 
-        model = model.to(target)
+        # on CUDA the layers kept out of int8 run in fp16 (bitsandbytes' int8 kernels take fp16 input)
+        model = model.to(target, dtype=torch.float16 if target.type == "cuda" else torch.float32)
         quantize_int8(model, threshold=int8_threshold)
     else:
         model = model.to(device=target, dtype=PRECISIONS[precision])
