@@ -149,6 +149,8 @@ class Preprocessor:
         # (x * scale - mean) / std == x * a + b, per channel, shape (3, 1, 1)
         self._a = (scale / std).view(3, 1, 1).to(self.device)
         self._b = (-mean / std).view(3, 1, 1).to(self.device)
+        # uint8 antialiased bilinear exists on CPU only; elsewhere resize in float and round to uint8 levels
+        self.uint8_resize = self.device.type == "cpu"
 
     def __call__(self, frame: np.ndarray) -> torch.Tensor:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
@@ -167,8 +169,8 @@ class Preprocessor:
         out_h, out_w = self.cfg.resized_size(height, width)
         if (out_h, out_w) == (height, width):
             return x.float()
-        if x.device.type == "cpu":
-            # uint8 antialiased bilinear is native on CPU and rounds like PIL
+        if self.uint8_resize:
+            # uint8 antialiased bilinear: rounds to uint8 levels like PIL
             y = F.interpolate(x.unsqueeze(0), size=(out_h, out_w), mode="bilinear", antialias=True,
                               align_corners=False)  # (1, 3, h', w') uint8
             return y[0].float()
@@ -185,6 +187,6 @@ class Preprocessor:
             pad_h, pad_w = max(crop_h - height, 0), max(crop_w - width, 0)
             x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
             height, width = x.shape[-2:]
-        top = int(round((height - crop_h) / 2.0))
-        left = int(round((width - crop_w) / 2.0))
+        top = (height - crop_h) // 2
+        left = (width - crop_w) // 2
         return x[:, top:top + crop_h, left:left + crop_w]
