@@ -1,0 +1,378 @@
+"""Action events: turn a stream of per-window scores into "move_left from 14:02:11 to 14:02:19".
+
+Per stream and per class, every result's score (the class's softmax probability; 0 when the class is
+not in ``top_k``) goes through a smoother, then a hysteresis with two thresholds:
+
+* ``smoothing: ema`` — ``v = alpha * score + (1 - alpha) * v``;
+  ``smoothing: k_of_n`` — ``v`` is the k-th largest of the last n scores, so ``v >= enter`` means
+  "at least k of the last n windows scored >= enter" and ``v < exit`` means "fewer than k of the last
+  n windows scored >= exit".
+* ``v >= enter`` opens a *pending* event; it becomes an event (phase ``start``) once the windows
+  that back it span ``min_duration_s``, and is dropped silently if ``v`` falls below ``exit`` first
+  (no flicker).
+* An open event sends ``update`` every ``update_interval_s`` and ends (phase ``end``) when
+  ``v < exit``; after that the class cannot start again for ``cooldown_s``.
+
+*Whether* an event starts or ends is decided by the hysteresis; *where* it starts and ends is
+back-dated to the windows that support it: the boundary halfway (in time and in frame number)
+between the centre of the last window scoring below ``(enter + exit) / 2`` and the first window
+scoring above it (and the same at the end). So an event's times do not lag by the smoothing delay.
+
+Durations and cooldowns are measured on the stream's clock: media time (frame number / fps) for
+file-mode sources, wall-clock capture time for live ones. Events carry both wall-clock timestamps
+(``start_ts``, ``end_ts``) and source frame numbers (``start_frame``, ``end_frame``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Optional
+
+from model.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Smoothing = Literal["ema", "k_of_n"]
+VERSION = 1
+_HISTORY = 64  # windows of history kept per stream for back-dating
+
+
+def event_topic(stream: str) -> str:
+    return f"event.{stream}"
+
+
+@dataclass(frozen=True)
+class EventRule:
+    """How one class becomes events (``events.default``, or a class's merged override)."""
+
+    enabled: bool = True
+    smoothing: Smoothing = "k_of_n"
+    alpha: float = 0.5  #: ema: weight of the newest score
+    k: int = 2  #: k_of_n: windows that must agree ...
+    n: int = 3  #: ... out of the last n
+    enter: float = 0.6  #: smoothed score that opens an event
+    exit: float = 0.4  #: smoothed score below which it ends (<= enter: hysteresis)
+    min_duration_s: float = 0.5  #: shorter candidates are never announced
+    cooldown_s: float = 1.0  #: after an end, the class cannot start again for this long
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha <= 1.0:
+            raise ConfigError(f"alpha: must be in (0, 1], got {self.alpha}")
+        if self.k < 1 or self.n < self.k:
+            raise ConfigError(f"k: need 1 <= k <= n, got k={self.k}, n={self.n}")
+        if self.n > _HISTORY:
+            raise ConfigError(f"n: must be <= {_HISTORY}, got {self.n}")
+        if not 0.0 < self.enter <= 1.0:
+            raise ConfigError(f"enter: must be in (0, 1], got {self.enter}")
+        if not 0.0 <= self.exit <= self.enter:
+            raise ConfigError(f"exit: must be in [0, enter={self.enter}], got {self.exit}")
+        if self.min_duration_s < 0 or self.cooldown_s < 0:
+            raise ConfigError("min_duration_s: and cooldown_s must be >= 0")
+
+    @property
+    def boundary(self) -> float:
+        return (self.enter + self.exit) / 2.0
+
+
+@dataclass(frozen=True)
+class ClassOverride:
+    """``events.classes.<label>``: any field left out is taken from ``events.default``."""
+
+    enabled: Optional[bool] = None
+    smoothing: Optional[Smoothing] = None
+    alpha: Optional[float] = None
+    k: Optional[int] = None
+    n: Optional[int] = None
+    enter: Optional[float] = None
+    exit: Optional[float] = None
+    min_duration_s: Optional[float] = None
+    cooldown_s: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """The ``events`` section. On by default: the embedded default emits events."""
+
+    enabled: bool = True
+    default: EventRule = field(default_factory=EventRule)
+    classes: dict[str, ClassOverride] = field(default_factory=dict)
+    update_interval_s: float = 1.0  #: an open event sends an ``update`` this often (stream clock)
+
+    def __post_init__(self) -> None:
+        if self.update_interval_s <= 0:
+            raise ConfigError(f"update_interval_s: must be > 0, got {self.update_interval_s}")
+        for label in self.classes:
+            try:
+                self.rule(label)
+            except ConfigError as exc:
+                raise ConfigError(f"classes.{label}.{exc}") from None
+
+    def rule(self, label: str) -> EventRule:
+        over = self.classes.get(label)
+        if over is None:
+            return self.default
+        changes = {f.name: getattr(over, f.name) for f in dataclasses.fields(over) if getattr(over, f.name) is not None}
+        return dataclasses.replace(self.default, **changes)
+
+    def check_labels(self, labels: tuple[str, ...] | list[str]) -> None:
+        """A per-class rule for a label the model does not have is a config error (a typo, usually)."""
+        unknown = sorted(set(self.classes) - set(labels))
+        if unknown:
+            shown = ", ".join(list(labels)[:12]) + (", ..." if len(labels) > 12 else "")
+            raise ConfigError(f"events.classes.{unknown[0]}: not a label of the model; its labels are: {shown}")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One instant on the three clocks: the tracker's clock, wall-clock capture time, source frame number."""
+
+    t: float
+    wall: float
+    frame: float
+
+    def mid(self, other: "Point") -> "Point":
+        return Point((self.t + other.t) / 2, (self.wall + other.wall) / 2, (self.frame + other.frame) / 2)
+
+
+@dataclass(frozen=True)
+class Obs:
+    """One result as the tracker sees it: its window's start, centre and end."""
+
+    index: int
+    start: Point
+    centre: Point
+    end: Point
+
+
+class _ClassTrack:
+    """Smoother and hysteresis state of one (stream, class)."""
+
+    def __init__(self, label: str, rule: EventRule) -> None:
+        self.label, self.rule = label, rule
+        self.raw: deque[tuple[int, float]] = deque(maxlen=_HISTORY)  # (obs index, score)
+        self.ema = 0.0
+        self.phase = "idle"  # idle | pending | active
+        self.start: Point | None = None
+        self.peak = 0.0
+        self.event_id = ""
+        self.last_support: int | None = None  # obs index of the newest window scoring >= boundary
+        self.last_emit_t = 0.0
+        self.cooldown_until = float("-inf")
+        self.floor = -1  # obs index of the previous event's end: back-dating never crosses it
+
+    def smooth(self, score: float) -> float:
+        r = self.rule
+        if r.smoothing == "ema":
+            self.ema = r.alpha * score + (1.0 - r.alpha) * self.ema
+            return self.ema
+        recent = sorted((s for _, s in list(self.raw)[-r.n:]), reverse=True)
+        return recent[r.k - 1] if len(recent) >= r.k else 0.0
+
+    def forgettable(self, now: float) -> bool:
+        """Nothing to remember: idle, out of cooldown, no recent score that could count."""
+        return self.phase == "idle" and now >= self.cooldown_until and self.ema < 1e-3 \
+            and all(s < self.rule.exit for _, s in list(self.raw)[-self.rule.n:])
+
+
+class StreamEvents:
+    """The event tracker of one stream: feed it results in order, get event messages back."""
+
+    def __init__(self, stream: str, config: EventsConfig, *, fps: Callable[[], float | None] = lambda: None,
+                 run_id: str | None = None) -> None:
+        self.stream = stream
+        self.config = config
+        self.fps = fps  # media clock when it returns a frame rate, else wall clock
+        self.run_id = run_id or os.urandom(4).hex()
+        self.tracks: dict[str, _ClassTrack] = {}
+        self.obs: deque[Obs] = deque(maxlen=_HISTORY)
+        self.count = 0  # events started on this stream
+        self.suppressed = 0  # candidates that never lasted min_duration_s
+
+    # ---- input --------------------------------------------------------------------------------
+    def _obs(self, result: dict) -> Obs:
+        w = result["window"]
+        f0, f1 = float(w["frame_indices"][0]), float(w["frame_indices"][-1])
+        w0, w1 = float(w["start_ts"]), float(w["end_ts"])
+        fps = self.fps()
+        t0, t1 = (f0 / fps, f1 / fps) if fps else (w0, w1)
+        start, end = Point(t0, w0, f0), Point(t1, w1, f1)
+        index = self.obs[-1].index + 1 if self.obs else 0
+        return Obs(index, start, start.mid(end), end)
+
+    def observe(self, result: dict) -> list[dict]:
+        """Update every class with one result; returns the event messages it causes (maybe none)."""
+        obs = self._obs(result)
+        self.obs.append(obs)
+        scores = {t["label"]: float(t["score"]) for t in result.get("top_k", [])}
+        out: list[dict] = []
+        for label in scores:
+            if label not in self.tracks:
+                rule = self.config.rule(label)
+                if rule.enabled:
+                    self.tracks[label] = _ClassTrack(label, rule)
+        for label, track in list(self.tracks.items()):
+            out.extend(self._step(track, obs, scores.get(label, 0.0)))
+            if label not in scores and track.forgettable(obs.centre.t):
+                del self.tracks[label]  # keeps the set small for models with many labels
+        return out
+
+    def close(self, reason: str) -> list[dict]:
+        """End every open event at the end of the newest window (stream ended, or shutdown)."""
+        out = []
+        if not self.obs:
+            return out
+        last = self.obs[-1]
+        for track in self.tracks.values():
+            if track.phase == "active":
+                out.append(self._end(track, last.end, last.index, reason))
+            track.phase = "idle"
+        return out
+
+    def open_events(self) -> list[str]:
+        return [t.event_id for t in self.tracks.values() if t.phase == "active"]
+
+    # ---- the state machine --------------------------------------------------------------------
+    def _step(self, track: _ClassTrack, obs: Obs, score: float) -> list[dict]:
+        rule = track.rule
+        track.raw.append((obs.index, score))
+        v = track.smooth(score)
+        now = obs.centre.t
+        if score >= rule.boundary:
+            track.last_support = obs.index
+        if track.phase == "idle":
+            if v < rule.enter or now < track.cooldown_until:
+                return []
+            track.phase = "pending"
+            track.start, track.peak = self._back_date(track, obs)
+        if track.phase == "pending":
+            track.peak = max(track.peak, score)
+            if v < rule.exit:
+                track.phase = "idle"
+                self.suppressed += 1
+                return []
+            support = self._by_index(track.last_support) if track.last_support is not None else None
+            if support is None or support.centre.t - track.start.t < rule.min_duration_s:
+                return []  # the windows that back it do not yet span min_duration_s
+            track.phase = "active"
+            self.count += 1
+            track.event_id = f"{self.run_id}-{self.stream}-{self.count}"
+            track.last_emit_t = now
+            return [self._message(track, "start", obs, v)]
+        track.peak = max(track.peak, score)
+        if v < rule.exit:
+            end_index = track.last_support if track.last_support is not None else obs.index
+            after = self._after(end_index)
+            where = self._by_index(end_index).centre.mid(after.centre) if after is not None else obs.end
+            return [self._end(track, where, end_index, "score")]
+        if now - track.last_emit_t >= self.config.update_interval_s:
+            track.last_emit_t = now
+            return [self._message(track, "update", obs, v)]
+        return []
+
+    def _back_date(self, track: _ClassTrack, obs: Obs) -> tuple[Point, float]:
+        """Where the pending event really began: before the earliest supporting window of this run."""
+        rule = track.rule
+        tolerance = rule.n - rule.k if rule.smoothing == "k_of_n" else 0
+        earliest, misses, peak = obs.index, 0, 0.0
+        for index, score in reversed(track.raw):
+            if index <= track.floor:
+                break
+            if score >= rule.boundary:
+                earliest, misses, peak = index, 0, max(peak, score)
+            else:
+                misses += 1
+                if misses > tolerance:
+                    break
+        first = self._by_index(earliest)
+        before = self._by_index(earliest - 1)
+        if before is None or earliest - 1 <= track.floor:
+            return first.start, peak
+        return before.centre.mid(first.centre), peak
+
+    def _end(self, track: _ClassTrack, where: Point, end_index: int, reason: str) -> dict:
+        msg = self._message(track, "end", None, None, end=where, reason=reason)
+        track.phase = "idle"
+        track.floor = end_index
+        track.cooldown_until = where.t + track.rule.cooldown_s
+        track.last_support = None
+        return msg
+
+    def _by_index(self, index: int) -> Obs | None:
+        if not self.obs or index < self.obs[0].index or index > self.obs[-1].index:
+            return None
+        return self.obs[index - self.obs[0].index]
+
+    def _after(self, index: int) -> Obs | None:
+        return self._by_index(index + 1)
+
+    # ---- messages -----------------------------------------------------------------------------
+    def _message(self, track: _ClassTrack, phase: str, obs: Obs | None, score: float | None, *,
+                 end: Point | None = None, reason: str | None = None) -> dict:
+        start = track.start
+        until = end if end is not None else obs.end
+        msg = {
+            "type": "event",
+            "version": VERSION,
+            "stream": self.stream,
+            "id": track.event_id,
+            "phase": phase,
+            "label": track.label,
+            "start_ts": round(start.wall, 6),
+            "start_frame": int(round(start.frame)),
+            "end_ts": round(end.wall, 6) if end is not None else None,
+            "end_frame": int(round(end.frame)) if end is not None else None,
+            "duration_s": round(max(0.0, until.t - start.t), 3),
+            "peak_score": round(track.peak, 6),
+            "published_ts": None,
+        }
+        if score is not None:
+            msg["score"] = round(score, 6)
+        if reason is not None:
+            msg["reason"] = reason
+        return msg
+
+
+class EventStage:
+    """Pipeline glue: called for every message the publisher sent; publishes the events results cause.
+
+    ``on_sent`` runs in the publisher thread; ``close_all`` in the main thread at shutdown, after
+    inference has stopped. A lock keeps the two apart.
+    """
+
+    def __init__(self, config: EventsConfig, publish: Callable[[str, dict], object], *,
+                 fps_for: Callable[[str], float | None] = lambda stream: None) -> None:
+        self.config = config
+        self.publish = publish
+        self.fps_for = fps_for
+        self.run_id = os.urandom(4).hex()
+        self.streams: dict[str, StreamEvents] = {}
+        self._lock = threading.Lock()
+
+    def _tracker(self, stream: str) -> StreamEvents:
+        tracker = self.streams.get(stream)
+        if tracker is None:
+            tracker = StreamEvents(stream, self.config, fps=lambda: self.fps_for(stream), run_id=self.run_id)
+            self.streams[stream] = tracker
+        return tracker
+
+    def on_sent(self, topic: str, payload: dict) -> None:
+        if payload.get("type") != "result":
+            return
+        with self._lock:
+            events = self._tracker(str(payload["stream"])).observe(payload)
+        for msg in events:
+            log.info("[%s] event %s %s %s (peak %.2f)", msg["stream"], msg["phase"], msg["label"], msg["id"],
+                     msg["peak_score"])
+            self.publish(event_topic(msg["stream"]), msg)
+
+    def close_all(self, reason: str = "stopped") -> None:
+        with self._lock:
+            events = [msg for tracker in self.streams.values() for msg in tracker.close(reason)]
+        for msg in events:
+            log.info("[%s] event end %s %s (%s)", msg["stream"], msg["label"], msg["id"], reason)
+            self.publish(event_topic(msg["stream"]), msg)
