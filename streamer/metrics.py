@@ -1,0 +1,221 @@
+"""A Prometheus endpoint for operators: per-stream counters, states, latency histograms, model memory.
+
+Off by default; on with ``metrics.enabled: true`` or ``--metrics-port N`` (binds ``metrics.host``,
+loopback by default). Served from its own registry (never the process-global one), so several
+pipelines in one process do not collide.
+
+Counters and states are read from :class:`streamer.stats.StatsRegistry` at scrape time (one writer
+per counter already keeps them; nothing is counted twice). Histograms are observed from every
+message the publisher sent (:meth:`Metrics.on_sent`, publisher thread):
+
+| metric | type | labels |
+|---|---|---|
+| ``timesformer_frames_total`` | counter | stream |
+| ``timesformer_drops_total`` | counter | stream, reason |
+| ``timesformer_decode_errors_total``, ``timesformer_reconnects_total`` | counter | stream |
+| ``timesformer_windows_total``, ``timesformer_results_total`` | counter | stream |
+| ``timesformer_stream_state`` | gauge (1 for the current state, 0 for the others) | stream, state |
+| ``timesformer_stream_fps`` | gauge | stream |
+| ``timesformer_capture_to_inference_start_seconds`` | histogram | stream |
+| ``timesformer_inference_seconds`` | histogram (the forward pass of the window's batch) | stream |
+| ``timesformer_capture_to_publish_seconds`` | histogram | stream |
+| ``timesformer_batch_size`` | histogram (windows per batch, observed once per window) | |
+| ``timesformer_events_total`` | counter (events started) | stream, label |
+| ``timesformer_open_events`` | gauge | stream |
+| ``timesformer_publisher_sent_total``, ``timesformer_publisher_dropped_total`` | counter | |
+| ``timesformer_model_bytes`` | gauge (parameters + buffers) | model, precision, device |
+| ``timesformer_cuda_memory_allocated_bytes`` | gauge (CUDA only) | device |
+
+plus the standard ``process_*`` metrics (resident memory, CPU seconds, open files).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from model.errors import ConfigError, PublisherError
+from streamer.stats import STATES, StatsRegistry
+
+log = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The ``metrics`` section."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  #: loopback by default; "0.0.0.0" exposes it on every interface
+    port: int = 9108  #: 0: any free port (logged)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port: must be in 0..65535, got {self.port}")
+        if not self.host:
+            raise ConfigError("host: must not be empty; use 127.0.0.1 for loopback")
+
+
+def model_bytes(net) -> int:
+    """Bytes held by the model's parameters and buffers (int8 weights count one byte each)."""
+    total = 0
+    for tensor in list(net.parameters()) + list(net.buffers()):
+        total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def _quiet_handler():
+    from wsgiref.simple_server import WSGIRequestHandler
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+            log.debug("metrics request: " + format, *args)
+
+    return Quiet
+
+
+class _StatsCollector:
+    """Reads the per-stream counters at scrape time."""
+
+    def __init__(self, stats: StatsRegistry, publisher_counts: Callable[[], tuple[int, int]] | None,
+                 cuda_device: str | None) -> None:
+        self.stats = stats
+        self.publisher_counts = publisher_counts
+        self.cuda_device = cuda_device
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        p = "timesformer_"
+        counters = {name: CounterMetricFamily(p + name, doc, labels=["stream"]) for name, doc in (
+            ("frames", "Frames that entered the stream's ring."),
+            ("decode_errors", "Frames the decoder could not read."),
+            ("reconnects", "Reconnect attempts of a live source."),
+            ("windows", "Windows handed to the model."),
+            ("results", "Results published."),
+        )}
+        drops = CounterMetricFamily(p + "drops", "Frames or windows dropped, by reason.", labels=["stream", "reason"])
+        state = GaugeMetricFamily(p + "stream_state", "1 for the stream's current state.", labels=["stream", "state"])
+        fps = GaugeMetricFamily(p + "stream_fps", "Frames per second arriving recently.", labels=["stream"])
+        for s in self.stats:
+            snap = s.snapshot()
+            for name, family in counters.items():
+                family.add_metric([s.stream], snap[name])
+            for reason, n in snap["drops"].items():
+                drops.add_metric([s.stream, reason], n)
+            for st in STATES:
+                state.add_metric([s.stream, st], 1.0 if snap["state"] == st else 0.0)
+            fps.add_metric([s.stream], snap["fps"])
+        yield from counters.values()
+        yield from (drops, state, fps)
+        if self.publisher_counts is not None:
+            sent, dropped = self.publisher_counts()
+            yield CounterMetricFamily(p + "publisher_sent", "Messages sent on the ZeroMQ socket.", value=sent)
+            yield CounterMetricFamily(p + "publisher_dropped", "Messages the publisher dropped.", value=dropped)
+        if self.cuda_device is not None:
+            import torch
+
+            g = GaugeMetricFamily(p + "cuda_memory_allocated_bytes", "CUDA memory held by tensors.", labels=["device"])
+            g.add_metric([self.cuda_device], float(torch.cuda.memory_allocated(self.cuda_device)))
+            yield g
+
+
+class Metrics:
+    """The registry, the histograms fed from sent messages, and the HTTP server thread."""
+
+    def __init__(self, config: MetricsConfig, stats: StatsRegistry, *, model_info: dict | None = None,
+                 model_size: int | None = None, device: str = "cpu",
+                 publisher_counts: Callable[[], tuple[int, int]] | None = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+        self.config = config
+        self.registry = CollectorRegistry(auto_describe=True)
+        p = "timesformer_"
+        self.capture_to_inference = Histogram(p + "capture_to_inference_start_seconds",
+                                              "Age of a window's newest frame when inference started.",
+                                              ["stream"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.inference = Histogram(p + "inference_seconds", "Forward pass of the batch a window was in.",
+                                   ["stream"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.capture_to_publish = Histogram(p + "capture_to_publish_seconds",
+                                            "From capture of a window's newest frame to the send of its result.",
+                                            ["stream"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram(p + "batch_size", "Windows in the batch a window was inferred in.",
+                                    buckets=_BATCH_BUCKETS, registry=self.registry)
+        self.events = Counter(p + "events", "Action events started.", ["stream", "label"], registry=self.registry)
+        self.open_events = Gauge(p + "open_events", "Action events open now.", ["stream"], registry=self.registry)
+        if model_size is not None:
+            info = model_info or {}
+            g = Gauge(p + "model_bytes", "Bytes of the model's parameters and buffers.",
+                      ["model", "precision", "device"], registry=self.registry)
+            g.labels(str(info.get("name", "")), str(info.get("precision", "")), device).set(model_size)
+        self.registry.register(_StatsCollector(stats, publisher_counts,
+                                               device if device.startswith("cuda") else None))
+        ProcessCollector(registry=self.registry)
+        for s in stats:
+            self.open_events.labels(s.stream).set(0)
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    # ---- publisher thread ----------------------------------------------------------------------
+    def on_sent(self, topic: str, payload: dict) -> None:
+        kind = payload.get("type")
+        if kind == "result":
+            stream = str(payload["stream"])
+            lat = payload.get("latency_ms") or {}
+            if lat.get("frame_age_at_inference") is not None:
+                self.capture_to_inference.labels(stream).observe(max(0.0, lat["frame_age_at_inference"]) / 1000.0)
+            if lat.get("inference") is not None:
+                self.inference.labels(stream).observe(lat["inference"] / 1000.0)
+            if lat.get("capture_to_publish") is not None:
+                self.capture_to_publish.labels(stream).observe(lat["capture_to_publish"] / 1000.0)
+            if lat.get("batch_size") is not None:
+                self.batch_size.observe(lat["batch_size"])
+        elif kind == "event":
+            stream = str(payload["stream"])
+            if payload.get("phase") == "start":
+                self.events.labels(stream, str(payload["label"])).inc()
+                self.open_events.labels(stream).inc()
+            elif payload.get("phase") == "end":
+                self.open_events.labels(stream).dec()
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    @property
+    def port(self) -> int | None:
+        return None if self._server is None else self._server.server_port
+
+    def start(self) -> None:
+        """Bind and serve in a thread named ``metrics``; a busy port is a PublisherError."""
+        from wsgiref.simple_server import make_server
+
+        from prometheus_client import make_wsgi_app
+        from prometheus_client.exposition import ThreadingWSGIServer
+
+        cfg = self.config
+        try:
+            self._server = make_server(cfg.host, cfg.port, make_wsgi_app(self.registry), ThreadingWSGIServer,
+                                       handler_class=_quiet_handler())
+        except OSError as exc:
+            raise PublisherError(f"cannot serve metrics on {cfg.host}:{cfg.port}: {exc.strerror}; "
+                                 "pick a free port with --metrics-port") from None
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="metrics", daemon=False)
+        self._thread.start()
+        if cfg.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("metrics served on all of %s:%d; anyone who can reach it sees stream names and counters",
+                        cfg.host, self.port)
+        log.info("metrics on http://%s:%d/metrics", cfg.host, self.port)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()  # returns once serve_forever has left its loop
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("metrics thread still alive %.1f s after stop", timeout)
+        self._server = None
