@@ -17,6 +17,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from typing import Callable
 
 from model.errors import SourceError
@@ -30,6 +31,7 @@ _CAP_PROP_POS_MSEC = 0
 _CAP_PROP_FPS = 5
 _MAX_DECODE_ERRORS_IN_A_ROW = 50
 _STABLE_S = 10.0  # a connection that delivered frames this long resets the backoff
+_MIN_FRAMES_PER_STALL = 3  # fewer frames than this within stall_timeout_s counts as a stall
 
 
 def backoff_delay(failures: int, initial: float, cap: float, rng: random.Random = random) -> float:
@@ -62,6 +64,10 @@ class CaptureThread(threading.Thread):
         self._last_t = -math.inf
         self._t_offset = 0.0  # media-time offset added per loop of a file
         self._announced = False  # the first state is always announced
+        self._shape: tuple[int, int] | None = None  # (H, W) of the last frame read
+        self._note = ""  # reason shown while running (a resolution change, R8)
+        self._watch: deque[tuple[float, int]] = deque()  # stall watchdog samples (main thread)
+        self._arrivals: deque[float] = deque(maxlen=_MIN_FRAMES_PER_STALL)  # capture thread only
 
     # ---- control ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -83,10 +89,24 @@ class CaptureThread(threading.Thread):
         self.on_state(self.stats)
 
     def check_stall(self, now: float) -> None:
-        """Watchdog (called from the main thread): running with no frame for stall_timeout_s -> stalled."""
+        """Watchdog (called from the main thread): running, but no frame, or fewer than
+        ``_MIN_FRAMES_PER_STALL`` frames, for stall_timeout_s -> stalled (R2).
+
+        The count matters: a frozen RTSP server makes OpenCV hand back a stale buffered frame after
+        each read timeout, so "no frame at all" alone would never fire. The capture thread leaves
+        ``stalled`` once that many frames arrive within one stall timeout again.
+        """
         limit = self.plan.config.options.stall_timeout_s
-        if self.stats.state == "running" and now - self.stats.last_frame_mono > limit:
+        samples = self._watch  # (monotonic time, frames so far), written by this (main) thread only
+        samples.append((now, self.stats.frames))
+        while len(samples) > 1 and samples[1][0] <= now - limit:
+            samples.popleft()
+        if self.stats.state != "running":
+            return
+        if now - self.stats.last_frame_mono > limit:
             self.set_state("stalled", f"no frame for {limit:g} s")
+        elif samples[0][0] <= now - limit and self.stats.frames - samples[0][1] < _MIN_FRAMES_PER_STALL:
+            self.set_state("stalled", f"fewer than {_MIN_FRAMES_PER_STALL} frames in {limit:g} s")
 
     # ---- the thread ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -139,6 +159,20 @@ class CaptureThread(threading.Thread):
             self.set_state("backoff", f"{reason}; retry {failures} in {delay:.1f} s")
             self.stop_event.wait(delay)
 
+    def _flowing_again(self, limit: float) -> bool:
+        """Out of ``stalled`` only when frames come at a pace again, not on one stale frame."""
+        a = self._arrivals
+        return len(a) == a.maxlen and a[-1] - a[0] <= limit
+
+    def _resolution_changed(self, shape: tuple[int, int]) -> None:
+        """A new frame size (R8): frames are still resized to the model input; a new segment starts."""
+        if self._shape is not None:
+            (h0, w0), (h, w) = self._shape, shape
+            self._note = f"resolution changed to {w}x{h} (was {w0}x{h0}); frames are resized to the model input"
+            log.warning("[%s] %s", self.plan.id, self._note)
+            self._segment += 1  # a window never mixes the two sizes
+        self._shape = shape
+
     def _read_frames(self, cap) -> tuple[str, str]:
         """Read until the source ends, is lost, or we are stopped. Returns (outcome, reason)."""
         plan, opts, ring, stats = self.plan, self.plan.config.options, self.ring, self.stats
@@ -178,6 +212,8 @@ class CaptureThread(threading.Thread):
                 continue
             errors_in_a_row = 0
             self._frame_no += 1
+            if frame.shape[:2] != self._shape:
+                self._resolution_changed(frame.shape[:2])
             frames_this_open += 1
             if frame.shape[0] * frame.shape[1] > opts.max_pixels:
                 stats.drop("oversize")
@@ -207,6 +243,8 @@ class CaptureThread(threading.Thread):
                 return "stopped", ""
             stats.frame(mono)
             self.on_frame()
-            if stats.state != "running":
-                self.set_state("running")
+            self._arrivals.append(mono)
+            if stats.state != "running" or stats.reason != self._note:
+                if stats.state != "stalled" or self._flowing_again(opts.stall_timeout_s):
+                    self.set_state("running", self._note)
         return "stopped", ""
