@@ -113,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(config.logging.level)
 
-    from streamer.pipeline import Pipeline
+    from streamer.pipeline import Pipeline, tune_interpreter
     from streamer.redact import redact
+
+    tune_interpreter()
 
     stop = threading.Event()
     previous = {}
