@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from model.errors import ConfigError
+from streamer.annotate import AnnotateConfig
+from streamer.events import EventsConfig
+from streamer.metrics import MetricsConfig
+from streamer.snapshot import SnapshotConfig
 
 Mode = Literal["live", "file"]
 Precision = Literal["auto", "int8", "fp16", "bf16", "fp32"]
@@ -177,6 +181,10 @@ class AppConfig:
     publisher: PublisherConfig = field(default_factory=PublisherConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)  #: action events (streamer/events.py)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  #: Prometheus endpoint (streamer/metrics.py)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)  #: annotated video (streamer/annotate.py)
+    snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)  #: late joiners (streamer/snapshot.py)
 
     def __post_init__(self) -> None:
         if not self.sources:

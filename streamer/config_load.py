@@ -104,6 +104,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         if value not in args:
             raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(str, args))}")
         return value
+    if origin is dict:  # a mapping with string keys (events.classes.<label>)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+        return {str(k): _convert(args[1], v, _join(path, str(k))) for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
