@@ -50,6 +50,9 @@ class Publisher:
         self.ready = threading.Event()  # bound (and enough subscribers, if asked)
         self.sent = 0
         self.dropped = 0
+        #: called as ``fn(topic, payload)`` in the publisher thread after each successful send (events,
+        #: metrics, snapshot cache, annotation); a listener may call :meth:`publish`, never block
+        self.listeners: list = []
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=False)
 
@@ -203,5 +206,12 @@ class Publisher:
             self.sent += 1
         except zmq.Again:
             self.dropped += 1
+            return
         except (TypeError, ValueError):
             log.exception("message on %s is not JSON-serializable; dropped", item.topic)
+            return
+        for listener in self.listeners:
+            try:
+                listener(item.topic, payload)
+            except Exception:
+                log.exception("listener %r failed on %s", listener, item.topic)
