@@ -137,3 +137,24 @@ def test_missing_checkpoint_fails_before_capture(tmp_path, tcp_address):
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and "nope" in done.stderr
     assert "running" not in done.stderr
+
+
+def test_shipped_k400_config_samples_its_clip_span_by_time(tiny_model, bikes_mp4, tcp_address, validate):
+    # configs/hf/timesformer-base-k400.yaml: 8 frames over 8*32/30 s, a window every second.
+    sub = start_subscriber(tcp_address, "--count", "3")
+    try:
+        done = run_stream("--config", str(REPO / "configs/hf/timesformer-base-k400.yaml"), "--model", str(tiny_model),
+                          "--source", f"bikes={bikes_mp4}", "--mode", "file", "--device", "cpu",
+                          "--publish", tcp_address, "--wait-subscribers", "1")
+        assert done.returncode == 0, done.stderr
+        results = collect(sub)
+    finally:
+        sub.kill()
+    assert len(results) == 3  # bikes.mp4 is 10 s: clips end at ~7.5, 8.5 and 9.5 s
+    for r in results:
+        validate(r)
+        idx = r["window"]["frame_indices"]
+        steps = [b - a for a, b in zip(idx, idx[1:])]
+        assert all(26 <= s <= 27 for s in steps)  # 8.533 s / 8 at 25 fps = 26.7 frames apart
+    ends = [r["window"]["frame_indices"][-1] for r in results]
+    assert [b - a for a, b in zip(ends, ends[1:])] == [25, 25]  # hop_s 1.0 at 25 fps
