@@ -366,13 +366,14 @@ class EventStage:
         with self._lock:
             events = self._tracker(str(payload["stream"])).observe(payload)
         for msg in events:
-            log.info("[%s] event %s %s %s (peak %.2f)", msg["stream"], msg["phase"], msg["label"], msg["id"],
-                     msg["peak_score"])
+            log.log(logging.DEBUG if msg["phase"] == "update" else logging.INFO, "[%s] event %s %s %s (peak %.2f)",
+                    msg["stream"], msg["phase"], msg["label"], msg["id"], msg["peak_score"])
             self.publish(event_topic(msg["stream"]), msg)
 
-    def close_all(self, reason: str = "stopped") -> None:
+    def close_all(self, reason_for: Callable[[str], str] = lambda stream: "stopped") -> None:
+        """End every open event (``reason_for(stream)`` says why: "stream ended", "stopped")."""
         with self._lock:
-            events = [msg for tracker in self.streams.values() for msg in tracker.close(reason)]
+            events = [msg for stream, tracker in self.streams.items() for msg in tracker.close(reason_for(stream))]
         for msg in events:
-            log.info("[%s] event end %s %s (%s)", msg["stream"], msg["label"], msg["id"], reason)
+            log.info("[%s] event end %s %s (%s)", msg["stream"], msg["label"], msg["id"], msg["reason"])
             self.publish(event_topic(msg["stream"]), msg)

@@ -16,6 +16,7 @@ import time
 from model.errors import ConfigError, RecognizerError
 from streamer.capture import CaptureThread
 from streamer.config import AppConfig, WindowConfig
+from streamer.operate import OperatorFeatures
 from streamer.publisher import Publisher
 from streamer.ring import FrameRing
 from streamer.scheduler import Scheduler, StreamCursor, WindowPlan
@@ -113,6 +114,7 @@ class Pipeline:
         self.captures: list[CaptureThread] = []
         self.publisher: Publisher | None = None
         self.inference = None
+        self.operate = OperatorFeatures(config, self.stats)  # events, metrics, snapshot, annotated video
         self.error: str | None = None
 
     def run(self, stop: threading.Event) -> int:
@@ -143,6 +145,7 @@ class Pipeline:
         try:
             self.publisher = Publisher(cfg.publisher, self.stats, ctx)
             self.publisher.start(stop)
+            self.operate.start(self.publisher, ctx, net=net, device=device, model_info=model_info)
             for plan, ring in zip(self.plans, rings):
                 fixed = plan.config.options.ring_capacity
 
@@ -150,9 +153,11 @@ class Pipeline:
                     return fixed or frames_needed(window.num_frames, window.stride, window.span_s,
                                                   window.hop, window.hop_s, fps)
 
-                thread = CaptureThread(plan, ring, preprocess, self.stats[plan.id], capacity_for=capacity_for,
+                thread = CaptureThread(plan, ring, self.operate.tap(plan, preprocess), self.stats[plan.id],
+                                       capacity_for=capacity_for,
                                        on_frame=scheduler.notify, on_state=self.publisher.publish_status)
                 self.captures.append(thread)
+            self.operate.attach(self.captures)
             if stop.is_set():
                 return 0
             for thread in self.captures:
@@ -203,9 +208,11 @@ class Pipeline:
             if self.inference.is_alive():
                 log.warning("inference thread still alive 5 s after stop")
         if self.publisher is not None:
+            self.operate.close_events(self.publisher)  # after the last result: end the open events
             for stats in self.stats:
                 self.publisher.publish_status(stats)
             self.publisher.stop()
+        self.error = self.error or self.operate.stop()  # before ctx.term(): the snapshot socket is closed
         status_line.close()
         if self.publisher is not None and self.publisher.alive():
             ctx.destroy(linger=0)  # a socket is still open somewhere: term() would hang

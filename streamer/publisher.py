@@ -69,6 +69,14 @@ class Publisher:
                 stats.drop("publish_queue_full")
             return False
 
+    def call_soon(self, fn) -> bool:
+        """Run ``fn()`` in the publisher thread after every message queued so far; False if the queue is full."""
+        try:
+            self._queue.put_nowait(fn)
+            return True
+        except queue.Full:
+            return False
+
     def publish_status(self, stats: StreamStats) -> bool:
         return self.publish(protocol.status_topic(stats.stream),
                             protocol.status_message(stats.stream, stats.url, stats.snapshot()))
@@ -177,7 +185,7 @@ class Publisher:
                     continue
                 if item is _STOP:
                     break
-                self._send(sock, item, zmq)
+                self._handle(sock, item, zmq)
             # flush what is still queued, then close with the short linger
             while True:
                 try:
@@ -185,11 +193,20 @@ class Publisher:
                 except queue.Empty:
                     break
                 if item is not _STOP:
-                    self._send(sock, item, zmq)
+                    self._handle(sock, item, zmq)
         except Exception:
             log.exception("publisher thread failed")
         finally:
             sock.close(linger=self.config.linger_ms)
+
+    def _handle(self, sock, item, zmq) -> None:
+        if not isinstance(item, _Outgoing):  # a call_soon function
+            try:
+                item()
+            except Exception:
+                log.exception("call_soon function %r failed", item)
+            return
+        self._send(sock, item, zmq)
 
     def _send(self, sock, item: _Outgoing, zmq) -> None:
         payload = item.payload

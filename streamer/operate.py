@@ -1,0 +1,112 @@
+"""The operator features, wired once: action events, metrics, snapshot socket, annotated video.
+
+:class:`OperatorFeatures` keeps :mod:`streamer.pipeline` to a few calls. Everything hangs off the
+publisher's listeners (called in the publisher thread after each send), so what an operator sees —
+events, counters, snapshots, drawn labels — is exactly what went out on the wire.
+
+Order: ``start`` after the publisher is bound and before capture starts (a bad per-class event
+rule or a busy port fails before any camera opens); ``close_events`` after inference has stopped
+(so every result is in) and before the final status; ``stop`` after the publisher has stopped and
+before the ZeroMQ context is terminated.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from streamer.config import AppConfig
+from streamer.stats import StatsRegistry
+
+log = logging.getLogger(__name__)
+
+
+class OperatorFeatures:
+    def __init__(self, config: AppConfig, stats: StatsRegistry) -> None:
+        self.config = config
+        self.stats = stats
+        self.events = None
+        self.metrics = None
+        self.cache = None
+        self.snapshot = None
+        self.annotator = None
+        self._captures: dict = {}
+        self._live: dict[str, bool] = {}
+
+    def _fps(self, stream: str) -> float | None:
+        thread = self._captures.get(stream)
+        interval = getattr(thread, "interval", None)
+        return 1.0 / interval if interval else None
+
+    def _media_fps(self, stream: str) -> float | None:
+        """Events measure time in media seconds for file-mode sources, wall clock for live ones."""
+        return None if self._live.get(stream, True) else self._fps(stream)
+
+    def start(self, publisher, context, *, net, device: str, model_info: dict) -> None:
+        cfg = self.config
+        streams = [s.stream for s in self.stats]
+        if cfg.events.enabled:
+            from streamer.events import EventStage
+
+            labels = [net.id2label[i] for i in range(len(net.id2label))]
+            cfg.events.check_labels(labels)
+            self.events = EventStage(cfg.events, publisher.publish, fps_for=self._media_fps)
+            publisher.listeners.append(self.events.on_sent)
+        if cfg.snapshot.address is not None:
+            from streamer.snapshot import LastValueCache, SnapshotServer
+
+            self.cache = LastValueCache(streams)
+            publisher.listeners.append(self.cache.on_sent)
+            self.snapshot = SnapshotServer(cfg.snapshot, self.cache, context)
+            self.snapshot.start_and_wait()
+        if cfg.metrics.enabled:
+            from streamer.metrics import Metrics, model_bytes
+
+            self.metrics = Metrics(cfg.metrics, self.stats, model_info=model_info, model_size=model_bytes(net),
+                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.dropped))
+            publisher.listeners.append(self.metrics.on_sent)
+            self.metrics.start()
+        if cfg.annotate.active:
+            from streamer.annotate import Annotator
+
+            self.annotator = Annotator(cfg.annotate, streams, self.stats, fps_for=self._fps)
+            publisher.listeners.append(self.annotator.on_sent)
+            self.annotator.start()
+
+    def tap(self, plan, preprocess: Callable) -> Callable:
+        """The capture thread's preprocess, wrapped so the annotator sees raw frames (if annotating)."""
+        self._live[plan.id] = plan.live
+        if self.annotator is None:
+            return preprocess
+        return self.annotator.tap(plan.id, preprocess, wait=not plan.live)
+
+    def attach(self, captures: list) -> None:
+        """The capture threads, for the source frame rates they found on open."""
+        self._captures = {t.plan.id: t for t in captures}
+
+    def close_events(self, publisher) -> None:
+        """End the open events, in the publisher thread after the results still queued there."""
+        if self.events is None:
+            return
+        ended = {"ended": "stream ended", "failed": "stream failed"}
+
+        def close() -> None:
+            self.events.close_all(lambda stream: ended.get(self.stats[stream].state, "stopped"))
+
+        if not publisher.call_soon(close):
+            close()  # queue full: close now (a result still queued may then reopen an event)
+
+    def stop(self) -> str | None:
+        """Stop the threads this owns; returns an error to report (the annotator failed), else None."""
+        error = None
+        if self.annotator is not None:
+            self.annotator.stop()
+            if self.annotator.error:
+                error = f"annotated video: {self.annotator.error}"
+            if self.annotator.dropped:
+                log.warning("annotate: %d frames were not annotated (queue full)", self.annotator.dropped)
+        if self.snapshot is not None:
+            self.snapshot.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
+        return error
