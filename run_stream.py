@@ -58,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (0: torch default)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
     p.add_argument("--status-line", choices=["auto", "on", "off"], help="live per-stream status line")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (turns metrics on)")
+    p.add_argument("--annotate", metavar="OUT.mp4",
+                   help="write the video with the top action, its score and the stream state drawn on it")
+    p.add_argument("--show", action="store_true", default=None,
+                   help="show the annotated video in a window (needs a display)")
+    p.add_argument("--snapshot", metavar="ADDRESS",
+                   help="bind a snapshot socket for late joiners, e.g. tcp://127.0.0.1:5556")
+    p.add_argument("--no-events", dest="events", action="store_false", default=None,
+                   help="do not publish action events")
     return p
 
 
@@ -83,6 +93,12 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
     put("run", "duration_s", args.duration)
     put("logging", "level", args.log_level)
     put("logging", "status_line", args.status_line)
+    put("metrics", "port", args.metrics_port)
+    put("metrics", "enabled", True if args.metrics_port is not None else None)
+    put("annotate", "path", args.annotate)
+    put("annotate", "window", args.show)
+    put("snapshot", "address", args.snapshot)
+    put("events", "enabled", args.events)
     return out
 
 
