@@ -70,14 +70,8 @@ def load(cfg: AppConfig):
         import torch
 
         torch.set_num_threads(cfg.model.threads)
-    kwargs = {"precision": precision, "device": device}
-    if precision == "int8":
-        kwargs["int8_threshold"] = cfg.model.int8_threshold
-    try:
-        net = model_pkg.load_model(cfg.model.source, **kwargs)
-    except TypeError:  # a loader without int8_threshold: fall back to its default threshold
-        kwargs.pop("int8_threshold", None)
-        net = model_pkg.load_model(cfg.model.source, **kwargs)
+    net = model_pkg.load_model(cfg.model.source, precision=precision, device=device,
+                               int8_threshold=cfg.model.int8_threshold)
     return net, device, precision
 
 
