@@ -6,6 +6,11 @@ PUB/SUB is at-most-once: results sent before this subscriber connected, or dropp
 publisher's SNDHWM, never arrive. Each stream's ``seq`` rises by one per result, so the client
 counts gaps (:attr:`Subscriber.gaps`). Messages larger than ``max_bytes`` or not valid JSON objects
 are dropped and counted, never unpickled.
+
+Late joiners: :meth:`Subscriber.snapshot` (CLI ``--snapshot ADDRESS``) asks the pipeline's snapshot
+socket for every stream's latest status, result and open events at once; the SUB socket is connected
+first, so nothing published after the snapshot is missed, and a live copy of the snapshot's result
+is skipped (ZeroMQ guide, "Clone" pattern).
 """
 
 from __future__ import annotations
@@ -39,6 +44,19 @@ class Subscriber:
         self.last_seq: dict[str, int] = {}
         self.gaps = 0  # results missed, by seq
         self.malformed = 0
+        self._snapshot_results: dict[str, tuple[int, float]] = {}  # stream -> (seq, published_ts) in the snapshot
+
+    def snapshot(self, address: str, *, streams: tuple[str, ...] = (), timeout: float = 3.0) -> dict | None:
+        """``{"streams": {id: {"status", "result", "events"}}, ...}`` from a snapshot socket; None on timeout."""
+        from streamer.snapshot import request_snapshot
+
+        snap = request_snapshot(address, streams=streams, timeout=timeout, context=self._ctx)
+        for stream, entry in (snap or {}).get("streams", {}).items():
+            result = entry.get("result") or {}
+            if isinstance(result.get("seq"), int):
+                self._snapshot_results[stream] = (result["seq"], float(result.get("published_ts") or 0.0))
+                self.last_seq[stream] = max(self.last_seq.get(stream, -1), result["seq"])
+        return snap
 
     def recv(self, timeout: float | None = None) -> tuple[str, dict] | None:
         """The next well-formed message as (topic, dict), or None after ``timeout`` seconds."""
@@ -69,6 +87,9 @@ class Subscriber:
             return None
         if payload.get("type") == "result" and isinstance(payload.get("seq"), int):
             stream = str(payload.get("stream"))
+            seen = self._snapshot_results.get(stream)
+            if seen is not None and payload["seq"] <= seen[0] and (payload.get("published_ts") or 0.0) <= seen[1]:
+                return None  # already in the snapshot (a restarted pipeline publishes later, so it passes)
             last = self.last_seq.get(stream)
             if last is not None and payload["seq"] > last + 1:
                 self.gaps += payload["seq"] - last - 1
@@ -105,6 +126,10 @@ def format_result(msg: dict) -> str:
         c = msg.get("counters", {})
         return (f"[{msg.get('stream')}] status {msg.get('state')} fps {msg.get('fps')} frames {c.get('frames')} "
                 f"results {c.get('results')} drops {sum(c.get('drops', {}).values())}")
+    if msg.get("type") == "event":
+        return (f"[{msg.get('stream')}] event {msg.get('phase')} {msg.get('label')} {msg.get('id')} "
+                f"frames {msg.get('start_frame')}-{msg.get('end_frame') if msg.get('end_frame') is not None else ''} "
+                f"peak {msg.get('peak_score')}")
     return f"[{msg.get('stream')}] {msg.get('type')}: {json.dumps(msg)[:200]}"
 
 
@@ -115,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, metavar="N", help="exit after N results")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--all", action="store_true", help="also print status and event messages")
+    p.add_argument("--snapshot", metavar="ADDRESS",
+                   help="first print every stream's latest status, result and open events from this snapshot socket")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="exit with status 1 if no message arrives for this long")
     args = p.parse_args(argv)
@@ -125,6 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     results = 0
     try:
         with Subscriber(args.address, topics) as sub:
+            if args.snapshot:
+                snap = sub.snapshot(args.snapshot, streams=tuple(args.stream or ()), timeout=args.timeout or 3.0)
+                if snap is None:
+                    print(f"error: no snapshot from {args.snapshot}", file=sys.stderr)
+                    return 1
+                for entry in snap["streams"].values():
+                    for msg in [entry["status"], entry["result"], *entry["events"]]:
+                        if msg is not None:
+                            print(json.dumps(msg, separators=(",", ":")) if args.json else format_result(msg), flush=True)
             while args.count is None or results < args.count:
                 got = sub.recv(args.timeout)
                 if got is None:
