@@ -113,3 +113,21 @@ def test_save_pretrained_round_trips_through_transformers(tmp_path, hf):
     assert json.loads((tmp_path / "b" / "preprocessor_config.json").read_text())["image_mean"] == [0.45] * 3
     reloaded = load_model(tmp_path / "b")
     assert reloaded.config == ours.config
+
+
+def test_folded_temporal_projection_equals_two_linears(tmp_path, hf):
+    """Without autograd, temporal_attn.proj and temporal_fc run as one folded linear; with autograd they
+    run as written. Both give the same logits, and a weight change invalidates the folded copy."""
+    hf.save(hf.make(seed=7), tmp_path)
+    ours = load_model(tmp_path)
+    x = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        folded = ours(x)
+    assert ours.blocks[0]._folded is not None
+    unfolded = ours(x).detach()  # grad enabled: the two linears
+    assert _max_diff(folded, unfolded) < 1e-5
+    with torch.no_grad():
+        ours.blocks[0].temporal_fc.weight.mul_(2.0)
+        changed = ours(x)
+    assert _max_diff(changed, ours(x).detach()) < 1e-5
+    assert _max_diff(changed, folded) > 1e-4
