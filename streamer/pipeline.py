@@ -28,6 +28,7 @@ from streamer.windows import frames_needed
 log = logging.getLogger(__name__)
 
 _STUCK_INFERENCE_S = 30.0
+_CAPTURE_JOIN_S = 1.5  # a thread blocked in OpenCV open/read longer is abandoned at exit (run_stream.py)
 
 
 def resolve_window(cfg: WindowConfig, model_num_frames: int) -> WindowPlan:
@@ -193,9 +194,10 @@ class Pipeline:
     def _shutdown(self, ctx, status_line: StatusLine) -> None:
         for thread in self.captures:
             thread.stop()
+        deadline = time.monotonic() + _CAPTURE_JOIN_S  # one deadline for all: exit stays prompt (R19)
         for thread in self.captures:
             if thread.ident is not None:
-                thread.join_or_warn(3.0)
+                thread.join_or_warn(max(0.05, deadline - time.monotonic()))
         if self.inference is not None:
             self.inference.stop()
             self.inference.join(5.0)
