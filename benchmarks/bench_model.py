@@ -1,0 +1,264 @@
+"""Model latency and peak memory: our TimeSformer against transformers' eager implementation.
+
+Same run, same weights (a random base-geometry checkpoint written by transformers' save_pretrained and
+loaded by both), same input. Latency is per clip (batch time / batch), the median of ``--repeats``
+timed runs after ``--warmup`` untimed ones, ours and the reference interleaved so that load on a
+shared machine hits both alike. Peak memory: on CUDA, ``max_memory_allocated`` above what was allocated
+before the forward; on CPU, the peak RSS growth (VmHWM) of a fresh process that loads the model and runs
+one forward, measured from after its imports.
+
+    python benchmarks/bench_model.py              # CPU fp32 base 8x224, and the CUDA matrix when present
+    python benchmarks/bench_model.py --smoke      # tiny model, every code path, nothing written
+
+Writes its own section of BENCHMARKS.md (between the bench_model markers) unless --no-write/--smoke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from model import load_model  # noqa: E402
+
+log = logging.getLogger("bench_model")
+BASE = dict(image_size=224, patch_size=16, num_frames=8, hidden_size=768, num_hidden_layers=12,
+            num_attention_heads=12, intermediate_size=3072)
+SMOKE = dict(image_size=32, patch_size=8, num_frames=4, hidden_size=64, num_hidden_layers=2,
+             num_attention_heads=4, intermediate_size=128)
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float16}
+SECTION = "bench_model"
+
+
+def make_checkpoint(folder: Path, geometry: dict, num_labels: int = 400) -> Path:
+    from transformers import TimesformerConfig, TimesformerForVideoClassification
+
+    torch.manual_seed(0)
+    ref = TimesformerForVideoClassification(TimesformerConfig(num_labels=num_labels, **geometry))
+    ref.save_pretrained(str(folder))
+    return folder
+
+
+def load_impl(impl: str, folder: Path, precision: str, device: str):
+    """A callable ``pixel_values -> logits`` and the input dtype it takes."""
+    if impl == "ours":
+        model = load_model(folder, precision=precision, device=device)
+        dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+        return model, dtype
+    from transformers import TimesformerForVideoClassification
+
+    if precision == "int8":
+        from transformers import BitsAndBytesConfig
+
+        quant = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["classifier"])
+        ref = TimesformerForVideoClassification.from_pretrained(
+            str(folder), quantization_config=quant, dtype=torch.float16 if device == "cuda" else torch.float32,
+            device_map={"": device})
+    else:
+        ref = TimesformerForVideoClassification.from_pretrained(str(folder), dtype=DTYPES[precision]).to(device)
+    ref.eval()
+    dtype = next(p.dtype for p in ref.parameters() if p.is_floating_point())
+    return (lambda x: ref(pixel_values=x).logits), dtype
+
+
+def clip_input(batch: int, geometry: dict, device: str, dtype: torch.dtype) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, geometry["num_frames"], 3, geometry["image_size"], geometry["image_size"], generator=g)
+    return x.to(device=device, dtype=dtype)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_interleaved(fns: dict, inputs: dict, device: str, repeats: int, warmup: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for name, fn in fns.items():
+                fn(inputs[name])
+        sync(device)
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                sync(device)
+                start = time.perf_counter()
+                fn(inputs[name])
+                sync(device)
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def cuda_peak_mb(fn, x) -> float:
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        fn(x)
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_peak_worker(impl: str, folder: str, precision: str, batch: int, geometry: dict) -> None:
+    """Run in a fresh process: print the peak RSS growth (MB) of loading the model and one forward."""
+    import transformers  # noqa: F401  (both impls pay the same imports before the baseline)
+
+    before = _status_kb("VmRSS")
+    fn, dtype = load_impl(impl, Path(folder), precision, "cpu")
+    x = clip_input(batch, geometry, "cpu", dtype)
+    with torch.inference_mode():
+        fn(x)
+    print(json.dumps({"peak_mb": (_status_kb("VmHWM") - before) / 1024}))
+
+
+def cpu_peak_mb(impl: str, folder: Path, precision: str, batch: int, geometry: dict) -> float | None:
+    cmd = [sys.executable, __file__, "--_peak-worker", json.dumps([impl, str(folder), precision, batch, geometry])]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)["peak_mb"]
+    log.warning("peak-memory worker for %s failed: %s", impl, done.stderr.strip().splitlines()[-1:] or "?")
+    return None
+
+
+def measure(folder: Path, geometry: dict, device: str, precision: str, batch: int, repeats: int,
+            warmup: int, cpu_memory: bool) -> dict:
+    row = {"device": device, "precision": precision, "batch": batch}
+    fns, inputs, skipped = {}, {}, {}
+    for impl in ("ours", "ref"):
+        try:
+            fn, dtype = load_impl(impl, folder, precision, device)
+        except Exception as exc:  # a reference that cannot run this precision here is reported, not fatal
+            skipped[impl] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+            continue
+        fns[impl], inputs[impl] = fn, clip_input(batch, geometry, device, dtype)
+    times = time_interleaved(fns, inputs, device, repeats, warmup)
+    for impl in ("ours", "ref"):
+        if impl in skipped:
+            row[f"{impl}_ms"], row[f"{impl}_mb"], row[f"{impl}_note"] = None, None, skipped[impl]
+            continue
+        row[f"{impl}_ms"] = statistics.median(times[impl]) / batch * 1e3
+        if device == "cuda":
+            row[f"{impl}_mb"] = cuda_peak_mb(fns[impl], inputs[impl])
+        else:
+            row[f"{impl}_mb"] = cpu_peak_mb(impl, folder, precision, batch, geometry) if cpu_memory else None
+    del fns, inputs
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def fmt(value, spec=".1f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| device | precision | batch | ours ms/clip | transformers ms/clip | ours/ref | ours peak MB | "
+             "transformers peak MB |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r["ours_ms"] / r["ref_ms"] if r["ours_ms"] and r["ref_ms"] else None
+        lines.append(f"| {r['device']} | {r['precision']} | {r['batch']} | {fmt(r['ours_ms'], '.2f')} | "
+                     f"{fmt(r['ref_ms'], '.2f')} | {fmt(ratio, '.2f')} | {fmt(r['ours_mb'], '.0f')} | "
+                     f"{fmt(r['ref_mb'], '.0f')} |")
+    notes = [f"- {impl} {r['precision']} batch {r['batch']}: not run ({r[impl + '_note']})"
+             for r in rows for impl in ("ours", "ref") if r.get(impl + "_note")]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        cpu = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
+    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch threads; date {datetime.date.today().isoformat()}")
+
+
+def write_section(path: Path, body: str) -> None:
+    start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per row (median reported), >= 5")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per implementation before timing")
+    parser.add_argument("--cpu-batch", type=int, default=1, help="batch for the CPU row")
+    parser.add_argument("--cuda-batches", default="1,8,32", help="comma-separated batches for the CUDA rows")
+    parser.add_argument("--precisions", default="fp32,fp16,bf16,int8", help="CUDA precisions")
+    parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA rows even when a GPU is present")
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="file whose section is replaced")
+    parser.add_argument("--smoke", action="store_true", help="tiny model, 2 repeats, nothing written")
+    parser.add_argument("--_peak-worker", dest="peak_worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.peak_worker:
+        cpu_peak_worker(*json.loads(args.peak_worker))
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    geometry = SMOKE if args.smoke else BASE
+    repeats = 2 if args.smoke else max(args.repeats, 5)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_checkpoint(Path(tmp), geometry)
+        rows.append(measure(folder, geometry, "cpu", "fp32", args.cpu_batch, repeats, args.warmup, cpu_memory=True))
+        print(table(rows), flush=True)
+        if torch.cuda.is_available() and not args.no_cuda:
+            for precision in args.precisions.split(","):
+                for batch in (int(b) for b in args.cuda_batches.split(",")):
+                    rows.append(measure(folder, geometry, "cuda", precision, batch, repeats, args.warmup, False))
+                    print(table(rows[-1:]).splitlines()[-1], flush=True)
+    shape = "smoke geometry" if args.smoke else "base (ViT-B/16, 12 layers, 8 frames x 224 px, 400 classes)"
+    body = "\n".join([
+        "## Model (`benchmarks/bench_model.py`)",
+        "",
+        f"Machine: {machine()}.",
+        f"TimeSformer {shape}, random weights saved by transformers and loaded by both; same input; latency per "
+        f"clip = median of {repeats} runs / batch, after {args.warmup} warm-up, ours and transformers (eager) "
+        "interleaved. Peak MB: CUDA max_memory_allocated growth during a forward; CPU peak RSS growth of a "
+        "fresh process loading the model and running one forward. "
+        + ("" if torch.cuda.is_available() else "No CUDA device on this machine: the CUDA rows (fp32/fp16/bf16/"
+           "int8 at batch 1/8/32) were not measured; run this script on a GPU host to fill them in."),
+        "",
+        table(rows),
+    ])
+    print()
+    print(body)
+    if not (args.no_write or args.smoke):
+        write_section(args.output, body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
