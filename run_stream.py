@@ -153,5 +153,21 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, handler)
 
 
+def exit_now(code: int) -> None:
+    """Exit with ``code`` without waiting for a thread still blocked inside OpenCV's open or read.
+
+    Such a call cannot be interrupted and may last its whole timeout; the pipeline has already
+    stopped everything else and closed every socket, so the thread is abandoned (R19).
+    """
+    stuck = [t.name for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if not stuck:
+        sys.exit(code)
+    log.warning("exiting without waiting for %s (blocked in a capture backend call)", ", ".join(stuck))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
