@@ -167,3 +167,12 @@ def test_yaml_per_class_config_and_errors():
         build_config({"sources": ["x.mp4"], "events": {"default": {"k": 4, "n": 3}}})
     with pytest.raises(ConfigError, match="not a label of the model"):
         cfg.events.check_labels(("move_left", "shrink"))
+
+
+def test_the_embedded_default_emits_events():
+    import run_stream
+
+    cfg = run_stream.load_app_config(run_stream.build_parser().parse_args([]))
+    assert cfg.events.enabled
+    assert cfg.events.default.enabled and cfg.events.default.enter > cfg.events.default.exit
+    assert not run_stream.load_app_config(run_stream.build_parser().parse_args(["--no-events"])).events.enabled

@@ -1,0 +1,76 @@
+"""Action events through the real pipeline: the demo model on a labeled synthetic video.
+
+``run_stream.py`` runs the built-in ``motion-demo`` model in file mode over a video rendered by
+``streamer.synthetic`` (the documented look), with the embedded default event settings; a subscriber
+process records every message. Each true action segment must give exactly one event of its class
+(no flicker), starting and ending within one hop of the ground truth.
+"""
+
+from __future__ import annotations
+
+import feeds
+import pytest
+
+from model.sources import BUILTIN
+from streamer.synthetic import Scene, write_video
+
+FPS, STRIDE, HOP = 25.0, 2, 5  # 8 frames 0.08 s apart (what the demo model was trained on), a window every 0.2 s
+SEGMENTS = 7
+
+
+def require_demo_model() -> None:
+    if not (BUILTIN["motion-demo"] / "config.json").is_file():
+        pytest.skip("the built-in motion-demo weights are not installed (model/weights/motion-demo); "
+                    "train them with tools/train_demo.py")
+
+
+def render(seed: int, folder) -> tuple:
+    """A video of exactly SEGMENTS whole segments, and its ground truth."""
+    probe = Scene(seed, 160, 120, FPS)
+    end = probe.segments_until(int(40 * FPS))[SEGMENTS - 1].end
+    path = folder / f"actions-{seed}.mp4"
+    truth = write_video(path, Scene(seed, 160, 120, FPS), end)
+    assert len(truth["segments"]) == SEGMENTS and truth["segments"][-1]["end_frame"] == end
+    return path, truth
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_one_event_per_true_segment_within_one_hop(seed, tmp_path, validate):
+    require_demo_model()
+    clip, truth = render(seed, tmp_path)
+    address = feeds.free_tcp_address()
+    config = tmp_path / "run.yaml"
+    config.write_text(f"window: {{stride: {STRIDE}, hop: {HOP}}}\nbatching: {{max_batch: 4, max_wait_ms: 5}}\n")
+    with feeds.Recorder(address, tmp_path / "messages.jsonl") as recorder:
+        with feeds.Pipeline(["--config", str(config), "--source", f"clip={clip}", "--mode", "file",
+                             "--model", "motion-demo", "--publish", address, "--wait-subscribers", "1"],
+                            tmp_path / "run.log") as run:
+            assert run.proc.wait(120) == 0, run.stderr()
+        def every_event_ended():
+            phases = [m["phase"] for m in recorder.messages() if m["type"] == "event"]
+            return phases and phases.count("start") == phases.count("end")
+
+        feeds.wait_until(every_event_ended, timeout=10)  # the process has exited; the recorder catches up
+        messages = recorder.messages()
+
+    results = [m for m in messages if m["type"] == "result"]
+    events = [m for m in messages if m["type"] == "event"]
+    assert results and [r["seq"] for r in results] == list(range(len(results)))  # nothing lost
+    for m in events:
+        validate(m)
+    starts = [e for e in events if e["phase"] == "start"]
+    ends = {e["id"]: e for e in events if e["phase"] == "end"}
+    got = [(e["label"], e["start_frame"], ends[e["id"]]["end_frame"] if e["id"] in ends else None) for e in starts]
+    want = [(s["label"], s["start_frame"], s["end_frame"]) for s in truth["segments"]]
+    assert [g[0] for g in got] == [w[0] for w in want], (got, want)  # one event per segment, in order
+    assert len(ends) == len(starts)
+    first_end = 7 * STRIDE  # the first window covers frames 0..14: nothing can start earlier
+    for (label, start, end), (_, true_start, true_end) in zip(got, want):
+        assert abs(start - true_start) <= HOP or (true_start == 0 and start <= first_end), (label, start, true_start)
+        assert abs(end - true_end) <= HOP, (label, end, true_end)
+    assert ends[starts[-1]["id"]]["reason"] == "stream ended"
+    for e in starts:
+        updates = [u for u in events if u["id"] == e["id"]]
+        assert [u["phase"] for u in updates][0] == "start" and updates[-1]["phase"] == "end"
+        assert all(u["label"] == e["label"] and u["start_frame"] == e["start_frame"] for u in updates)
+        assert 0.6 <= ends[e["id"]]["peak_score"] <= 1.0
