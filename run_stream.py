@@ -141,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
     try:
         pipeline = Pipeline(config, mode_override=args.mode)
-        return pipeline.run(stop)
+        code = pipeline.run(stop)
+        if code and pipeline.error:
+            print(f"error: {redact(pipeline.error)}", file=sys.stderr)
+        return code
     except ConfigError as exc:
         print(f"error: {redact(exc)}", file=sys.stderr)
         return 2

@@ -136,6 +136,8 @@ class CaptureThread(threading.Thread):
             try:
                 if cap is None or not cap.isOpened():
                     outcome, reason = "lost", f"could not open {self.plan.display_url}"
+                    if self.plan.kind.finite:
+                        reason += " (empty, truncated or not a video); check that the file plays, e.g. with ffprobe"
                 else:
                     outcome, reason = self._read_frames(cap)
             finally:

@@ -181,6 +181,9 @@ class Pipeline:
                     self.error = f"inference stopped: {self.inference.error}"
                 else:
                     log.info("all windows processed (%d results)", self.inference.results)
+                    failed = [st for st in self.stats if st.state == "failed"]  # the others ran to their end
+                    if failed:
+                        self.error = "; ".join(f"source {st.stream} failed: {st.reason}" for st in failed)
                 return
             busy = self.inference.busy_since
             if busy is not None and now - busy > _STUCK_INFERENCE_S and not warned_stuck:
