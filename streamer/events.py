@@ -155,6 +155,7 @@ class _ClassTrack:
     def __init__(self, label: str, rule: EventRule) -> None:
         self.label, self.rule = label, rule
         self.raw: deque[tuple[int, float]] = deque(maxlen=_HISTORY)  # (obs index, score)
+        self.recent: deque[float] = deque(maxlen=rule.n)  # the last n scores
         self.ema = 0.0
         self.phase = "idle"  # idle | pending | active
         self.start: Point | None = None
@@ -170,13 +171,14 @@ class _ClassTrack:
         if r.smoothing == "ema":
             self.ema = r.alpha * score + (1.0 - r.alpha) * self.ema
             return self.ema
-        recent = sorted((s for _, s in list(self.raw)[-r.n:]), reverse=True)
-        return recent[r.k - 1] if len(recent) >= r.k else 0.0
+        if len(self.recent) < r.k:
+            return 0.0
+        return sorted(self.recent, reverse=True)[r.k - 1]
 
     def forgettable(self, now: float) -> bool:
         """Nothing to remember: idle, out of cooldown, no recent score that could count."""
         return self.phase == "idle" and now >= self.cooldown_until and self.ema < 1e-3 \
-            and all(s < self.rule.exit for _, s in list(self.raw)[-self.rule.n:])
+            and all(s < self.rule.exit for s in self.recent)
 
 
 class StreamEvents:
@@ -240,6 +242,7 @@ class StreamEvents:
     def _step(self, track: _ClassTrack, obs: Obs, score: float) -> list[dict]:
         rule = track.rule
         track.raw.append((obs.index, score))
+        track.recent.append(score)
         v = track.smooth(score)
         now = obs.centre.t
         if score >= rule.boundary:
