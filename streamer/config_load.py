@@ -8,6 +8,7 @@ errors from the dataclasses come back prefixed with the key path. Only ``yaml.sa
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -125,6 +126,8 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
+        if not math.isfinite(value):  # YAML's .nan / .inf would pass every range check
+            raise ConfigError(f"{path}: must be a finite number, got {value}")
         return float(value)
     if tp is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and path.endswith(".url"):
