@@ -69,9 +69,11 @@ class OperatorFeatures:
         if cfg.annotate.active:
             from streamer.annotate import Annotator
 
-            self.annotator = Annotator(cfg.annotate, streams, self.stats, fps_for=self._fps)
-            publisher.listeners.append(self.annotator.on_sent)
-            self.annotator.start()
+            annotator = Annotator(cfg.annotate, streams, self.stats, fps_for=self._fps)
+            if annotator.show or cfg.annotate.path is not None:  # a window without a display: nothing to do
+                self.annotator = annotator
+                publisher.listeners.append(annotator.on_sent)
+                annotator.start()
 
     def tap(self, plan, preprocess: Callable) -> Callable:
         """The capture thread's preprocess, wrapped so the annotator sees raw frames (if annotating)."""
