@@ -57,8 +57,10 @@ def load_model(
         pre = PreprocessConfig.for_image_size(config.image_size)
         licence = sources.find_license(None, where.name, original=True)
 
-    model = TimeSformer(config)
-    load_state_strict(model, state, str(where.path))
+    with torch.device("meta"):  # no memory and no random init for weights that are replaced at once
+        model = TimeSformer(config)
+    load_state_strict(model, state, str(where.path), assign=True)
+    del state
     model.eval()
     model.requires_grad_(False)
     target = torch.device(device)
@@ -81,8 +83,9 @@ def load_model(
     return model
 
 
-def load_state_strict(model: nn.Module, state: Mapping[str, Any], origin: str) -> None:
-    """Rename ``state`` to our names (format from sentinel keys) and load it strictly, or raise listing why."""
+def load_state_strict(model: nn.Module, state: Mapping[str, Any], origin: str, assign: bool = False) -> None:
+    """Rename ``state`` to our names (format from sentinel keys) and load it strictly, or raise listing why.
+    ``assign=True`` makes the checkpoint's tensors the parameters (for a model built on the meta device)."""
     fmt = keymap.detect_format(list(state))
     native = keymap.to_native(state, fmt)
     expected = model.state_dict()
@@ -100,7 +103,7 @@ def load_state_strict(model: nn.Module, state: Mapping[str, Any], origin: str) -
     if problems:
         raise CheckpointError(f"{origin}: checkpoint does not fit its config: " + "; ".join(problems))
     model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in native.items()},
-                          strict=True)
+                          strict=True, assign=assign)
 
 
 def _few(items: list[str], limit: int = 4) -> str:

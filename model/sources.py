@@ -54,7 +54,7 @@ def resolve(source: str | Path) -> Resolved:
         raise CheckpointError(
             f"{path}: not a checkpoint this loader knows; pass a Hugging Face folder or a .pyth/.pth file"
         )
-    if HUB_ID.match(text) and not text.startswith((".", "~")):
+    if HUB_ID.match(text) and not text.startswith((".", "~")) and not Path(text.split("/")[0]).exists():
         return Resolved("folder", download(text), text, hub_id=text)
     raise CheckpointError(
         f"checkpoint {text!r} not found: pass an existing folder or .pyth/.pth file, a hub id such as "
