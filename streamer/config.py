@@ -142,6 +142,8 @@ class PublisherConfig:
     queue_size: int = 1000  #: bound of the in-process queue in front of the socket
     wait_subscribers: int = 0  #: before capture starts, wait for this many subscriptions (XPUB)
     wait_subscribers_timeout_s: float = 10.0
+    curve_secret_key: Optional[str] = None  #: server's NAME.key_secret (python -m streamer.keys): encrypt with CURVE
+    curve_allow_dir: Optional[str] = None  #: folder of the *.key public keys of clients allowed to subscribe
 
     def __post_init__(self) -> None:
         if "://" not in self.address or self.address.split("://", 1)[0] not in ("tcp", "ipc", "inproc"):
@@ -149,6 +151,13 @@ class PublisherConfig:
         _positive(self, "sndhwm", "heartbeat_s", "queue_size", "wait_subscribers_timeout_s")
         if self.linger_ms < 0 or self.wait_subscribers < 0:
             raise ConfigError("linger_ms: and wait_subscribers must be >= 0")
+        if bool(self.curve_secret_key) != bool(self.curve_allow_dir):  # CURVE without an allow-list admits anyone
+            raise ConfigError("curve_allow_dir: CURVE needs both curve_secret_key and curve_allow_dir (the folder of "
+                              "allowed clients' public keys)")
+
+    @property
+    def curve(self) -> bool:
+        return bool(self.curve_secret_key)
 
 
 @dataclass(frozen=True)
