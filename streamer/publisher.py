@@ -23,6 +23,7 @@ from model.errors import PublisherError
 from streamer import protocol
 from streamer.config import PublisherConfig
 from streamer.redact import redact
+from streamer.security import CurveServer, is_loopback
 from streamer.stats import StatsRegistry, StreamStats
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Publisher:
         #: metrics, snapshot cache, annotation); a listener may call :meth:`publish`, never block
         self.listeners: list = []
         self._error: BaseException | None = None
+        self._curve = None  # streamer.security.CurveServer when publisher.curve_secret_key is set
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=False)
 
     # ---- any thread --------------------------------------------------------------------------
@@ -108,24 +110,33 @@ class Publisher:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def _stop_curve(self) -> None:
+        if self._curve is not None:
+            self._curve.stop()
+            self._curve = None
+
     # ---- the thread --------------------------------------------------------------------------
     def _open(self):
         import zmq
 
         cfg = self.config
+        if cfg.curve:  # the authenticator runs before the socket is bound (S2); bad key files fail here
+            self._curve = CurveServer(self._ctx, cfg.curve_secret_key, cfg.curve_allow_dir).start()
         sock = self._ctx.socket(zmq.XPUB if cfg.wait_subscribers else zmq.PUB)
         sock.setsockopt(zmq.SNDHWM, cfg.sndhwm)
         sock.setsockopt(zmq.LINGER, cfg.linger_ms)
+        if self._curve is not None:
+            self._curve.secure(sock)
         try:
             sock.bind(cfg.address)
         except zmq.ZMQError as exc:
             sock.close(linger=0)
             raise PublisherError(f"cannot bind the publisher to {redact(cfg.address)}: {exc.strerror}; "
                                  "pick a free address with --publish") from None
-        host = cfg.address.split("://", 1)[1]
-        if cfg.address.startswith("tcp://") and (host.startswith("*") or host.startswith("0.0.0.0")):
-            log.warning("publisher bound to all interfaces (%s) without encryption; anyone on the network "
-                        "can read the results", redact(cfg.address))
+        if self._curve is None and not is_loopback(cfg.address):
+            log.warning("PUBLISHER NOT ENCRYPTED on %s, which other machines can reach: anyone there can read "
+                        "every result. Bind tcp://127.0.0.1:PORT, or set publisher.curve_secret_key and "
+                        "publisher.curve_allow_dir (keys: python -m streamer.keys)", redact(cfg.address))
         log.info("publishing on %s (SNDHWM %d)", redact(cfg.address), cfg.sndhwm)
         return sock
 
@@ -163,6 +174,7 @@ class Publisher:
             sock = self._open()
         except BaseException as exc:  # reported to start()
             self._error = exc
+            self._stop_curve()
             return
         try:
             if self.config.wait_subscribers:
@@ -198,6 +210,7 @@ class Publisher:
             log.exception("publisher thread failed")
         finally:
             sock.close(linger=self.config.linger_ms)
+            self._stop_curve()
 
     def _handle(self, sock, item, zmq) -> None:
         if not isinstance(item, _Outgoing):  # a call_soon function
