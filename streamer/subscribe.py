@@ -28,7 +28,8 @@ class Subscriber:
     """A SUB socket on ``address`` for ``topics`` (prefixes such as ``result.`` or ``status.cam0``)."""
 
     def __init__(self, address: str, topics: tuple[str, ...] = ("result.",), *, max_bytes: int = DEFAULT_MAX_BYTES,
-                 rcvhwm: int = 10000, context=None) -> None:
+                 rcvhwm: int = 10000, context=None, curve: dict | None = None) -> None:
+        """``curve``: CURVE client options from :func:`streamer.security.client_options` (encrypted publisher)."""
         import zmq
 
         self._zmq = zmq
@@ -38,6 +39,8 @@ class Subscriber:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
         self._sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        for option, value in (curve or {}).items():
+            self._sock.setsockopt(option, value)
         for topic in topics:
             self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
         self._sock.connect(address)
@@ -144,14 +147,28 @@ def main(argv: list[str] | None = None) -> int:
                    help="first print every stream's latest status, result and open events from this snapshot socket")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="exit with status 1 if no message arrives for this long")
+    p.add_argument("--server-key", metavar="FILE", help="CURVE: the publisher's public key file (NAME.key)")
+    p.add_argument("--client-key", metavar="FILE", help="CURVE: this client's secret key file (NAME.key_secret)")
     args = p.parse_args(argv)
+    curve = None
+    if bool(args.server_key) != bool(args.client_key):
+        p.error("--server-key and --client-key go together")
+    if args.server_key:
+        from model.errors import RecognizerError
+        from streamer.security import client_options
+
+        try:
+            curve = client_options(args.server_key, args.client_key)
+        except RecognizerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.count is not None and args.count < 1:
         p.error("--count must be >= 1")
     kinds = ("result", "status", "event") if args.all else ("result",)
     topics = tuple(f"{k}.{s}" for k in kinds for s in args.stream) if args.stream else tuple(f"{k}." for k in kinds)
     results = 0
     try:
-        with Subscriber(args.address, topics) as sub:
+        with Subscriber(args.address, topics, curve=curve) as sub:
             if args.snapshot:
                 snap = sub.snapshot(args.snapshot, streams=tuple(args.stream or ()), timeout=args.timeout or 3.0)
                 if snap is None:
