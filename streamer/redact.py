@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s?#]+)@")
+# Greedy up to the last "@" of the token: a password may itself contain "@", "/", "?" or "#"
+# (hiding a bit too much of a URL is fine; showing part of a password is not).
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s'\"<>]+)@")
 _SECRET_QUERY = re.compile(r"(?P<key>[?&;](?:password|passwd|pwd|pass|token|secret|key|auth|apikey|api_key)=)[^&#\s]*",
                            re.IGNORECASE)
 
@@ -17,3 +20,10 @@ def redact(text: object) -> str:
     if "=" in s:
         s = _SECRET_QUERY.sub(r"\g<key>***", s)
     return s
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter whose whole output (message, arguments, traceback) goes through :func:`redact`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
