@@ -115,8 +115,12 @@ def load_app_config(args: argparse.Namespace):
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Log to stderr; every line goes through the credential redactor (S6), tracebacks included."""
+    from streamer.redact import RedactingFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler])
 
 
 def main(argv: list[str] | None = None) -> int:

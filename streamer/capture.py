@@ -21,6 +21,7 @@ from collections import deque
 from typing import Callable
 
 from model.errors import SourceError
+from streamer.redact import redact
 from streamer.ring import FrameRing, reserve
 from streamer.sources import SourcePlan
 from streamer.stats import StreamStats
@@ -80,6 +81,7 @@ class CaptureThread(threading.Thread):
                         self.plan.id, timeout)
 
     def set_state(self, state: str, reason: str = "") -> None:
+        reason = redact(reason)  # exception texts may carry the URL (S6)
         if self._announced and self.stats.state == state and self.stats.reason == reason:
             return
         self._announced = True
