@@ -1,0 +1,25 @@
+"""Fixtures for the security tests: the project's feed helpers and a tiny model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+
+import feeds  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return feeds.make_tiny_model(tmp_path_factory.mktemp("security-model") / "tiny-timesformer")
+
+
+@pytest.fixture(scope="session")
+def rtsp_ready() -> None:
+    """Skip (with the reason) only when the GStreamer RTSP server is not installed; CI installs it."""
+    reason = feeds.rtsp_missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
