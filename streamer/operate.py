@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from model.errors import PublisherError
 from streamer.config import AppConfig
 from streamer.stats import StatsRegistry
 
@@ -57,7 +58,12 @@ class OperatorFeatures:
 
             self.cache = LastValueCache(streams)
             publisher.listeners.append(self.cache.on_sent)
-            self.snapshot = SnapshotServer(cfg.snapshot, self.cache, context)
+            curve = getattr(publisher, "_curve", None)  # the publisher's CURVE keys and allow-list, if on
+            if getattr(cfg.publisher, "curve", False) and curve is None:
+                raise PublisherError("the snapshot socket cannot share the publisher's CURVE keys; "
+                                     "leave snapshot.address unset or report this defect")
+            self.snapshot = SnapshotServer(cfg.snapshot, self.cache, context,
+                                           secure=curve.secure if curve is not None else None)
             self.snapshot.start_and_wait()
         if cfg.metrics.enabled:
             from streamer.metrics import Metrics, model_bytes

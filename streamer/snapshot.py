@@ -13,6 +13,8 @@ joiner). Following the ZeroMQ guide's "Clone" pattern, the pipeline also binds a
 The cache behind it (:class:`LastValueCache`) is fed with what the publisher actually sent
 (``on_sent``, publisher thread), so a snapshot never shows a result that no subscriber could have
 seen. Requests larger than ``max_request_bytes`` are refused by ZeroMQ; malformed ones are ignored.
+When the publisher uses CURVE, the snapshot socket is secured by the same server key and client
+allow-list (``secure``), so it never leaks what the PUB socket protects.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from model.errors import ConfigError, PublisherError
 from streamer.redact import redact
+from streamer.security import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +95,14 @@ class LastValueCache:
 class SnapshotServer(threading.Thread):
     """Owns the ROUTER socket: answers each request with the cache's snapshot."""
 
-    def __init__(self, config: SnapshotConfig, cache: LastValueCache, context) -> None:
+    def __init__(self, config: SnapshotConfig, cache: LastValueCache, context, *,
+                 secure: Callable | None = None) -> None:
+        """``secure(sock)``: make the socket a CURVE server before it is bound (the publisher's keys)."""
         super().__init__(name="snapshot", daemon=False)
         self.config = config
         self.cache = cache
         self._ctx = context
+        self._secure = secure
         self._stop_event = threading.Event()
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -126,6 +132,11 @@ class SnapshotServer(threading.Thread):
             sock.setsockopt(zmq.LINGER, cfg.linger_ms)
             sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_request_bytes)
             sock.setsockopt(zmq.SNDHWM, 100)
+            if self._secure is not None:
+                self._secure(sock)
+            elif not is_loopback(cfg.address):
+                log.warning("SNAPSHOT SOCKET NOT ENCRYPTED on %s, which other machines can reach; bind "
+                            "tcp://127.0.0.1:PORT or turn on CURVE for the publisher", redact(cfg.address))
             try:
                 sock.bind(cfg.address)
             except zmq.ZMQError as exc:
@@ -169,8 +180,11 @@ class SnapshotServer(threading.Thread):
 
 
 def request_snapshot(address: str, *, streams: list[str] | tuple[str, ...] = (), timeout: float = 3.0,
-                     context=None, max_bytes: int = 16 << 20) -> dict | None:
-    """Ask a pipeline's snapshot socket for the state of every stream; None if no answer in ``timeout`` s."""
+                     context=None, max_bytes: int = 16 << 20, curve: dict | None = None) -> dict | None:
+    """Ask a pipeline's snapshot socket for the state of every stream; None if no answer in ``timeout`` s.
+
+    ``curve``: CURVE client options (:func:`streamer.security.client_options`) when the pipeline uses CURVE.
+    """
     import zmq
 
     ctx = context or zmq.Context.instance()
@@ -178,6 +192,8 @@ def request_snapshot(address: str, *, streams: list[str] | tuple[str, ...] = (),
     try:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        for option, value in (curve or {}).items():
+            sock.setsockopt(option, value)
         sock.connect(address)
         sock.send_multipart([REQUEST] + [s.encode("utf-8") for s in streams])
         deadline = time.monotonic() + timeout

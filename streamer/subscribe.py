@@ -39,6 +39,7 @@ class Subscriber:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
         self._sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        self._curve = curve  # also used for the snapshot socket
         for option, value in (curve or {}).items():
             self._sock.setsockopt(option, value)
         for topic in topics:
@@ -53,7 +54,7 @@ class Subscriber:
         """``{"streams": {id: {"status", "result", "events"}}, ...}`` from a snapshot socket; None on timeout."""
         from streamer.snapshot import request_snapshot
 
-        snap = request_snapshot(address, streams=streams, timeout=timeout, context=self._ctx)
+        snap = request_snapshot(address, streams=streams, timeout=timeout, context=self._ctx, curve=self._curve)
         for stream, entry in (snap or {}).get("streams", {}).items():
             result = entry.get("result") or {}
             if isinstance(result.get("seq"), int):

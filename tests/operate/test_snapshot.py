@@ -94,3 +94,28 @@ def test_snapshot_socket_ignores_malformed_requests_and_filters_by_stream():
         server.stop()
         ctx.term()
     assert not server.is_alive()
+
+
+def test_snapshot_socket_uses_the_publishers_curve_keys(tmp_path):
+    from streamer.security import CurveServer, client_options, generate_keypair
+
+    _, server_secret = generate_keypair(tmp_path / "server", "server")
+    allowed_public, allowed_secret = generate_keypair(tmp_path / "allowed", "client")
+    _, stranger_secret = generate_keypair(tmp_path / "stranger", "other")
+    cache = LastValueCache(["cam"])
+    ctx = zmq.Context()
+    curve = CurveServer(ctx, server_secret, tmp_path / "allowed").start()
+    address = feeds.free_tcp_address()
+    server = SnapshotServer(SnapshotConfig(address=address), cache, ctx, secure=curve.secure)
+    server.start_and_wait()
+    try:
+        server_public = tmp_path / "server" / "server.key"
+        good = request_snapshot(address, context=ctx, curve=client_options(server_public, allowed_secret))
+        assert good is not None and set(good["streams"]) == {"cam"}
+        assert request_snapshot(address, context=ctx, timeout=1.0) is None  # plaintext client
+        stranger = client_options(server_public, stranger_secret)
+        assert request_snapshot(address, context=ctx, timeout=1.0, curve=stranger) is None  # not on the list
+    finally:
+        server.stop()
+        curve.stop()
+        ctx.term()
