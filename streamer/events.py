@@ -347,11 +347,16 @@ class EventStage:
     inference has stopped. A lock keeps the two apart.
     """
 
+    #: a live stream in one of these states sends no results: its open events end, with this reason
+    LOST_STATES = {"stalled": "stream stalled", "backoff": "stream lost", "failed": "stream failed"}
+
     def __init__(self, config: EventsConfig, publish: Callable[[str, dict], object], *,
-                 fps_for: Callable[[str], float | None] = lambda stream: None) -> None:
+                 fps_for: Callable[[str], float | None] = lambda stream: None,
+                 live_for: Callable[[str], bool] = lambda stream: True) -> None:
         self.config = config
         self.publish = publish
         self.fps_for = fps_for
+        self.live_for = live_for
         self.run_id = os.urandom(4).hex()
         self.streams: dict[str, StreamEvents] = {}
         self._lock = threading.Lock()
@@ -364,10 +369,17 @@ class EventStage:
         return tracker
 
     def on_sent(self, topic: str, payload: dict) -> None:
-        if payload.get("type") != "result":
+        kind, stream = payload.get("type"), str(payload.get("stream"))
+        if kind == "status" and payload.get("state") in self.LOST_STATES and self.live_for(stream):
+            # a file-mode source may look "stalled" while it waits for a slow model: only live ones end here
+            with self._lock:
+                tracker = self.streams.get(stream)
+                events = tracker.close(self.LOST_STATES[payload["state"]]) if tracker is not None else []
+        elif kind == "result":
+            with self._lock:
+                events = self._tracker(stream).observe(payload)
+        else:
             return
-        with self._lock:
-            events = self._tracker(str(payload["stream"])).observe(payload)
         for msg in events:
             log.log(logging.DEBUG if msg["phase"] == "update" else logging.INFO, "[%s] event %s %s %s (peak %.2f)",
                     msg["stream"], msg["phase"], msg["label"], msg["id"], msg["peak_score"])

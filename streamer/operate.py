@@ -51,7 +51,8 @@ class OperatorFeatures:
 
             labels = [net.id2label[i] for i in range(len(net.id2label))]
             cfg.events.check_labels(labels)
-            self.events = EventStage(cfg.events, publisher.publish, fps_for=self._media_fps)
+            self.events = EventStage(cfg.events, publisher.publish, fps_for=self._media_fps,
+                                     live_for=lambda stream: self._live.get(stream, True))
             publisher.listeners.append(self.events.on_sent)
         if cfg.snapshot.address is not None:
             from streamer.snapshot import LastValueCache, SnapshotServer

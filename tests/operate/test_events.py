@@ -176,3 +176,22 @@ def test_the_embedded_default_emits_events():
     assert cfg.events.enabled
     assert cfg.events.default.enabled and cfg.events.default.enter > cfg.events.default.exit
     assert not run_stream.load_app_config(run_stream.build_parser().parse_args(["--no-events"])).events.enabled
+
+
+def test_a_lost_live_stream_ends_its_events_a_file_source_does_not():
+    from streamer.events import EventStage
+
+    labels = ["grow"] * 200
+    results = results_from_truth(labels, np.random.default_rng(0), noise=0.0)
+    stalled = {"type": "status", "stream": "cam", "state": "stalled"}
+    for live, want in ((True, ["start", "end"]), (False, ["start"])):
+        sent = []
+        stage = EventStage(EventsConfig(update_interval_s=100.0), lambda topic, msg: sent.append(msg),
+                           live_for=lambda stream: live)
+        for r in results[:20]:
+            stage.on_sent("result.cam", r)
+        stage.on_sent("status.cam", stalled)
+        assert [m["phase"] for m in sent] == want, live
+        if live:
+            assert sent[-1]["reason"] == "stream stalled"
+            assert sent[-1]["end_frame"] == results[19]["window"]["frame_indices"][-1]
