@@ -268,10 +268,12 @@ class StreamEvents:
             return [self._message(track, "start", obs, v)]
         track.peak = max(track.peak, score)
         if v < rule.exit:
-            end_index = track.last_support if track.last_support is not None else obs.index
-            after = self._after(end_index)
-            where = self._by_index(end_index).centre.mid(after.centre) if after is not None else obs.end
-            return [self._end(track, where, end_index, "score")]
+            last = self._by_index(track.last_support) if track.last_support is not None else None
+            after = self._after(last.index) if last is not None else None
+            if last is None:  # no supporting window left in the history: end where the history starts
+                last = after = self.obs[0]
+            where = last.centre.mid(after.centre) if after is not None else obs.end
+            return [self._end(track, where, last.index, "score")]
         if now - track.last_emit_t >= self.config.update_interval_s:
             track.last_emit_t = now
             return [self._message(track, "update", obs, v)]

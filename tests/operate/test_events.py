@@ -195,3 +195,38 @@ def test_a_lost_live_stream_ends_its_events_a_file_source_does_not():
         if live:
             assert sent[-1]["reason"] == "stream stalled"
             assert sent[-1]["end_frame"] == results[19]["window"]["frame_indices"][-1]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(scores=st.lists(st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3), min_size=1, max_size=150),
+       smoothing=st.sampled_from(["ema", "k_of_n"]), k=st.integers(1, 3), extra=st.integers(0, 3),
+       enter=st.floats(0.3, 1.0), gap=st.floats(0.0, 0.3), min_duration=st.floats(0.0, 1.0),
+       cooldown=st.floats(0.0, 2.0))
+def test_any_score_sequence_gives_well_formed_events(scores, smoothing, k, extra, enter, gap, min_duration, cooldown):
+    rule = EventRule(smoothing=smoothing, k=k, n=k + extra, enter=enter, exit=enter - gap,
+                     min_duration_s=min_duration, cooldown_s=cooldown)
+    labels = ["a", "b", "c"]
+    results = []
+    for seq, row in enumerate(scores):
+        idx = list(range(seq * 5, seq * 5 + 15, 2))
+        results.append({"window": {"frame_indices": idx, "start_ts": 100.0 + idx[0] / FPS, "end_ts": 100.0 + idx[-1] / FPS},
+                        "top_k": [{"label": lab, "score": s} for lab, s in zip(labels, row)]})
+    events = run_tracker(results, EventsConfig(default=rule, update_interval_s=0.5))
+    by_id: dict[str, list[dict]] = {}
+    for e in events:
+        by_id.setdefault(e["id"], []).append(e)
+    last_end: dict[str, int] = {}
+    for phases in by_id.values():
+        assert [p["phase"] for p in phases][0] == "start" and phases[-1]["phase"] == "end"
+        assert all(p["phase"] == "update" for p in phases[1:-1])
+        start, end = phases[0], phases[-1]
+        assert start["start_frame"] <= end["end_frame"] and start["start_ts"] <= end["end_ts"]
+        assert len({p["label"] for p in phases}) == 1 and len({p["start_frame"] for p in phases}) == 1
+        assert 0.0 <= end["peak_score"] <= 1.0 and end["duration_s"] >= 0.0
+        # one class never has two events at once
+        assert start["start_frame"] >= last_end.get(start["label"], -1)
+        last_end[start["label"]] = end["end_frame"]
