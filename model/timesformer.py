@@ -152,13 +152,20 @@ class Block(nn.Module):
         self._folded = None
         return super().train(mode)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Plain block on ``(S, L, D)`` (space_only and joint_space_time)."""
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+        """Plain block on ``(S, L, D)`` (space_only and joint_space_time). ``cls_only`` (the last block,
+        whose patch outputs nobody reads) returns only position 0, ``(S, 1, D)``, skipping the rest's
+        output projection and MLP."""
+        if cls_only:
+            x = x[:, :1] + self.attn.proj(self.attn.attend(self.norm1(x))[:, :1])  # (S, 1, D)
+        else:
+            x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
-    def forward_divided(self, cls: torch.Tensor, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cls ``(B, 1, D)``, patches ``(B, T, N, D)`` -> the same shapes."""
+    def forward_divided(self, cls: torch.Tensor, patches: torch.Tensor,
+                        cls_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """cls ``(B, 1, D)``, patches ``(B, T, N, D)`` -> the same shapes. With ``cls_only`` (last block)
+        the returned patches are stale: their output projection and MLP are skipped."""
         b, t, n, d = patches.shape
         # temporal attention: one sequence of T frames per patch position, cls excluded
         xt = patches.transpose(1, 2).reshape(b * n, t, d)  # (B*N, T, D)
@@ -170,6 +177,10 @@ class Block(nn.Module):
         xp = xt.view(b, n, t, d).transpose(1, 2).reshape(b * t, n, d)  # (B*T, N, D)
         # spatial attention: one sequence [cls, patches] per frame
         xs = torch.cat((cls.expand(b, t, d).reshape(b * t, 1, d), xp), dim=1)  # (B*T, 1+N, D)
+        if cls_only:
+            r0 = self.attn.proj(self.attn.attend(self.norm1(xs))[:, 0])  # (B*T, D)
+            cls = cls + r0.view(b, t, d).mean(dim=1, keepdim=True)  # (B, 1, D)
+            return cls + self.mlp(self.norm2(cls)), patches
         rs = self.attn(self.norm1(xs))  # (B*T, 1+N, D)
         cls = cls + rs[:, 0].view(b, t, d).mean(dim=1, keepdim=True)  # (B, 1, D)
         xp = xp + rs[:, 1:]  # (B*T, N, D)
@@ -228,11 +239,12 @@ class TimeSformer(nn.Module):
         cls = self.cls_token + pos[:, :1]  # (1, 1, D)
         x = x + pos[:, 1:]  # (B*T, N, D)
         kind = self.config.attention_type
+        last = len(self.blocks) - 1  # only the cls token of the last block is read
 
         if kind == "space_only":
             x = torch.cat((cls.expand(b * t, 1, d), x), dim=1)  # (B*T, 1+N, D)
-            for block in self.blocks:
-                x = block(x)
+            for i, block in enumerate(self.blocks):
+                x = block(x, cls_only=i == last)
             cls_out = x[:, 0].view(b, t, d).mean(dim=1)  # (B, D): average over frames
             return self.head(self.norm(cls_out))
 
@@ -242,10 +254,10 @@ class TimeSformer(nn.Module):
 
         if kind == "joint_space_time":
             x = torch.cat((cls, patches.reshape(b, t * n, d)), dim=1)  # (B, 1+T*N, D)
-            for block in self.blocks:
-                x = block(x)
+            for i, block in enumerate(self.blocks):
+                x = block(x, cls_only=i == last)
             return self.head(self.norm(x[:, 0]))
 
-        for block in self.blocks:
-            cls, patches = block.forward_divided(cls, patches)
+        for i, block in enumerate(self.blocks):
+            cls, patches = block.forward_divided(cls, patches, cls_only=i == last)
         return self.head(self.norm(cls[:, 0]))
