@@ -124,6 +124,20 @@ def setup_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        # first thing: SIGINT/SIGTERM during start-up (config, imports, model load) is a clean stop too (R19)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        return _run(argv, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(argv: list[str] | None, stop: threading.Event) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -138,11 +152,6 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_interpreter()
 
-    stop = threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
     try:
         pipeline = Pipeline(config, mode_override=args.mode)
         code = pipeline.run(stop)
@@ -155,9 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     except RecognizerError as exc:
         print(f"error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def exit_now(code: int) -> None:
