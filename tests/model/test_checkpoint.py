@@ -176,6 +176,7 @@ def test_random_bin(tmp_path, hf):
     _one_line_error(folder, "not a readable PyTorch checkpoint")
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickle_with_code_is_refused(tmp_path, hf):
     folder = hf.save(hf.make(), tmp_path, safe=False)
 
@@ -214,3 +215,15 @@ def test_unknown_layout(tmp_path, hf):
     folder = hf.save(hf.make(), tmp_path)
     save_file({"encoder.weight": torch.zeros(2)}, folder / "model.safetensors")
     _one_line_error(folder, "unknown checkpoint layout")
+
+
+def test_org_name_shaped_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    import huggingface_hub
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a local-looking path must not reach the hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_download)
+    _one_line_error("runs/model-a", "not found")
