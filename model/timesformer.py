@@ -12,6 +12,10 @@ Three attention types, as in the original repository:
 Patch tokens are kept frame-major, ``(B, T, N, D)``, and the cls token apart, ``(B, 1, D)``. Any
 frame count and image size work: position and time embeddings are resized from the input's shape
 (nearest, as the original repository does).
+
+Inference (no autograd, eval mode) takes two exact shortcuts: ``temporal_attn.proj`` and ``temporal_fc``
+run as one folded linear, and the last block computes only the cls token the classifier reads. Call
+the model under ``torch.inference_mode()`` to get them.
 """
 
 from __future__ import annotations
