@@ -82,3 +82,15 @@ def test_run_writes_an_annotated_mp4_that_differs_where_the_text_is(tiny_model, 
         assert diff(annotated[i][AWAY], source[i][AWAY]) < 6, i  # the rest is the input (re-encoded)
     # the first frames wait for the first window, later ones show a label: the drawn text changes
     assert diff(annotated[0][BOX], annotated[59][BOX]) > 10
+
+
+def test_a_window_needs_a_display(monkeypatch, caplog):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    stats = StatsRegistry()
+    stats.add("cam", "x")
+    annotator = Annotator(AnnotateConfig(window=True), ["cam"], stats)
+    assert annotator.show is False
+    assert "no display" in caplog.text
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert Annotator(AnnotateConfig(window=True), ["cam"], stats).show is True
