@@ -9,6 +9,10 @@ In blocking mode (``mode: file``) the writer instead waits until the consumer ha
 it is about to overwrite (:meth:`release_before`), so every window of a file is seen.
 
 Sequence numbers (``seq``) count pushes from 0; ``seq % capacity`` is the slot.
+
+With ``device`` set (e.g. ``cuda``), frame storage lives on that device (see :mod:`streamer.device`):
+the writer synchronizes its current stream before it publishes a frame, and a reader synchronizes
+its own stream after a gather before the seqlock check, so the check covers a finished copy.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ import numpy as np
 
 
 class FrameRing:
-    def __init__(self, capacity: int, *, blocking: bool = False) -> None:
+    def __init__(self, capacity: int, *, blocking: bool = False, device=None) -> None:
         if capacity < 2:
             raise ValueError(f"ring capacity must be >= 2, got {capacity}")
         self.capacity = int(capacity)
         self.blocking = blocking
+        self.device = device  # where frames live; None: where the first pushed frame is
         self.frames = None  # torch.Tensor (capacity, *frame_shape), allocated at the first push
         self.t = np.zeros(capacity, np.float64)  # sampling clock: capture monotonic (live) or media time (file)
         self.mono = np.zeros(capacity, np.float64)  # capture time, time.monotonic()
@@ -39,13 +44,15 @@ class FrameRing:
         self.interval = 1.0 / 30.0  # nominal seconds between frames, set by the writer from the source's fps
         self._needed_from = 0  # blocking mode: the consumer still needs seq >= this
         self._space = threading.Condition(threading.Lock())
+        self._on_cuda = False
 
     # ---- writer side -------------------------------------------------------------------------
     def allocate(self, frame_shape: Sequence[int], dtype=None) -> None:
         """Preallocate storage for ``capacity`` frames of ``frame_shape`` (called once, by the writer)."""
         import torch
 
-        self.frames = torch.empty((self.capacity, *frame_shape), dtype=dtype or torch.float32)
+        self.frames = torch.empty((self.capacity, *frame_shape), dtype=dtype or torch.float32, device=self.device)
+        self._on_cuda = self.frames.is_cuda
 
     def push(self, frame, *, t: float, mono: float, wall: float, pts: float, frame_no: int,
              segment: int, label: str | None = None, stop: threading.Event | None = None) -> bool:
@@ -63,6 +70,8 @@ class FrameRing:
         if self.frames is None:
             self.allocate(tuple(frame.shape), frame.dtype)
         self.frames[slot].copy_(frame)
+        if self._on_cuda:  # the copy (and the preprocessing queued before it) is done before publishing
+            _sync_current(self.frames.device)
         self.t[slot] = t
         self.mono[slot] = mono
         self.wall[slot] = wall
@@ -106,7 +115,11 @@ class FrameRing:
         if first < self.low or max(seqs) >= self.head:
             return False
         index = torch.tensor(self.slots(seqs), dtype=torch.long)
+        if self._on_cuda:
+            index = index.to(self.frames.device)
         torch.index_select(self.frames, 0, index, out=out)
+        if self._on_cuda:  # the gather ran to its end before low is read
+            _sync_current(self.frames.device)
         return first >= self.low  # the writer raises low before overwriting: still intact?
 
 
@@ -123,3 +136,9 @@ def reserve(ring: FrameRing, capacity: int) -> None:
     ring.segment = np.zeros(capacity, np.int64)
     ring.labels = [None] * capacity
     ring.frames = None
+
+
+def _sync_current(device) -> None:
+    import torch
+
+    torch.cuda.current_stream(device).synchronize()
