@@ -247,7 +247,8 @@ class Scheduler:
             import torch
 
             shape = tuple(ring.frames.shape[1:])
-            self._batch = torch.empty((self.max_batch, len(seqs), *shape), dtype=ring.frames.dtype)
+            self._batch = torch.empty((self.max_batch, len(seqs), *shape), dtype=ring.frames.dtype,
+                                      device=ring.frames.device)  # on the ring's device: no host round trip
         if tuple(ring.frames.shape[1:]) != tuple(self._batch.shape[2:]):
             cursor.stats.drop("shape_mismatch")
             if cursor.stream not in self._warned_shape:
