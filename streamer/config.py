@@ -117,11 +117,13 @@ class ModelConfig:
     """Which checkpoint runs, where and how."""
 
     source: str = "motion-demo"  #: folder, .pyth/.pth file, hub id or built-in name
-    precision: Precision = "auto"  #: auto: int8 on CUDA, fp32 on CPU
+    precision: Precision = "auto"  #: auto: the choice measured by --bench, else int8 on CUDA, fp32 on CPU
     device: str = "auto"  #: auto, cpu, cuda, cuda:N
     int8_threshold: float = 6.0
     top_k: int = 5
     threads: int = 0  #: torch CPU threads; 0 keeps torch's default
+    compile: bool = False  #: torch.compile the model (slow first batches; fixed shapes are recompiled once each)
+    cuda_graphs: bool = False  #: CUDA only: capture the forward once per batch size in 1, 2, 4, ... max_batch
 
     def __post_init__(self) -> None:
         _positive(self, "top_k", "int8_threshold")
