@@ -47,8 +47,9 @@ def resolve_window(cfg: WindowConfig, model_num_frames: int) -> WindowPlan:
                       freshness_s=cfg.freshness_s)
 
 
-def resolve_device(device: str, precision: str) -> tuple[str, str]:
-    """``auto`` device: CUDA if present, else CPU; ``auto`` precision: int8 on CUDA, fp32 on CPU."""
+def resolve_device(device: str, precision: str, model_source: str | None = None, batch: int = 1) -> tuple[str, str]:
+    """``auto`` device: CUDA if present, else CPU; ``auto`` precision: what ``--bench`` measured for this
+    device, model and batch (streamer/precision.py), else int8 on CUDA, fp32 on CPU."""
     if device == "auto" or device.startswith("cuda"):
         import torch
 
@@ -58,7 +59,10 @@ def resolve_device(device: str, precision: str) -> tuple[str, str]:
         elif not has_cuda:
             raise ConfigError(f"model.device: {device!r} asked for but no CUDA device is present; use --device cpu")
     if precision == "auto":
-        precision = "int8" if device.startswith("cuda") else "fp32"
+        from streamer import precision as measured
+
+        precision = (measured.choose(device, model_source, batch) if model_source is not None
+                     else measured.fallback_precision(device))
     return device, precision
 
 
@@ -66,7 +70,7 @@ def load(cfg: AppConfig):
     """Load the model as configured; returns (model, device, precision)."""
     import model as model_pkg
 
-    device, precision = resolve_device(cfg.model.device, cfg.model.precision)
+    device, precision = resolve_device(cfg.model.device, cfg.model.precision, cfg.model.source, cfg.batching.max_batch)
     if cfg.model.threads:
         import torch
 
@@ -123,14 +127,21 @@ class Pipeline:
         net, device, precision = load(cfg)
         window = resolve_window(cfg.window, net.config.num_frames)
         log.info("model %s (%s on %s), window %s", getattr(net, "name", cfg.model.source), precision, device, window)
-        preprocess = bgr_preprocessor(Preprocessor(net.preprocess_config, device="cpu", input_order="RGB"))
+        from streamer.device import DeviceStage, model_input_dtype
+        from streamer.runner import ModelRunner
+
+        # frames go up as uint8 and stay on the model's device (CPU too: the same code path)
+        frame_dtype = model_input_dtype(net)
+
+        def stage():
+            return DeviceStage(Preprocessor(net.preprocess_config, device=device, input_order="BGR"), frame_dtype)
         model_info = {"name": str(getattr(net, "name", cfg.model.source)), "precision": precision,
                       "license": str(getattr(net, "license", "unknown"))}
 
         cursors = []
         rings = []
         for plan in self.plans:
-            ring = FrameRing(plan.config.options.ring_capacity or 64, blocking=not plan.live)
+            ring = FrameRing(plan.config.options.ring_capacity or 64, blocking=not plan.live, device=device)
             rings.append(ring)
             cursors.append(StreamCursor(plan.id, ring, self.stats[plan.id], window, plan.live))
         scheduler = Scheduler(cursors, cfg.batching.max_batch, cfg.batching.max_wait_ms)
@@ -148,7 +159,7 @@ class Pipeline:
                     return fixed or frames_needed(window.num_frames, window.stride, window.span_s,
                                                   window.hop, window.hop_s, fps)
 
-                thread = CaptureThread(plan, ring, self.operate.tap(plan, preprocess), self.stats[plan.id],
+                thread = CaptureThread(plan, ring, self.operate.tap(plan, stage()), self.stats[plan.id],
                                        capacity_for=capacity_for,
                                        on_frame=scheduler.notify, on_state=self.publisher.publish_status)
                 self.captures.append(thread)
@@ -157,7 +168,9 @@ class Pipeline:
                 return 0
             for thread in self.captures:
                 thread.start()
-            self.inference = InferenceWorker(net, scheduler, self.publisher, device=device, top_k=cfg.model.top_k,
+            runner = ModelRunner(net, max_batch=cfg.batching.max_batch, compile=cfg.model.compile,
+                                 cuda_graphs=cfg.model.cuda_graphs)
+            self.inference = InferenceWorker(runner, scheduler, self.publisher, device=device, top_k=cfg.model.top_k,
                                              model_info=model_info, max_results=cfg.run.max_windows)
             self.inference.start()
             self._wait(stop, status_line)
