@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bind a snapshot socket for late joiners, e.g. tcp://127.0.0.1:5556")
     p.add_argument("--no-events", dest="events", action="store_false", default=None,
                    help="do not publish action events")
+    p.add_argument("--bench", action="store_true",
+                   help="measure each precision on this device at the configured batch sizes, print a "
+                        "recommendation and cache it for precision: auto; then exit")
+    p.add_argument("--bench-batches", metavar="B,B,...",
+                   help="--bench batch sizes (default: 1 and batching.max_batch)")
+    p.add_argument("--bench-repeats", type=int, default=10, metavar="N", help="--bench timed runs per row")
     return p
 
 
@@ -151,6 +157,8 @@ def _run(argv: list[str] | None, stop: threading.Event) -> int:
     from streamer.redact import redact
 
     tune_interpreter()
+    if args.bench:
+        return _bench(args, config)
 
     try:
         pipeline = Pipeline(config, mode_override=args.mode)
@@ -163,6 +171,30 @@ def _run(argv: list[str] | None, stop: threading.Event) -> int:
         return 2
     except RecognizerError as exc:
         print(f"error: {redact(exc)}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _bench(args: argparse.Namespace, config) -> int:
+    from streamer.bench import BenchConfig, run_bench
+
+    try:
+        if args.bench_batches:
+            batches = tuple(int(b) for b in args.bench_batches.split(","))
+        else:
+            batches = tuple(sorted({1, config.batching.max_batch}))
+        if min(batches) <= 0 or args.bench_repeats <= 0:
+            raise ValueError
+    except ValueError:
+        print("error: --bench-batches must be positive integers separated by commas, --bench-repeats positive",
+              file=sys.stderr)
+        return 2
+    try:
+        return run_bench(config, BenchConfig(batches=batches, repeats=args.bench_repeats), sys.stdout)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RecognizerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
 
 
