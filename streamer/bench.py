@@ -199,7 +199,7 @@ def summary(results: list[dict[str, Any]], by_batch: dict[int, str | None], refe
     q, ref = res.get("int8"), res.get(reference)
     if q and ref and q.get("weights_mb") and ref.get("weights_mb"):
         lines.append(f"int8 weights {q['weights_mb']:.1f} MB vs {reference} {ref['weights_mb']:.1f} MB "
-                     f"({100 * (1 - q["weights_mb"] / ref["weights_mb"]):.0f}% saved)")
+                     f"({100 * (1 - q['weights_mb'] / ref['weights_mb']):.0f}% saved)")
         for qr in q["rows"]:
             rr = next((x for x in ref["rows"] if x["batch"] == qr["batch"]), None)
             if rr and qr.get("ms_per_clip") and rr.get("ms_per_clip"):
