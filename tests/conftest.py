@@ -32,7 +32,7 @@ def bikes_mp4(sample_video_dir: Path) -> Path:
 
 def pytest_collection_modifyitems(config, items):
     """`gpu` tests run where CUDA is present and skip (with the reason) everywhere else, CI included."""
-    gpu_items = [item for item in items if "gpu" in item.keywords]
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     if not gpu_items:
         return
     import torch
