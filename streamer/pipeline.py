@@ -92,17 +92,6 @@ def tune_interpreter() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
-def bgr_preprocessor(rgb_preprocessor):
-    """Preprocess OpenCV's BGR frames: cv2 swaps the channels (0.07 ms at 640x272), then the RGB path
-    runs; the same pixels as ``input_order="BGR"``, whose full-frame flip cost ~1 ms per frame here."""
-    import cv2
-
-    def preprocess(frame):
-        return rgb_preprocessor(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-
-    return preprocess
-
-
 class Pipeline:
     def __init__(self, config: AppConfig, *, mode_override: str | None = None) -> None:
         self.config = config
