@@ -53,11 +53,11 @@ EXTRA_BACKGROUNDS: tuple[str, ...] = ("stripes", "checker", "radial")
 class Ranges:
     """What one renderer may draw. Pairs are inclusive ``(low, high)`` ranges."""
 
-    size: tuple[float, float] = (0.15, 0.40)  # circumscribed diameter of a shape, in S
+    size: tuple[float, float] = (0.20, 0.45)  # circumscribed diameter of a shape, in S
     speed: tuple[float, float] = (0.15, 0.50)  # translation, S per second
     rotation: tuple[float, float] = (60.0, 180.0)  # degrees per second
     scale_rate: tuple[float, float] = (1.25, 2.0)  # size factor per second (grow x r, shrink / r)
-    segment_s: tuple[float, float] = (2.0, 4.0)  # length of one action segment, seconds
+    segment_s: tuple[float, float] = (2.5, 5.0)  # length of one action segment, seconds
     fps: tuple[float, float] = (15.0, 30.0)  # frame rates the files and live source use
     num_shapes: tuple[int, int] = (1, 3)
     noise: tuple[float, float] = (0.0, 6.0)  # per-frame Gaussian noise sigma, 8-bit levels
@@ -76,14 +76,14 @@ DOCUMENTED = Ranges()
 
 #: Training variety: far wider than the documented ranges, so the model does not learn one look.
 WIDE = Ranges(
-    size=(0.08, 0.55),
-    speed=(0.08, 0.80),
-    rotation=(35.0, 260.0),
-    scale_rate=(1.15, 2.6),
-    segment_s=(2.0, 4.0),
+    size=(0.12, 0.6),
+    speed=(0.10, 0.80),
+    rotation=(40.0, 260.0),
+    scale_rate=(1.2, 2.6),
+    segment_s=(2.5, 5.0),
     fps=(8.0, 60.0),
     num_shapes=(1, 4),
-    noise=(0.0, 14.0),
+    noise=(0.0, 20.0),
     min_contrast=30.0,
     aspect=(1.25, 3.0),
     shapes=SHAPES + EXTRA_SHAPES,

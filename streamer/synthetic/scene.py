@@ -215,8 +215,10 @@ class Scene:
             pts = looks.place(unit, st.x * self.scale, st.y * self.scale, st.size * self.scale / 2.0, st.theta)
             looks.draw_polygon(image, pts, colour)
         if noise_rng is not None and sigma > 0.0:
-            noise = noise_rng.normal(0.0, sigma, size=image.shape).astype(np.float32)
-            image = np.clip(image.astype(np.float32) + noise, 0.0, 255.0).astype(np.uint8)
+            noisy = noise_rng.standard_normal(image.shape, dtype=np.float32)  # (H, W, 3)
+            noisy *= sigma
+            noisy += image
+            image = np.clip(noisy, 0.0, 255.0, out=noisy).astype(np.uint8)
         return image
 
     def render(self, frame: int) -> np.ndarray:
