@@ -129,21 +129,35 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level), handlers=[handler])
 
 
+class _StoppedWhileStarting(BaseException):
+    """Raised by the signal handler while start-up imports run, so they need not finish first (R19)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
+    starting = threading.Event()
+    starting.set()
+
+    def on_signal(signum, frame) -> None:
+        stop.set()
+        if starting.is_set():
+            raise _StoppedWhileStarting
+
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        # first thing: SIGINT/SIGTERM during start-up (config, imports, model load) is a clean stop too (R19)
+        # first thing: SIGINT/SIGTERM during start-up (config, imports) is a clean stop too (R19)
         for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
+            previous[sig] = signal.signal(sig, on_signal)
     try:
-        return _run(argv, stop)
+        return _run(argv, stop, starting)
+    except _StoppedWhileStarting:
+        return 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _run(argv: list[str] | None, stop: threading.Event) -> int:
+def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Event) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -157,6 +171,9 @@ def _run(argv: list[str] | None, stop: threading.Event) -> int:
     from streamer.redact import redact
 
     tune_interpreter()
+    import torch  # noqa: F401  the slowest import (~1.5 s), done while a signal still aborts start-up
+
+    starting.clear()  # from here on a signal only sets ``stop``; the pipeline shuts down in order
     if args.bench:
         return _bench(args, config)
 
