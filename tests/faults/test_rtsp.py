@@ -116,7 +116,7 @@ def test_frozen_server_is_stalled_within_the_stall_timeout_then_recovers(tiny_mo
         wait_results(recorder, "cam", 5, 40)
         rtsp_server.freeze()
         # stall_timeout_s is 2 s (read timeout 2 s); OpenCV's own default would block for 30 s or more
-        stalled = wait_state(recorder, "cam", ("stalled", "backoff"), 8)
+        stalled = wait_state(recorder, "cam", ("stalled", "backoff"), 5)
         n_frozen = len(recorder.results("cam"))
         rtsp_server.resume()
         after = wait_results(recorder, "cam", n_frozen + 5, 15)

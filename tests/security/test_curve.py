@@ -141,6 +141,9 @@ def test_allowed_key_receives_unknown_key_and_plaintext_receive_nothing(tiny_mod
     mallory = Subscriber(address, ("result.", "status."), context=ctx,
                          curve=security.client_options(server_pub, mallory_secret))
     plain = Subscriber(address, ("result.", "status."), context=ctx)
+    cli = subprocess.Popen([sys.executable, "-m", "streamer.subscribe", address, "--json", "--count", "2",
+                            "--timeout", "30", "--server-key", str(server_pub), "--client-key", str(alice_secret)],
+                           cwd=feeds.REPO, env=feeds.ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--log-level", "DEBUG"],
                             tmp_path / "run.log") as pipe:
@@ -152,13 +155,16 @@ def test_allowed_key_receives_unknown_key_and_plaintext_receive_nothing(tiny_mod
             # the others had the same time, and get a few seconds more
             assert mallory.recv(timeout=3) is None
             assert plain.recv(timeout=0.5) is None
+            cli_out, cli_err = cli.communicate(timeout=30)  # the CLI client with the allowed key
             assert pipe.terminate(10) == 0
         log = pipe.stderr()
     finally:
+        cli.kill()
         for sub in (alice, mallory, plain):
             sub.close()
         ctx.term()
     assert {m["stream"] for _, m in got} == {"cam"}
+    assert cli.returncode == 0 and len(cli_out.splitlines()) == 2, cli_err
     assert "refused a subscriber with an unknown CURVE key" in log
     assert "CURVE on: 1 allowed client key(s)" in log
     assert "NOT ENCRYPTED" not in log
