@@ -317,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     start = time.monotonic()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)

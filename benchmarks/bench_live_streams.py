@@ -1,0 +1,198 @@
+#!/usr/bin/env python
+"""How many 25 fps synthetic live streams the motion-demo model keeps up with, and how well it labels them.
+
+For each stream count N: N synthetic live sources (``synthetic://actions?seed=i&fps=25&width=160&
+height=120``, paced to real time by the pipeline) run for ``--seconds`` through the default config's
+window (8 frames over 1.28 s, a result every 0.24 s per stream), the built-in ``motion-demo``
+checkpoint on CPU, and a real ZeroMQ subscriber. A stream count passes when no window was dropped
+for freshness (``stale``), every stream captured >= 24 fps and produced its results (>= 90 % of
+duration / hop). Windows whose frames all lie in one action segment are scored against the
+synthetic ground truth (re-rendered from the seed), pooled over all runs into a confusion matrix.
+
+    python benchmarks/bench_live_streams.py [--streams 1 2 4 6 8] [--seconds 20] [--precision fp32] [--no-write]
+
+Prints a table and replaces its own section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+import streamer  # noqa: E402,F401  (OpenCV environment before cv2)
+from streamer.config_load import build_config, load_yaml  # noqa: E402
+from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
+from streamer.subscribe import Subscriber  # noqa: E402
+from streamer.synthetic import CLASSES, Scene  # noqa: E402
+from tests.streamer.conftest import free_tcp_address  # noqa: E402
+
+SECTION = "bench_live_streams"
+FPS, WIDTH, HEIGHT = 25, 160, 120
+
+
+def run_once(streams: int, seconds: float, precision: str, threads: int) -> tuple[dict, list[dict]]:
+    address = free_tcp_address()
+    data = load_yaml(REPO / "configs" / "default.yaml")
+    data["sources"] = [{"id": f"s{i}", "url": f"synthetic://actions?seed={100 + i}&fps={FPS}&width={WIDTH}"
+                        f"&height={HEIGHT}", "mode": "live"} for i in range(streams)]
+    data["model"] = {**data.get("model", {}), "precision": precision, "device": "cpu", "threads": threads}
+    data["publisher"] = {"address": address, "wait_subscribers": 1, "sndhwm": 100000, "queue_size": 100000}
+    data["logging"] = {"status_line": "off", "level": "WARNING"}
+    data["run"] = {"duration_s": seconds}
+    config = build_config(data)
+    pipeline = Pipeline(config)
+    stop = threading.Event()
+    results: list[dict] = []
+    sub = Subscriber(address, topics=("result.",), rcvhwm=100000)
+
+    def receive():
+        while not stop.is_set():
+            got = sub.recv(timeout=0.2)
+            if got is not None:
+                results.append(got[1])
+
+    receiver = threading.Thread(target=receive, name="bench-subscriber")
+    receiver.start()
+    start = time.monotonic()
+    code = pipeline.run(threading.Event())
+    elapsed = time.monotonic() - start
+    time.sleep(0.5)
+    stop.set()
+    receiver.join()
+    sub.close()
+    if code != 0:
+        raise SystemExit(f"pipeline exited with {code}")
+    stale = sum(s.drops.get("stale", 0) for s in pipeline.stats)
+    overwritten = sum(s.drops.get("overwritten", 0) for s in pipeline.stats)
+    fps = [s.frames / elapsed for s in pipeline.stats]
+    per_stream = [sum(r["stream"] == f"s{i}" for r in results) for i in range(streams)]
+    expected = (elapsed - config.window.span_s) / config.window.hop_s
+    age = np.array([r["latency_ms"]["frame_age_at_inference"] for r in results
+                    if r["latency_ms"].get("frame_age_at_inference") is not None])
+    latency = np.array([r["latency_ms"]["capture_to_publish"] for r in results
+                        if r["latency_ms"].get("capture_to_publish") is not None])
+    row = {
+        "streams": streams, "seconds": elapsed, "min_fps": min(fps), "results": len(results),
+        "min_results_share": min(per_stream) / max(expected, 1.0), "stale": stale, "overwritten": overwritten,
+        "gaps": sub.gaps, "age_p50": float(np.percentile(age, 50)) if len(age) else float("nan"),
+        "age_p99": float(np.percentile(age, 99)) if len(age) else float("nan"),
+        "latency_p50": float(np.percentile(latency, 50)) if len(latency) else float("nan"),
+        "batch_mean": float(np.mean([r["latency_ms"]["batch_size"] for r in results])) if results else float("nan"),
+    }
+    row["ok"] = stale == 0 and row["min_fps"] >= FPS - 1 and row["min_results_share"] >= 0.9
+    return row, results
+
+
+def confusion(results: list[dict]) -> np.ndarray:
+    """Rows: truth, columns: prediction, over windows inside one segment (truth re-rendered from the seed)."""
+    matrix = np.zeros((len(CLASSES), len(CLASSES)), dtype=np.int64)
+    scenes: dict[str, Scene] = {}
+    index = {c: i for i, c in enumerate(CLASSES)}
+    for r in sorted(results, key=lambda r: (r["stream"], r["seq"])):
+        stream = r["stream"]
+        if stream not in scenes:
+            scenes[stream] = Scene(100 + int(stream[1:]), WIDTH, HEIGHT, FPS)
+        frames = r["window"]["frame_indices"]
+        scene = scenes[stream]
+        first, last = scene.segment_for(frames[-1]), scene.segment_for(frames[0])
+        if first is not last:
+            continue
+        matrix[index[first.label], index[r["top_k"][0]["label"]]] += 1
+    return matrix
+
+
+def machine() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = re.search(r"Model name:\s*(.+)", out).group(1).strip()
+    except Exception:
+        model = platform.processor() or "unknown CPU"
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| streams | ok | min capture fps | results | min results/expected | stale drops | overwritten | "
+            "seq gaps | mean batch | frame age p50 ms | frame age p99 ms | capture->publish p50 ms |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    return head + "".join(
+        f"| {r['streams']} | {'yes' if r['ok'] else 'no'} | {r['min_fps']:.1f} | {r['results']} | "
+        f"{r['min_results_share']:.2f} | {r['stale']} | {r['overwritten']} | {r['gaps']} | {r['batch_mean']:.2f} | "
+        f"{r['age_p50']:.0f} | {r['age_p99']:.0f} | {r['latency_p50']:.0f} |\n" for r in rows)
+
+
+def matrix_table(matrix: np.ndarray) -> str:
+    short = [c.replace("move_", "").replace("rotate_", "") for c in CLASSES]
+    head = "| truth \\ predicted | " + " | ".join(short) + " | recall |\n|---" * 1 + "|---" * (len(CLASSES) + 1) + "|\n"
+    lines = []
+    for i, name in enumerate(CLASSES):
+        total = matrix[i].sum()
+        recall = f"{matrix[i, i] / total:.2f}" if total else "-"
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in matrix[i]) + f" | {recall} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def write_section(text: str) -> None:
+    path = REPO / "BENCHMARKS.md"
+    start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
+    block = f"{start}\n{text.rstrip()}\n{end}"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in old and end in old:
+        new = old[: old.index(start)] + block + old[old.index(end) + len(end):]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    path.write_text(new)
+
+
+def main() -> int:
+    tune_interpreter()  # as run_stream.py does
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 6, 8])
+    p.add_argument("--seconds", type=float, default=20.0, help="duration of each run")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "int8"), help="inference precision on CPU")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = p.parse_args()
+    rows, pooled = [], []
+    for n in args.streams:
+        row, results = run_once(n, args.seconds, args.precision, args.threads)
+        rows.append(row)
+        pooled += results
+        print(table([row]).splitlines()[-1], flush=True)
+    matrix = confusion(pooled)
+    passing = [r["streams"] for r in rows if r["ok"]]
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    text = (
+        "## Live synthetic streams with the motion-demo model (`benchmarks/bench_live_streams.py`)\n\n"
+        f"Machine: {machine()}; date {datetime.date.today().isoformat()}; load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (the machine is shared); torch threads {args.threads}; "
+        f"precision {args.precision}.\n"
+        f"Each row: N synthetic live sources at {FPS} fps ({WIDTH}x{HEIGHT}) for {args.seconds:g} s, configs/default.yaml "
+        "window (8 frames over 1.28 s, hop 0.24 s, freshness 1.0 s), batches up to 8. *ok*: no window dropped "
+        "for freshness, every stream captured >= 24 fps and got >= 90 % of its expected results.\n\n"
+        + table(rows)
+        + f"\n**Most streams at once without freshness drops: {max(passing) if passing else 0}** "
+        f"(of {', '.join(map(str, args.streams))} tried).\n\n"
+        f"Confusion matrix over all runs (windows inside one action segment, {matrix.sum()} windows, "
+        f"accuracy {accuracy:.3f}):\n\n" + matrix_table(matrix)
+    )
+    print(text)
+    if not args.no_write:
+        write_section(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

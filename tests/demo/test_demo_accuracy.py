@@ -1,0 +1,141 @@
+"""The shipped motion-demo model through the real pipeline: a held-out labeled video, scored per window.
+
+``run_stream.py`` runs in file mode in a subprocess, a subscriber collects every result, and each
+window whose frames all lie inside one action segment is scored against the video's sidecar.
+The second test plays the same frames backwards: the time-reversed classes must swap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from streamer.synthetic import REVERSED, Scene, ground_truth
+
+REPO = Path(__file__).resolve().parents[2]
+WEIGHTS = REPO / "model" / "weights" / "motion-demo"
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+HELD_OUT_SEED = 20261124  # training draws its scene seeds from a NumPy stream; this one is written only here
+SECONDS, FPS, WIDTH, HEIGHT = 48, 25, 160, 120
+
+pytestmark = pytest.mark.skipif(not (WEIGHTS / "model.safetensors").is_file(),
+                                reason="model/weights/motion-demo is not trained yet (tools/train_demo.py)")
+
+
+def _write(path: Path, frames) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """The held-out video forwards and backwards (.mp4, lossy) with per-frame labels of each."""
+    folder = tmp_path_factory.mktemp("demo")
+    scene = Scene(HELD_OUT_SEED, WIDTH, HEIGHT, FPS)
+    n = SECONDS * FPS
+    frames = [scene.render(i) for i in range(n)]
+    truth = ground_truth(scene, n)
+    _write(folder / "forward.mp4", frames)
+    _write(folder / "backward.mp4", frames[::-1])
+    (folder / "forward.json").write_text(json.dumps(truth))
+    seg_of = [k for k, seg in enumerate(truth["segments"]) for _ in range(seg["end_frame"] - seg["start_frame"])]
+    backward = {"labels": [REVERSED[x] for x in truth["labels"][::-1]], "segment": seg_of[::-1]}
+    return {"forward": (folder / "forward.mp4", {"labels": truth["labels"], "segment": seg_of}),
+            "backward": (folder / "backward.mp4", backward)}
+
+
+def _free_address() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def run_pipeline(video: Path, precision: str, *extra: str) -> list[dict]:
+    """Every result of ``run_stream.py`` on ``video`` in file mode, as the subscriber received them."""
+    from streamer.subscribe import Subscriber
+
+    address = _free_address()
+    results: list[dict] = []
+    done = threading.Event()
+
+    def collect() -> None:
+        with Subscriber(address, ("result.",)) as sub:
+            while not done.is_set():
+                got = sub.recv(timeout=0.2)
+                if got is not None:
+                    results.append(got[1])
+
+    reader = threading.Thread(target=collect, name="demo-subscriber")
+    reader.start()
+    try:
+        time.sleep(0.3)
+        run = subprocess.run(
+            [sys.executable, "run_stream.py", "--config", str(REPO / "configs" / "default.yaml"),
+             "--source", f"demo={video}", "--mode", "file", "--precision", precision, "--publish", address,
+             "--wait-subscribers", "1", "--threads", "2", "--status-line", "off", "--log-level", "WARNING", *extra],
+            cwd=REPO, env=ENV, capture_output=True, text=True, timeout=240)
+        time.sleep(1.0)
+    finally:
+        done.set()
+        reader.join(timeout=5)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert results, "no results arrived"
+    return results
+
+
+def score(results: list[dict], truth: dict) -> tuple[float, int, dict]:
+    """Accuracy over windows whose frames all lie in one segment; also (truth, predicted) counts."""
+    labels, segment = truth["labels"], truth["segment"]
+    right = total = 0
+    pairs: dict[tuple[str, str], int] = {}
+    for r in results:
+        idx = r["window"]["frame_indices"]
+        if segment[idx[0]] != segment[idx[-1]]:
+            continue  # straddles a change of action: not scored
+        expected, got = labels[idx[-1]], r["top_k"][0]["label"]
+        total += 1
+        right += expected == got
+        pairs[(expected, got)] = pairs.get((expected, got), 0) + 1
+    return right / max(total, 1), total, pairs
+
+
+@pytest.fixture(scope="module")
+def forward_scores(videos):
+    video, truth = videos["forward"]
+    return {p: score(run_pipeline(video, p), truth) for p in ("fp32", "int8")}
+
+
+def test_held_out_video_window_accuracy_fp32_and_int8(forward_scores):
+    (acc32, n32, pairs32), (acc8, n8, _) = forward_scores["fp32"], forward_scores["int8"]
+    assert n32 >= 90 and n8 == n32  # enough windows inside segments, the same ones in both runs
+    wrong = {k: v for k, v in pairs32.items() if k[0] != k[1]}
+    assert acc32 >= 0.95, f"fp32 window accuracy {acc32:.3f} over {n32} windows; errors {wrong}"
+    assert acc8 >= 0.95, f"int8 window accuracy {acc8:.3f} over {n8} windows"
+    assert abs(acc32 - acc8) <= 0.02, f"int8 {acc8:.3f} vs fp32 {acc32:.3f}"
+
+
+def test_time_reversed_video_swaps_the_reversed_pairs(videos, forward_scores):
+    video, truth = videos["backward"]
+    acc, n, pairs = score(run_pipeline(video, "fp32"), truth)
+    assert n >= 90
+    assert acc >= 0.9, f"reversed video: accuracy {acc:.3f} against the swapped labels over {n} windows"
+    # and the swap itself: on the backward video, windows of forward 'move_left' read 'move_right', ...
+    for first, second in (("move_left", "move_right"), ("move_up", "move_down"), ("rotate_cw", "rotate_ccw"),
+                          ("grow", "shrink")):
+        for shown in (first, second):
+            seen = sum(v for (t, _), v in pairs.items() if t == shown)
+            if seen:
+                swapped = pairs.get((shown, shown), 0) / seen
+                assert swapped >= 0.8, f"{shown}: only {swapped:.2f} of its backward windows read {shown}"
