@@ -30,14 +30,6 @@ log = logging.getLogger("run_stream")
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 
-# TEMPORARY: used only while configs/default.yaml (owned by the demo work) does not exist yet.
-# Delete this dict once that file is committed.
-_TEMPORARY_FALLBACK_DEFAULTS = {
-    "sources": [{"id": "demo", "url": "testpattern://?width=160&height=120&fps=25"}],
-    "model": {"source": "motion-demo"},
-    "publisher": {"address": "tcp://127.0.0.1:5555"},
-}
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run_stream.py", description=__doc__.split("\n\n")[0],
@@ -111,12 +103,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 def load_app_config(args: argparse.Namespace):
     from streamer.config_load import build_config, load_yaml, merge
 
-    if args.config is not None:
-        data = load_yaml(args.config)
-    elif DEFAULT_CONFIG.is_file():
-        data = load_yaml(DEFAULT_CONFIG)
-    else:
-        data = dict(_TEMPORARY_FALLBACK_DEFAULTS)
+    data = load_yaml(args.config if args.config is not None else DEFAULT_CONFIG)
     return build_config(merge(data, overrides_from_args(args)))
 
 
