@@ -16,6 +16,7 @@ from typing import Any, Literal, Mapping
 
 from model.errors import ConfigError
 from streamer.config import AppConfig, SourceConfig
+from streamer.redact import redact
 
 _MISSING = object()
 
@@ -143,7 +144,7 @@ def _join(path: str, key: str) -> str:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    text = redact(repr(value))  # a misplaced URL may carry credentials (S6)
     return f"{type(value).__name__} {text if len(text) < 40 else text[:37] + '...'}"
 
 

