@@ -5,8 +5,8 @@ For each stream count N: N synthetic live sources (``synthetic://actions?seed=i&
 height=120``, paced to real time by the pipeline) run for ``--seconds`` through the default config's
 window (8 frames over 1.28 s, a result every 0.24 s per stream), the built-in ``motion-demo``
 checkpoint on CPU, and a real ZeroMQ subscriber. A stream count passes when no window was dropped
-for freshness (``stale``), every stream captured >= 24 fps and produced its results (>= 90 % of
-duration / hop). Windows whose frames all lie in one action segment are scored against the
+for freshness (``stale``), every stream captured >= 22.5 fps (over the whole run, start-up included) and
+produced its results (>= 90 % of (duration - span) / hop). Windows whose frames all lie in one action segment are scored against the
 synthetic ground truth (re-rendered from the seed), pooled over all runs into a confusion matrix.
 
     python benchmarks/bench_live_streams.py [--streams 1 2 4 6 8] [--seconds 20] [--precision fp32] [--no-write]
@@ -37,9 +37,16 @@ from streamer.config_load import build_config, load_yaml  # noqa: E402
 from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
 from streamer.subscribe import Subscriber  # noqa: E402
 from streamer.synthetic import CLASSES, Scene  # noqa: E402
-from tests.streamer.conftest import free_tcp_address  # noqa: E402
 
 SECTION = "bench_live_streams"
+
+
+def free_tcp_address() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 FPS, WIDTH, HEIGHT = 25, 160, 120
 
 
@@ -92,7 +99,7 @@ def run_once(streams: int, seconds: float, precision: str, threads: int) -> tupl
         "latency_p50": float(np.percentile(latency, 50)) if len(latency) else float("nan"),
         "batch_mean": float(np.mean([r["latency_ms"]["batch_size"] for r in results])) if results else float("nan"),
     }
-    row["ok"] = stale == 0 and row["min_fps"] >= FPS - 1 and row["min_results_share"] >= 0.9
+    row["ok"] = stale == 0 and row["min_fps"] >= 0.9 * FPS and row["min_results_share"] >= 0.9
     return row, results
 
 
@@ -107,10 +114,10 @@ def confusion(results: list[dict]) -> np.ndarray:
             scenes[stream] = Scene(100 + int(stream[1:]), WIDTH, HEIGHT, FPS)
         frames = r["window"]["frame_indices"]
         scene = scenes[stream]
-        first, last = scene.segment_for(frames[-1]), scene.segment_for(frames[0])
-        if first is not last:
-            continue
-        matrix[index[first.label], index[r["top_k"][0]["label"]]] += 1
+        newest, oldest = scene.segment_for(frames[-1]), scene.segment_for(frames[0])
+        if newest is not oldest:
+            continue  # straddles a change of action: not scored
+        matrix[index[newest.label], index[r["top_k"][0]["label"]]] += 1
     return matrix
 
 
@@ -181,7 +188,7 @@ def main() -> int:
         f"precision {args.precision}.\n"
         f"Each row: N synthetic live sources at {FPS} fps ({WIDTH}x{HEIGHT}) for {args.seconds:g} s, configs/default.yaml "
         "window (8 frames over 1.28 s, hop 0.24 s, freshness 1.0 s), batches up to 8. *ok*: no window dropped "
-        "for freshness, every stream captured >= 24 fps and got >= 90 % of its expected results.\n\n"
+        "for freshness, every stream captured >= 22.5 fps (frames over the whole run, start-up included) and got >= 90 % of its expected results.\n\n"
         + table(rows)
         + f"\n**Most streams at once without freshness drops: {max(passing) if passing else 0}** "
         f"(of {', '.join(map(str, args.streams))} tried).\n\n"

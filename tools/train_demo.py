@@ -60,8 +60,8 @@ def to_model_frames(frames: np.ndarray, size: int) -> torch.Tensor:
 class ClipStream(torch.utils.data.IterableDataset):
     """Endless clips from a seed; each worker draws from its own seed stream."""
 
-    def __init__(self, seed: int, size: int, frames: int) -> None:
-        self.seed, self.size, self.frames = seed, size, frames
+    def __init__(self, seed: int, size: int, frames: int, documented_share: float = 0.0) -> None:
+        self.seed, self.size, self.frames, self.documented_share = seed, size, frames, documented_share
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -69,7 +69,10 @@ class ClipStream(torch.utils.data.IterableDataset):
         cv2.setNumThreads(1)
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         while True:
-            clip, label = sample_clip(rng, self.frames)
+            if rng.uniform() < self.documented_share:  # the documented look, still degraded
+                clip, label = sample_clip(rng, self.frames, DOCUMENTED, short=(96, 480))
+            else:
+                clip, label = sample_clip(rng, self.frames)
             yield to_model_frames(clip, self.size), INDEX[label]
 
 
@@ -299,6 +302,9 @@ def parse_args(argv):
     p.add_argument("--heads", type=int, default=4, help="attention heads")
     p.add_argument("--mlp", type=int, default=512, help="MLP inner size")
     p.add_argument("--frames", type=int, default=8, help="frames per clip")
+    p.add_argument("--resume", type=Path, help="start from this checkpoint folder (same geometry)")
+    p.add_argument("--documented-share", type=float, default=0.0,
+                   help="share of training clips drawn from the documented ranges (still degraded)")
     p.add_argument("--init", choices=("default", "motion-prior"), default="default",
                    help="default: the network's own init; motion-prior: fixed two-frame motion front end")
     p.add_argument("--seed", type=int, default=0, help="training seed (validation uses seed + 1000)")
@@ -326,13 +332,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.init == "motion-prior":
         motion_prior_init(model, energy_gain=1.0, product_gain=1.0)
         masks = prior_grad_masks(model, products=True)
+    if args.resume is not None:  # continue from a saved checkpoint of the same geometry (prior kept fixed)
+        from model import load_model
+
+        model.load_state_dict(load_model(args.resume).state_dict())
+        log.info("resumed from %s", args.resume)
     fixed = {name: p.detach().clone() for name, p in model.named_parameters()}
     log.info("model: %d parameters (%d fixed by the motion prior), %s", sum(p.numel() for p in model.parameters()),
              int(sum((m == 0).sum() for m in masks.values())), model.config)
     val = {name: make_split(args.seed + 1000, args.val_clips, args.image_size, args.frames, name == "documented")
            for name in ("wide", "documented")}
     log.info("validation splits ready after %.0f s", time.monotonic() - start)
-    loader = torch.utils.data.DataLoader(ClipStream(args.seed, args.image_size, args.frames),
+    loader = torch.utils.data.DataLoader(ClipStream(args.seed, args.image_size, args.frames, args.documented_share),
                                          batch_size=args.clips, num_workers=args.workers,
                                          persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.98))
