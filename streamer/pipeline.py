@@ -213,7 +213,8 @@ class Pipeline:
             for stats in self.stats:
                 self.publisher.publish_status(stats)
             self.publisher.stop()
-        self.error = self.error or self.operate.stop()  # before ctx.term(): the snapshot socket is closed
+        operate_error = self.operate.stop()  # always, before ctx.term(): it closes the snapshot socket
+        self.error = self.error or operate_error
         status_line.close()
         if self.publisher is not None and self.publisher.alive():
             ctx.destroy(linger=0)  # a socket is still open somewhere: term() would hang
