@@ -125,7 +125,9 @@ def format_result(msg: dict) -> str:
         lat = msg.get("latency_ms", {}).get("capture_to_publish")
         frames = msg.get("window", {}).get("frame_indices", [])
         span = f"{frames[0]}-{frames[-1]}" if frames else "-"
-        return f"[{msg.get('stream')}] #{msg.get('seq')} frames {span}: {top} ({lat} ms)"
+        truth = msg.get("window", {}).get("label")  # ground truth, from labeled (synthetic) sources only
+        shown = f" [truth: {truth}]" if truth else ""
+        return f"[{msg.get('stream')}] #{msg.get('seq')} frames {span}: {top} ({lat} ms){shown}"
     if msg.get("type") == "status":
         c = msg.get("counters", {})
         return (f"[{msg.get('stream')}] status {msg.get('state')} fps {msg.get('fps')} frames {c.get('frames')} "

@@ -114,3 +114,12 @@ def test_socket_options(tcp_address):
     finally:
         pub.stop()
     assert not pub.alive()
+
+
+def test_human_readable_result_shows_the_ground_truth_only_when_the_source_has_one():
+    base = {"type": "result", "stream": "demo", "seq": 3, "top_k": [{"label": "grow", "score": 0.9}],
+            "latency_ms": {"capture_to_publish": 12.0}, "window": {"frame_indices": [0, 4, 8]}}
+    labeled = {**base, "window": {**base["window"], "label": "shrink"}}
+    assert format_result(labeled).endswith("[truth: shrink]")
+    assert "truth" not in format_result(base)
+    assert "frames 0-8: grow 0.90" in format_result(base)
