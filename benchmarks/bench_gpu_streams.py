@@ -46,6 +46,7 @@ from streamer.ring import FrameRing  # noqa: E402
 from streamer.runner import ModelRunner  # noqa: E402
 from streamer.scheduler import Scheduler, StreamCursor, WindowPlan  # noqa: E402
 from streamer.stats import StreamStats  # noqa: E402
+from report import write_section  # noqa: E402  (benchmarks/report.py)
 
 log = logging.getLogger("bench_gpu_streams")
 SECTION = "bench_gpu_streams"
@@ -169,17 +170,6 @@ def machine(device: str) -> str:
             f"date {datetime.date.today().isoformat()}")
 
 
-def write_section(path: Path, body: str) -> None:
-    start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def default_video() -> Path | None:
     import importlib.util
 
@@ -258,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(body)
     if not args.no_write:
-        write_section(args.output, body)
+        write_section(SECTION, body, args.output)
     return 0
 
 

