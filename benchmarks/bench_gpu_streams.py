@@ -25,28 +25,26 @@ import datetime
 import logging
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from model import PreprocessConfig, Preprocessor, TimeSformer, load_model, save_pretrained  # noqa: E402
+from model import Preprocessor, TimeSformer, load_model, save_pretrained  # noqa: E402
 from model.config import TimesformerConfig  # noqa: E402
 from streamer.device import DeviceStage, model_input_dtype  # noqa: E402
 from streamer.ring import FrameRing  # noqa: E402
 from streamer.runner import ModelRunner  # noqa: E402
 from streamer.scheduler import Scheduler, StreamCursor, WindowPlan  # noqa: E402
 from streamer.stats import StreamStats  # noqa: E402
-from report import write_section  # noqa: E402  (benchmarks/report.py)
+from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
 
 log = logging.getLogger("bench_gpu_streams")
 SECTION = "bench_gpu_streams"
@@ -159,12 +157,7 @@ def decoded(video: Path, net, device: str, decoders: int, seconds: float) -> dic
 
 
 def machine(device: str) -> str:
-    cpu = "unknown CPU"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        cpu = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
+    cpu = cpu_model()
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else "no CUDA device used"
     return (f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}; "
             f"date {datetime.date.today().isoformat()}")

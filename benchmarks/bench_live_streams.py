@@ -20,11 +20,7 @@ import argparse
 import datetime
 import os
 import platform
-import re
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,9 +31,9 @@ import numpy as np  # noqa: E402
 import streamer  # noqa: E402,F401  (OpenCV environment before cv2)
 from streamer.config_load import build_config, load_yaml  # noqa: E402
 from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
-from streamer.subscribe import Subscriber  # noqa: E402
 from streamer.synthetic import CLASSES, Scene  # noqa: E402
-from report import write_section  # noqa: E402  (benchmarks/report.py)
+from harness import run_observed  # noqa: E402  (benchmarks/harness.py)
+from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "bench_live_streams"
 
@@ -62,27 +58,8 @@ def run_once(streams: int, seconds: float, precision: str, threads: int) -> tupl
     data["run"] = {"duration_s": seconds}
     config = build_config(data)
     pipeline = Pipeline(config)
-    stop = threading.Event()
-    results: list[dict] = []
-    sub = Subscriber(address, topics=("result.",), rcvhwm=100000)
-
-    def receive():
-        while not stop.is_set():
-            got = sub.recv(timeout=0.2)
-            if got is not None:
-                results.append(got[1])
-
-    receiver = threading.Thread(target=receive, name="bench-subscriber")
-    receiver.start()
-    start = time.monotonic()
-    code = pipeline.run(threading.Event())
-    elapsed = time.monotonic() - start
-    time.sleep(0.5)
-    stop.set()
-    receiver.join()
-    sub.close()
-    if code != 0:
-        raise SystemExit(f"pipeline exited with {code}")
+    observed = run_observed(pipeline, address, drain_s=0.5)
+    results, elapsed = observed.results, observed.elapsed_s
     stale = sum(s.drops.get("stale", 0) for s in pipeline.stats)
     overwritten = sum(s.drops.get("overwritten", 0) for s in pipeline.stats)
     fps = [s.frames / elapsed for s in pipeline.stats]
@@ -95,7 +72,7 @@ def run_once(streams: int, seconds: float, precision: str, threads: int) -> tupl
     row = {
         "streams": streams, "seconds": elapsed, "min_fps": min(fps), "results": len(results),
         "min_results_share": min(per_stream) / max(expected, 1.0), "stale": stale, "overwritten": overwritten,
-        "gaps": sub.gaps, "age_p50": float(np.percentile(age, 50)) if len(age) else float("nan"),
+        "gaps": observed.gaps, "age_p50": float(np.percentile(age, 50)) if len(age) else float("nan"),
         "age_p99": float(np.percentile(age, 99)) if len(age) else float("nan"),
         "latency_p50": float(np.percentile(latency, 50)) if len(latency) else float("nan"),
         "batch_mean": float(np.mean([r["latency_ms"]["batch_size"] for r in results])) if results else float("nan"),
@@ -123,11 +100,7 @@ def confusion(results: list[dict]) -> np.ndarray:
 
 
 def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = re.search(r"Model name:\s*(.+)", out).group(1).strip()
-    except Exception:
-        model = platform.processor() or "unknown CPU"
+    model = cpu_model()
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 

@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from model import load_model  # noqa: E402
-from report import write_section  # noqa: E402  (benchmarks/report.py)
+from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
 
 log = logging.getLogger("bench_model")
 BASE = dict(image_size=224, patch_size=16, num_frames=8, hidden_size=768, num_hidden_layers=12,
@@ -196,12 +196,7 @@ def table(rows: list[dict]) -> str:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        cpu = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
+    cpu = cpu_model()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return (f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}, "

@@ -14,9 +14,8 @@ Every listener runs in the publisher thread after each send, so its cost per res
 from __future__ import annotations
 
 import argparse
+import os
 import platform
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from streamer.events import EventsConfig, EventStage  # noqa: E402
 from streamer.metrics import Metrics, MetricsConfig  # noqa: E402
 from streamer.snapshot import LastValueCache, SnapshotConfig, SnapshotServer, request_snapshot  # noqa: E402
 from streamer.stats import StatsRegistry  # noqa: E402
-from report import write_section  # noqa: E402  (benchmarks/report.py)
+from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "bench_operate"
 
@@ -142,16 +141,7 @@ def bench_annotate(frames: int = 60) -> list[tuple[str, str]]:
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        found = re.search(r"Model name:\s*(.+)", out)
-        model = found.group(1).strip() if found else model
-    except OSError:
-        pass
-    import os
-
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}; date {date.today().isoformat()}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}; date {date.today().isoformat()}"
 
 
 def main(argv: list[str] | None = None) -> int:

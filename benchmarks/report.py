@@ -21,3 +21,17 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+def cpu_model() -> str:
+    """The processor's model name from ``lscpu`` (e.g. "AMD EPYC 7B13"), for the machine line of a section."""
+    import platform
+    import re
+    import subprocess
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    found = re.search(r"^Model name:\s*(.+)$", out, re.M)
+    return found.group(1).strip() if found else (platform.processor() or "unknown CPU")

