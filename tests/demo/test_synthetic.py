@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import feeds
 import numpy as np
 import pytest
 
@@ -108,14 +109,7 @@ def test_video_file_and_sidecar_agree(tmp_path):
     side = json.loads((tmp_path / "clip.json").read_text())
     assert side == truth and len(side["labels"]) == 90 and side["fps"] == 20
     assert side["labels"] == [Scene(9, 96, 72, 20).label(i) for i in range(90)]
-    cap = cv2.VideoCapture(str(tmp_path / "clip.avi"))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = feeds.read_frames(tmp_path / "clip.avi")
     assert len(frames) == 90
     assert np.abs(frames[10].astype(int) - scene.render(10)).mean() < 6  # lossy, but the same picture
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import cv2
+import feeds
 import numpy as np
 import pytest
 import torch
@@ -32,16 +32,7 @@ EXACT_SIZE = {**CHECKPOINT_STYLE, "size": {"height": 160, "width": 200}, "do_cen
 
 @pytest.fixture(scope="module")
 def bikes_frames(bikes_mp4):
-    cap = cv2.VideoCapture(str(bikes_mp4))
-    frames = []
-    try:
-        while len(frames) < 8:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-    finally:
-        cap.release()
+    frames = feeds.read_frames(bikes_mp4, limit=8)
     assert len(frames) == 8, f"could not read 8 frames from {bikes_mp4}"
     return frames  # BGR uint8 (272, 640, 3)
 

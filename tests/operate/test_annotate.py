@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cv2
 import feeds
 import numpy as np
 
@@ -12,18 +11,6 @@ from streamer.synthetic import Scene, write_video
 
 BOX = (slice(0, 20), slice(0, 60))  # where the text box is on a 160x120 frame
 AWAY = (slice(70, 120), slice(100, 160))  # far from it
-
-
-def read_frames(path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
 
 
 def diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -47,7 +34,7 @@ def test_each_frame_shows_the_newest_result_that_ended_at_or_before_it(tmp_path)
         preprocess(f)
     annotator.stop()
     assert annotator.error is None
-    written = read_frames(out)
+    written = feeds.read_frames(out)
     assert len(written) == 30
 
     def expected(i: int) -> str:
@@ -74,7 +61,7 @@ def test_run_writes_an_annotated_mp4_that_differs_where_the_text_is(tiny_model, 
                          "--publish", feeds.free_tcp_address(), "--annotate", str(out)], tmp_path / "run.log") as run:
         assert run.proc.wait(120) == 0, run.stderr()
     assert "annotated video" in run.stderr()
-    source, annotated = read_frames(clip), read_frames(out)
+    source, annotated = feeds.read_frames(clip), feeds.read_frames(out)
     assert len(annotated) == len(source) == 60
     assert annotated[0].shape == source[0].shape
     for i in (0, 30, 59):
