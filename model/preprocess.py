@@ -157,11 +157,16 @@ class Preprocessor:
             got = f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}"
             raise ValueError(f"frame must be a uint8 H x W x 3 array, got {got}")
         x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True)  # (H, W, 3) uint8
+        return self.transform(x)
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(H, W, 3)`` already on this preprocessor's device -> normalized float32 ``(3, h, w)``."""
         x = x.permute(2, 0, 1)  # (3, H, W)
-        if self.input_order == "BGR":
-            x = x.flip(0)  # (3, H, W) RGB
         x = self._resize(x)  # (3, h', w') float, uint8 levels
         x = self._center_crop(x)  # (3, h, w)
+        if self.input_order == "BGR":
+            # resize and crop act per channel: swapping after them equals swapping the whole frame, cheaper
+            x = x.flip(0)  # (3, h, w) RGB
         return torch.addcmul(self._b, x, self._a)  # (3, h, w) float32
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:

@@ -119,17 +119,8 @@ class DeviceStage:
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 ``(H, W, 3)`` already on the device -> normalized ``(3, h, w)`` in ``self.dtype``."""
-        pre = self.pre
-        x = x.permute(2, 0, 1)  # (3, H, W)
-        # the Preprocessor's own resize and crop, so the numbers are the same as on the host path
-        x = pre._resize(x)  # (3, h', w') float32 on uint8 levels
-        x = pre._center_crop(x)  # (3, h, w)
-        if pre.input_order == "BGR":
-            # resize and crop act per channel, so swapping the order here equals swapping the whole frame
-            x = x.flip(0)  # (3, h, w) RGB
-        y = torch.addcmul(pre._b, x, pre._a)  # (3, h, w) float32
+        y = self.pre.transform(x)  # the Preprocessor's own steps: the same numbers as on the host path
         return y if self.dtype == torch.float32 else y.to(self.dtype)
-
 
 def synchronize_current(device: torch.device) -> None:
     """Wait for the calling thread's current stream on ``device`` (a no-op off CUDA)."""
