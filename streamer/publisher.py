@@ -110,6 +110,11 @@ class Publisher:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def curve(self):
+        """The running ``streamer.security.CurveServer`` (keys and allow-list) when CURVE is on, else None."""
+        return self._curve
+
     def _stop_curve(self) -> None:
         if self._curve is not None:
             self._curve.stop()
