@@ -19,8 +19,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(feeds.REPO / "run_stream.py"), "--status-line", "off", "--threads", "1",
-                           "--publish", feeds.free_tcp_address(), *args],
+    return subprocess.run(feeds.run_stream_argv("--publish", feeds.free_tcp_address(), *args),
                           cwd=feeds.REPO, env=feeds.ENV, capture_output=True, text=True, timeout=90)
 
 

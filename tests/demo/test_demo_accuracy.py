@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import cv2
+import feeds
 import pytest
 
 from streamer.synthetic import REVERSED, Scene, ground_truth
@@ -54,19 +54,11 @@ def videos(tmp_path_factory):
             "backward": (folder / "backward.mp4", backward)}
 
 
-def _free_address() -> str:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
 def run_pipeline(video: Path, precision: str, *extra: str) -> list[dict]:
     """Every result of ``run_stream.py`` on ``video`` in file mode, as the subscriber received them."""
     from streamer.subscribe import Subscriber
 
-    address = _free_address()
+    address = feeds.free_tcp_address()
     results: list[dict] = []
     done = threading.Event()
 
@@ -82,9 +74,9 @@ def run_pipeline(video: Path, precision: str, *extra: str) -> list[dict]:
     try:
         time.sleep(0.3)
         run = subprocess.run(
-            [sys.executable, "run_stream.py", "--config", str(REPO / "configs" / "default.yaml"),
+            feeds.run_stream_argv("--config", str(REPO / "configs" / "default.yaml"),
              "--source", f"demo={video}", "--mode", "file", "--precision", precision, "--publish", address,
-             "--wait-subscribers", "1", "--threads", "2", "--status-line", "off", "--log-level", "WARNING", *extra],
+             "--wait-subscribers", "1", "--threads", "2", "--log-level", "WARNING", *extra),
             cwd=REPO, env=ENV, capture_output=True, text=True, timeout=240)
         time.sleep(1.0)
     finally:

@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
+import feeds
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -23,7 +22,7 @@ def start_subscriber(address: str, *extra: str) -> subprocess.Popen:
 
 
 def run_stream(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "run_stream.py", "--threads", "1", "--status-line", "off", *args],
+    return subprocess.run(feeds.run_stream_argv(*args),
                           cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
@@ -104,9 +103,8 @@ def test_two_sources_batched_until_max_windows(tiny_model, bikes_mp4, sample_vid
 
 
 def test_sigterm_stops_a_live_run_cleanly(tiny_model, tcp_address):
-    proc = subprocess.Popen([sys.executable, "run_stream.py", "--threads", "1", "--status-line", "off",
-                             "--source", "cam=testpattern://?fps=30", "--model", str(tiny_model),
-                             "--publish", tcp_address], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(feeds.run_stream_argv("--source", "cam=testpattern://?fps=30", "--model", str(tiny_model),
+                                                  "--publish", tcp_address), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     sub = start_subscriber(tcp_address, "--count", "3")
     try:
