@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -58,9 +57,8 @@ def test_other_stream_delivers_every_window_next_to_a_corrupt_file(bad_videos, t
                                                    {"id": "ok", "url": "testpattern://?width=64&height=48&frames=40"}],
                              window="{stride: 1, hop: 1}")
     with feeds.Recorder(address, tmp_path / "m.jsonl") as rec:
-        done = subprocess.run([sys.executable, str(feeds.REPO / "run_stream.py"), "--status-line", "off",
-                               "--config", str(cfg), "--model", str(tiny_model), "--mode", "file",
-                               "--publish", address, "--wait-subscribers", "1"],
+        done = subprocess.run(feeds.run_stream_argv("--config", str(cfg), "--model", str(tiny_model), "--mode", "file",
+                                                    "--publish", address, "--wait-subscribers", "1"),
                               cwd=feeds.REPO, env=feeds.ENV, capture_output=True, text=True, timeout=90)
         feeds.wait_until(lambda: len(rec.results("ok")) >= 33 and rec.statuses("bad"), 5)
     assert done.returncode == 1
