@@ -5,7 +5,9 @@ loaded by both), same input. Latency is per clip (batch time / batch), the media
 timed runs after ``--warmup`` untimed ones, ours and the reference interleaved so that load on a
 shared machine hits both alike. Peak memory: on CUDA, ``max_memory_allocated`` above what was allocated
 before the forward; on CPU, the peak RSS growth (VmHWM) of a fresh process that loads the model and runs
-one forward, measured from after its imports.
+one forward, measured from after its imports. Utilization: ours' achieved TFLOP/s (the geometry's FLOPs,
+``model_flops``, over ours' time per clip) and its share of the device's dense matmul peak measured in
+the same run (``benchmarks/matmul_peak.py``: bf16 on CUDA, fp32 on CPU).
 
     python benchmarks/bench_model.py              # CPU fp32 base 8x224, and the CUDA matrix when present
     python benchmarks/bench_model.py --smoke      # tiny model, every code path, nothing written
@@ -35,6 +37,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from model import load_model  # noqa: E402
+from model.config import TimesformerConfig as ModelConfig  # noqa: E402  (transformers has one too)
+from matmul_peak import matmul_peak_tflops  # noqa: E402  (benchmarks/matmul_peak.py)
 from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
 
 log = logging.getLogger("bench_model")
@@ -44,6 +48,54 @@ SMOKE = dict(image_size=32, patch_size=8, num_frames=4, hidden_size=64, num_hidd
              num_attention_heads=4, intermediate_size=128)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float16}
 SECTION = "bench_model"
+
+
+def model_flops(config: ModelConfig, *, shortcuts: bool = False) -> int:
+    """Matmul FLOPs of one clip's forward pass, counted from the geometry (2 FLOPs per multiply-add).
+
+    Counted: the patch embedding (a conv: one ``C*p*p -> D`` matmul per patch), every linear (qkv,
+    attention output projections, temporal_fc, MLP, classifier) and both attention products (QK^T and
+    AV). Not counted: norms, softmax, activations, residual adds and embeddings (O(tokens x D), well
+    under 1% at the base geometry). With T frames, N = (image/patch)^2 patches, D hidden, F MLP width:
+
+    * ``divided_space_time``, per block: temporal attention, N sequences of T tokens (qkv 6*TN*D^2,
+      QK^T and AV 4*N*T^2*D, proj and temporal_fc 2*TN*D^2 each); spatial attention, T sequences of
+      [cls, N patches] (qkv 6*T(1+N)*D^2, QK^T and AV 4*T(1+N)^2*D, proj 2*T(1+N)*D^2); the MLP on the
+      clip's cls token and every patch token, 4*(1+TN)*D*F.
+    * ``space_only``: T sequences of 1+N tokens; ``joint_space_time``: one sequence of 1+TN tokens;
+      attention and MLP on every token.
+    * plus the patch embedding 2*TN*(C*p^2)*D and the classifier 2*D*labels.
+
+    ``shortcuts=False`` is the architecture's count, the same for every implementation (what "model
+    FLOPs" means in a utilization figure). ``shortcuts=True`` is what ours executes under
+    ``torch.inference_mode``: temporal_attn.proj and temporal_fc folded into one linear, and the last
+    block's output projection and MLP run for the cls token(s) only.
+    """
+    t, d, f = config.num_frames, config.hidden_size, config.intermediate_size
+    n = config.grid_size**2
+
+    def attention(seqs: int, length: int, out_tokens: int) -> int:
+        """qkv on every token, QK^T and AV over whole sequences, the output projection on ``out_tokens``."""
+        return 6 * seqs * length * d * d + 4 * seqs * length**2 * d + 2 * out_tokens * d * d
+
+    def mlp(tokens: int) -> int:
+        return 4 * tokens * d * f
+
+    if config.attention_type == "divided_space_time":
+        temporal = attention(n, t, t * n) + (0 if shortcuts else 2 * t * n * d * d)  # + temporal_fc unless folded
+        block = temporal + attention(t, 1 + n, t * (1 + n)) + mlp(1 + t * n)
+        last = temporal + attention(t, 1 + n, t) + mlp(1) if shortcuts else block
+    else:
+        seqs, length = (t, 1 + n) if config.attention_type == "space_only" else (1, 1 + t * n)
+        block = attention(seqs, length, seqs * length) + mlp(seqs * length)
+        last = attention(seqs, length, seqs) + mlp(seqs) if shortcuts else block
+    embed = 2 * t * n * config.num_channels * config.patch_size**2 * d
+    return embed + (config.num_hidden_layers - 1) * block + last + 2 * d * config.num_labels
+
+
+def geometry_config(geometry: dict, num_labels: int = 400) -> ModelConfig:
+    """Our config for a geometry dict (BASE, SMOKE), with as many labels as make_checkpoint writes."""
+    return ModelConfig(labels=tuple(f"LABEL_{i}" for i in range(num_labels)), **geometry)
 
 
 def make_checkpoint(folder: Path, geometry: dict, num_labels: int = 400) -> Path:
@@ -145,7 +197,9 @@ def cpu_peak_mb(impl: str, folder: Path, precision: str, batch: int, geometry: d
 
 
 def measure(folder: Path, geometry: dict, device: str, precision: str, batch: int, repeats: int,
-            warmup: int, cpu_memory: bool) -> dict:
+            warmup: int, cpu_memory: bool, peak_tflops: float | None = None) -> dict:
+    """One table row. With ``peak_tflops`` (the device's measured matmul peak), also ours' achieved
+    TFLOP/s (``model_flops`` of the geometry per clip over ours' time per clip) and its share of the peak."""
     row = {"device": device, "precision": precision, "batch": batch}
     fns, inputs, skipped = {}, {}, {}
     for impl in ("ours", "ref"):
@@ -161,6 +215,11 @@ def measure(folder: Path, geometry: dict, device: str, precision: str, batch: in
             row[f"{impl}_ms"], row[f"{impl}_mb"], row[f"{impl}_note"] = None, None, skipped[impl]
             continue
         row[f"{impl}_ms"] = statistics.median(times[impl]) / batch * 1e3
+    row["ours_tflops"] = row["pct_peak"] = None
+    if row["ours_ms"]:
+        row["ours_tflops"] = model_flops(geometry_config(geometry)) / (row["ours_ms"] / 1e3) / 1e12
+        if peak_tflops:
+            row["pct_peak"] = 100.0 * row["ours_tflops"] / peak_tflops
     if "ours" in times and "ref" in times and times["ours"] and times["ref"]:
         # back-to-back pairs see the same machine load: the median of their ratios is the steadier number
         row["paired"] = statistics.median([o / r for o, r in zip(times["ours"], times["ref"])])
@@ -183,11 +242,13 @@ def fmt(value, spec=".1f") -> str:
 
 def table(rows: list[dict]) -> str:
     lines = ["| device | precision | batch | ours ms/clip | transformers ms/clip | ours/ref (medians) | "
-             "ours/ref (paired) | ours peak MB | transformers peak MB |", "|---|---|---|---|---|---|---|---|---|"]
+             "ours/ref (paired) | ours TFLOP/s | ours % of matmul peak | ours peak MB | transformers peak MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = r["ours_ms"] / r["ref_ms"] if r["ours_ms"] and r["ref_ms"] else None
         lines.append(f"| {r['device']} | {r['precision']} | {r['batch']} | {fmt(r['ours_ms'], '.2f')} | "
                      f"{fmt(r['ref_ms'], '.2f')} | {fmt(ratio, '.2f')} | {fmt(r.get('paired'), '.2f')} | "
+                     f"{fmt(r.get('ours_tflops'), '.3g')} | {fmt(r.get('pct_peak'), '.1f')} | "
                      f"{fmt(r['ours_mb'], '.0f')} | "
                      f"{fmt(r['ref_mb'], '.0f')} |")
     notes = [f"- {impl} {r['precision']} batch {r['batch']}: not run ({r[impl + '_note']})"
@@ -223,16 +284,33 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     geometry = SMOKE if args.smoke else BASE
     repeats = 2 if args.smoke else max(args.repeats, 5)
+    cuda = torch.cuda.is_available() and not args.no_cuda
+    # the yardsticks for "% of matmul peak": CUDA rows against bf16 (the issue's target), the CPU row
+    # against fp32, the dtype it runs (a CPU without native bf16 runs bf16 matmuls far slower than fp32)
+    peaks = {"cpu": ("fp32", 512 if args.smoke else 1024)}
+    if cuda:
+        peaks["cuda"] = ("bf16", 4096 if args.smoke else 8192)
+    peak_repeats = 5 if args.smoke else 20
+    peak_tflops: dict[str, float] = {}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_checkpoint(Path(tmp), geometry)
-        rows.append(measure(folder, geometry, "cpu", "fp32", args.cpu_batch, repeats, args.warmup, cpu_memory=True))
+        peak_tflops["cpu"] = matmul_peak_tflops("cpu", DTYPES[peaks["cpu"][0]], peaks["cpu"][1], peak_repeats)
+        print(f"CPU fp32 {peaks['cpu'][1]}^3 matmul peak: {peak_tflops['cpu']:.3g} TFLOP/s", flush=True)
+        rows.append(measure(folder, geometry, "cpu", "fp32", args.cpu_batch, repeats, args.warmup, cpu_memory=True,
+                            peak_tflops=peak_tflops["cpu"]))
         print(table(rows), flush=True)
-        if torch.cuda.is_available() and not args.no_cuda:
+        if cuda:
+            peak_tflops["cuda"] = matmul_peak_tflops("cuda", DTYPES[peaks["cuda"][0]], peaks["cuda"][1], peak_repeats)
+            print(f"CUDA bf16 {peaks['cuda'][1]}^3 matmul peak: {peak_tflops['cuda']:.3g} TFLOP/s", flush=True)
             for precision in args.precisions.split(","):
                 for batch in (int(b) for b in args.cuda_batches.split(",")):
-                    rows.append(measure(folder, geometry, "cuda", precision, batch, repeats, args.warmup, False))
+                    rows.append(measure(folder, geometry, "cuda", precision, batch, repeats, args.warmup, False,
+                                        peak_tflops=peak_tflops["cuda"]))
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
+    nominal, executed = (model_flops(geometry_config(geometry), shortcuts=cut) / 1e9 for cut in (False, True))
+    peak_text = "; ".join(f"{dev.upper() if dev == 'cuda' else 'CPU'} {dtype} {size}x{size}: "
+                          f"{peak_tflops[dev]:.3g} TFLOP/s" for dev, (dtype, size) in peaks.items())
     shape = "smoke geometry" if args.smoke else "base (ViT-B/16, 12 layers, 8 frames x 224 px, 400 classes)"
     body = "\n".join([
         "## Model (`benchmarks/bench_model.py`)",
@@ -245,6 +323,15 @@ def main(argv: list[str] | None = None) -> int:
         "temporal_attn.proj and temporal_fc are folded into one linear and the last block computes only the cls "
         "token (together 1/17 and ~5% of the matmul work); the rest of the gain is SDPA and fewer copies. On a "
         "shared machine absolute times move with the load; compare the ratio. "
+        f"TFLOP/s = model FLOPs per clip / ours' time per clip, the FLOPs counted from the geometry "
+        f"(`model_flops`: patch embedding, every linear, QK^T and AV; 2 per multiply-add): {nominal:.3g} GFLOP "
+        f"per clip, the architecture's count (ours executes {executed:.3g} under inference_mode, "
+        f"{100 * (1 - executed / nominal):.0f}% fewer, thanks to the shortcuts above). % of matmul peak = that over "
+        f"the dense square matmul throughput measured on the same device in this run "
+        f"(`benchmarks/matmul_peak.py`, median of {peak_repeats}): {peak_text}. Every CUDA row, whatever its "
+        "precision (int8 included), is compared with the bf16 peak; target: batch-32 fp16/bf16 >= 40% on an "
+        "H100. The CPU row is compared with the CPU's fp32 peak, the dtype it runs: a CPU without native bf16 "
+        "runs bf16 matmuls far slower than fp32, which would make a bf16 peak a meaningless yardstick there. "
         + ("" if torch.cuda.is_available() else "No CUDA device on this machine: the CUDA rows (fp32/fp16/bf16/"
            "int8 at batch 1/8/32) were not measured; run this script on a GPU host to fill them in."),
         "",
