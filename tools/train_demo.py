@@ -26,7 +26,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flow_prior import flow_prior_init, flow_prior_masks  # noqa: E402  (tools/, beside this script)
 from model.config import TimesformerConfig  # noqa: E402
 from model.preprocess import TIMESFORMER_MEAN, TIMESFORMER_STD, PreprocessConfig  # noqa: E402
 from model.timesformer import TimeSformer  # noqa: E402
@@ -133,6 +132,147 @@ def lr_at(step: int, total: int, peak: float, warmup: int, time_done: float = 0.
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
+@torch.no_grad()
+def motion_prior_init(model: TimeSformer, code: float = 4.0, sharpness: float = 1.0, content_gain: float = 1.0,
+                      diff_gain: float = 1.0, energy_gain: float = 0.0, product_gain: float = 0.0) -> None:
+    """Start block 0's temporal attention as a two-frame motion detector instead of a uniform average.
+
+    Random weights make temporal attention average the frames, so nothing in a fresh network depends
+    on frame order, and every class here differs only by frame order: training sits on a plateau.
+    This init (weights only; the architecture is unchanged) reserves channels of the token:
+
+    * ``[0, T)``: a one-hot time code (the time embedding, ``code`` high), nothing else writes there;
+    * ``[D-2h, D-h)``: the previous frame's content, ``[D-h, D)``: this frame's minus the previous
+      frame's content (a random projection of the content channels, ``h`` = head size);
+
+    head 0 of block 0's temporal attention attends from frame ``t`` to ``t-1`` by the time code,
+    head 1 attends to ``t`` itself, both read the same projection of the content, and ``proj`` +
+    ``temporal_fc`` write "previous" and "difference" into the reserved channels.
+    """
+    cfg = model.config
+    dim, heads, t = cfg.hidden_size, cfg.num_attention_heads, cfg.num_frames
+    hd = dim // heads
+    if heads < 2 or dim - 2 * hd - t < hd:
+        raise ValueError(f"motion_prior_init needs >= 2 heads and room for {t} + 3 x {hd} channels in {dim}")
+    prev_ch, diff_ch = slice(dim - 2 * hd, dim - hd), slice(dim - hd, dim)
+    ref = t  # an always-zero channel: after LayerNorm it reads -mean/std, the zero level of the token
+    content = torch.arange(t + 1, dim - 2 * hd)
+    reserved = torch.cat([torch.arange(t + 1), torch.arange(dim - 2 * hd, dim)])
+    model.patch_embed.proj.weight.mul_(content_gain)
+    model.patch_embed.proj.weight[reserved] = 0.0
+    model.patch_embed.proj.bias[reserved] = 0.0
+    model.pos_embed[..., reserved] = 0.0
+    model.cls_token[..., reserved] = 0.0
+    model.time_embed.zero_()
+    model.time_embed[0, torch.arange(t), torch.arange(t)] = code
+    block = model.blocks[0]
+    attn = block.temporal_attn
+    w = attn.qkv.weight  # (3D, D): rows [0, D) -> q, [D, 2D) -> k, [2D, 3D) -> v; head h = rows h*hd..
+    w[: 2 * hd] = 0.0  # q of heads 0, 1
+    w[dim: dim + 2 * hd] = 0.0  # k of heads 0, 1
+    w[2 * dim: 2 * dim + 2 * hd] = 0.0  # v of heads 0, 1
+    if attn.qkv.bias is not None:
+        attn.qkv.bias[: 2 * hd] = 0.0
+        attn.qkv.bias[dim: dim + 2 * hd] = 0.0
+        attn.qkv.bias[2 * dim: 2 * dim + 2 * hd] = 0.0
+    frames = torch.arange(t)
+    w[frames[:-1], frames[1:]] = sharpness  # head 0 query j <- code j+1: frame t looks for code t-1
+    w[dim + frames, frames] = 1.0  # head 0 keys: the code itself
+    w[hd + frames, frames] = sharpness  # head 1 query: own code
+    w[dim + hd + frames, frames] = 1.0  # head 1 keys
+    proj = torch.linalg.qr(torch.randn(len(content), hd))[0].T  # (hd, C) orthonormal rows
+    w[2 * dim: 2 * dim + hd, content] = proj  # head 0 value: projected content (of frame t-1)
+    w[2 * dim + hd: 2 * dim + 2 * hd, content] = proj  # head 1 value: the same (of frame t)
+    eye = torch.eye(hd)
+    attn.proj.weight.zero_()
+    attn.proj.bias.zero_()
+    attn.proj.weight[prev_ch, 0:hd] = eye  # previous frame
+    attn.proj.weight[diff_ch, hd:2 * hd] = diff_gain * eye  # this frame ...
+    attn.proj.weight[diff_ch, 0:hd] = -diff_gain * eye  # ... minus the previous one
+    block.temporal_fc.weight.copy_(torch.eye(dim))
+    block.temporal_fc.bias.zero_()
+    if energy_gain > 0:  # block 0's MLP adds |difference| (motion energy), which averaging cannot cancel
+        fc1, fc2 = block.mlp.fc1, block.mlp.fc2
+        units = torch.arange(hd)
+        diff_idx = torch.arange(dim - hd, dim)
+        fc1.weight[: 2 * hd] = 0.0
+        fc1.bias[: 2 * hd] = 0.0
+        fc1.weight[units, diff_idx] = 3.0  # 3 * (difference - zero level) and its negative
+        fc1.weight[units, ref] = -3.0
+        fc1.weight[hd + units, diff_idx] = -3.0
+        fc1.weight[hd + units, ref] = 3.0
+        fc2.weight[:, : 2 * hd] = 0.0
+        fc2.weight[diff_idx] = 0.0  # nothing else writes into the difference channels yet
+        fc2.bias[diff_idx] = 0.0
+        block.attn.proj.weight[diff_idx] = 0.0
+        block.attn.proj.bias[diff_idx] = 0.0
+        block.attn.proj.weight[ref] = 0.0  # keep the zero-level channel at zero
+        block.attn.proj.bias[ref] = 0.0
+        fc2.weight[diff_idx, units] = energy_gain
+        fc2.weight[diff_idx, hd + units] = energy_gain
+        if product_gain > 0:  # sign(diff) * sign(prev) * min(|diff|, |prev|): is a feature appearing or fading
+            prev_idx = torch.arange(dim - 2 * hd, dim - hd)
+            block.attn.proj.weight[prev_idx] = 0.0
+            block.attn.proj.bias[prev_idx] = 0.0
+            fc2.weight[prev_idx] = 0.0
+            fc2.bias[prev_idx] = 0.0
+            for k, (sd, sp, out) in enumerate(((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1))):
+                rows = (2 + k) * hd + units
+                fc1.weight[rows] = 0.0
+                fc1.bias[rows] = 0.0
+                fc1.weight[rows, diff_idx] = 3.0 * sd
+                fc1.weight[rows, prev_idx] = 3.0 * sp
+                fc1.weight[rows, ref] = -3.0 * (sd + sp)
+                fc2.weight[:, rows] = 0.0
+                fc2.weight[prev_idx, rows] = product_gain * out
+        if len(model.blocks) > 1:  # block 1's last spatial head: cls reads the patches' mean motion energy
+            nxt = model.blocks[1].attn
+            v = nxt.qkv.weight
+            v[2 * dim + diff_idx] = 0.0
+            v[2 * dim + diff_idx, diff_idx] = 1.0
+            if nxt.qkv.bias is not None:
+                nxt.qkv.bias[2 * dim + diff_idx] = 0.0
+            nxt.proj.weight[diff_idx] = 0.0
+            nxt.proj.weight[diff_idx, diff_idx] = 1.0
+            nxt.proj.bias[diff_idx] = 0.0
+
+
+def prior_grad_masks(model: TimeSformer, products: bool = False) -> dict[str, torch.Tensor]:
+    """Masks (1 = trainable) that keep :func:`motion_prior_init`'s front end fixed during training.
+
+    The motion detector only works while its reserved channels stay clean (the zero-level channel at
+    zero, the time code one-hot), so those weights are not trained; everything else is.
+    """
+    cfg = model.config
+    dim, t = cfg.hidden_size, cfg.num_frames
+    hd = dim // cfg.num_attention_heads
+    reserved = torch.cat([torch.arange(t + 1), torch.arange(dim - 2 * hd, dim)])
+    diff_ref = torch.cat([torch.tensor([t]), torch.arange(dim - hd, dim)])
+    params = dict(model.named_parameters())
+    masks = {name: torch.ones_like(p) for name, p in params.items()}
+    for name in ("pos_embed", "cls_token"):
+        masks[name][..., reserved] = 0.0
+    for name in ("patch_embed.proj.weight", "patch_embed.proj.bias"):
+        masks[name][reserved] = 0.0
+    masks["time_embed"].zero_()
+    for name in list(masks):
+        if name.startswith("blocks.0.temporal"):
+            masks[name].zero_()
+    masks["blocks.0.attn.proj.weight"][diff_ref] = 0.0
+    masks["blocks.0.attn.proj.bias"][diff_ref] = 0.0
+    units = 6 * hd if products else 2 * hd
+    if products:
+        diff_ref = torch.cat([diff_ref, torch.arange(dim - 2 * hd, dim - hd)])
+    masks["blocks.0.attn.proj.weight"][diff_ref] = 0.0
+    masks["blocks.0.attn.proj.bias"][diff_ref] = 0.0
+    masks["blocks.0.mlp.fc1.weight"][:units] = 0.0
+    masks["blocks.0.mlp.fc1.bias"][:units] = 0.0
+    masks["blocks.0.mlp.fc2.weight"][diff_ref] = 0.0
+    masks["blocks.0.mlp.fc2.weight"][:, :units] = 0.0
+    masks["blocks.0.mlp.fc2.bias"][diff_ref] = 0.0
+    return masks
+
+
 def build_model(args) -> TimeSformer:
     config = TimesformerConfig(
         image_size=args.image_size, patch_size=args.patch_size, num_frames=args.frames,
@@ -165,9 +305,10 @@ def parse_args(argv):
     p.add_argument("--resume", type=Path, help="start from this checkpoint folder (same geometry)")
     p.add_argument("--documented-share", type=float, default=0.0,
                    help="share of training clips drawn from the documented ranges (still degraded)")
-    p.add_argument("--init", choices=("default", "flow-prior"), default="flow-prior",
-                   help="flow-prior: a fixed front end that measures flow, turn and motion energy "
-                        "(tools/flow_prior.py); default: the network's own random init")
+    p.add_argument("--init", choices=("default", "motion-prior", "flow-prior"), default="default",
+                   help="default: the network's own init; motion-prior: fixed two-frame motion front end (the "
+                        "shipped model); flow-prior: fixed flow/turn/energy front end (tools/flow_prior.py, "
+                        "an experiment: docs/DEMO_MODEL.md)")
     p.add_argument("--seed", type=int, default=0, help="training seed (validation uses seed + 1000)")
     p.add_argument("--val-clips", type=int, default=900, help="clips per validation split (wide and documented)")
     p.add_argument("--eval-every", type=int, default=500, help="validate every N steps")
@@ -190,7 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
     model = build_model(args)
     masks = {name: torch.ones_like(p) for name, p in model.named_parameters()}
-    if args.init == "flow-prior":
+    if args.init == "motion-prior":
+        motion_prior_init(model, energy_gain=1.0, product_gain=1.0)
+        masks = prior_grad_masks(model, products=True)
+    elif args.init == "flow-prior":
+        from flow_prior import flow_prior_init, flow_prior_masks  # tools/, beside this script
+
         flow_prior_init(model)
         masks = flow_prior_masks(model)
     if args.resume is not None:  # continue from a saved checkpoint of the same geometry (prior kept fixed)
@@ -224,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():  # the prior's front end stays as initialized
+        with torch.no_grad():  # the motion prior's front end stays as initialized
             for name, p in model.named_parameters():
                 p.copy_(torch.where(masks[name] == 0, fixed[name], p))
         acc = float((logits.argmax(-1) == y).float().mean())
