@@ -63,6 +63,7 @@ class CaptureThread(threading.Thread):
         self._frame_no = -1
         self._segment = 0
         self._last_t = -math.inf
+        self._rate = TokenBucket(plan.config.options.max_fps)
         self._t_offset = 0.0  # media-time offset added per loop of a file
         self._announced = False  # the first state is always announced
         self._shape: tuple[int, int] | None = None  # (H, W) of the last frame read
@@ -222,6 +223,9 @@ class CaptureThread(threading.Thread):
             if frame.shape[0] * frame.shape[1] > opts.max_pixels:
                 stats.drop("oversize")
                 continue
+            if live and not self._rate.take(mono):  # a flood: at most max_fps on average (S9)
+                stats.drop("rate")
+                continue
             pts_ms = cap.get(_CAP_PROP_POS_MSEC)
             pts = pts_ms / 1000.0 if pts_ms is not None and pts_ms >= 0 else math.nan
             if live:
@@ -252,3 +256,24 @@ class CaptureThread(threading.Thread):
                 if stats.state != "stalled" or self._flowing_again(opts.stall_timeout_s):
                     self.set_state("running", self._note)
         return "stopped", ""
+
+
+class TokenBucket:
+    """At most ``rate`` events a second on average, with bursts of up to one second's worth: a
+    camera that delivers a buffered batch at once keeps its frames; a source flooding faster than
+    ``rate`` loses the excess."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.last: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self.last is not None:
+            self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True

@@ -43,12 +43,13 @@ class SourceOptions:
     loop: bool = False  #: files: start again at the end instead of ending
     ring_capacity: Optional[int] = None  #: frames kept per source; default: what the window needs
     max_pixels: int = 3840 * 2160  #: larger frames are dropped and counted (S9)
+    max_fps: float = 240.0  #: live: frames arriving faster than this are dropped before preprocessing (S9)
     fps_hint: float = 30.0  #: frame rate assumed for ring sizing when the source reports none
     max_gap_intervals: float = 4.0  #: a pause longer than this many frame intervals splits windows (R6)
 
     def __post_init__(self) -> None:
         _positive(self, "open_timeout_s", "read_timeout_s", "stall_timeout_s", "backoff_initial_s",
-                  "backoff_max_s", "max_pixels", "fps_hint", "max_gap_intervals")
+                  "backoff_max_s", "max_pixels", "max_fps", "fps_hint", "max_gap_intervals")
         _positive(self, "ring_capacity", allow_none=True)
         if self.backoff_max_s < self.backoff_initial_s:
             raise ConfigError(f"backoff_max_s: must be >= backoff_initial_s ({self.backoff_initial_s}), "
@@ -178,9 +179,11 @@ class RunConfig:
 
     max_windows: Optional[int] = None  #: stop after this many results in total
     duration_s: Optional[float] = None
+    max_sources: int = 64  #: more sources than this in one process is refused at start (S9)
 
     def __post_init__(self) -> None:
         _positive(self, "max_windows", "duration_s", allow_none=True)
+        _positive(self, "max_sources")
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,9 @@ class AppConfig:
         if not self.sources:
             raise ConfigError("sources: at least one source is needed (use --source URL)")
         ids = [s.id for s in self.sources]
+        if len(ids) > self.run.max_sources:
+            raise ConfigError(f"sources: {len(ids)} sources, more than run.max_sources = {self.run.max_sources}; "
+                              f"raise run.max_sources if this machine can carry them, or split them over processes")
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ConfigError(f"sources: duplicate id {dupes[0]!r}; give each source its own id")

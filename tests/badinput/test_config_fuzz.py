@@ -26,10 +26,10 @@ SECTIONS = {
     "model": ["source", "precision", "device", "int8_threshold", "top_k", "threads"],
     "publisher": ["address", "sndhwm", "linger_ms", "heartbeat_s", "queue_size", "wait_subscribers"],
     "logging": ["level", "status_line", "status_interval_s"],
-    "run": ["max_windows", "duration_s"],
+    "run": ["max_windows", "duration_s", "max_sources"],
 }
 OPTIONS = ["open_timeout_s", "read_timeout_s", "stall_timeout_s", "backoff_initial_s", "backoff_max_s", "loop",
-           "ring_capacity", "max_pixels", "fps_hint", "max_gap_intervals"]
+           "ring_capacity", "max_pixels", "max_fps", "fps_hint", "max_gap_intervals"]
 TYPOS = ["hopp", "strid", "max_bach", "sndhwn", "", "Window", "sources ", "__class__", "!!python"]
 
 scalars = st.one_of(
@@ -49,7 +49,7 @@ CHOICES = {"precision": ["auto", "int8", "fp16", "bf16", "fp32", "int4"], "devic
            "source": ["motion-demo", "org/name", "/no/such/dir"], "mode": ["live", "file", "batch"],
            "address": ["tcp://127.0.0.1:5555", "ipc:///tmp/x", "tcp://0.0.0.0:5555", "udp://h:1"]}
 INTS = {"num_frames", "stride", "hop", "max_batch", "top_k", "threads", "sndhwm", "linger_ms", "queue_size",
-        "wait_subscribers", "max_windows", "ring_capacity", "max_pixels"}
+        "wait_subscribers", "max_windows", "ring_capacity", "max_pixels", "max_sources"}
 
 
 def plausible(key: str) -> st.SearchStrategy:
