@@ -54,7 +54,7 @@ def _sync(device: str) -> None:
     import torch
 
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)  # that device, not the thread's current one (cuda:N)
 
 
 def time_forward(net, x, device: str, repeats: int, warmup: int) -> float:
@@ -107,12 +107,12 @@ def measure_precision(source: str, precision: str, device: str, clips, bench: Be
             row["ms_per_clip"] = seconds * 1e3 / b
             row["clips_per_s"] = b / seconds
             if device.startswith("cuda"):
-                torch.cuda.synchronize()
-                before = torch.cuda.memory_allocated()
-                torch.cuda.reset_peak_memory_stats()
+                torch.cuda.synchronize(device)
+                before = torch.cuda.memory_allocated(device)
+                torch.cuda.reset_peak_memory_stats(device)
                 net(x)
-                torch.cuda.synchronize()
-                row["peak_mb"] = (torch.cuda.max_memory_allocated() - before) / 2**20
+                torch.cuda.synchronize(device)
+                row["peak_mb"] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
             out["rows"].append(row)
     del net
     if device.startswith("cuda"):

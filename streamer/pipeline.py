@@ -155,10 +155,13 @@ class Pipeline:
             self.operate.attach(self.captures)
             if stop.is_set():
                 return 0
-            for thread in self.captures:
-                thread.start()
             runner = ModelRunner(net, max_batch=cfg.batching.max_batch, compile=cfg.model.compile,
                                  cuda_graphs=cfg.model.cuda_graphs)
+            pc = net.preprocess_config
+            if runner.sizes and (pc.crop_size is not None or pc.size is not None):  # the window's shape is known
+                runner.prepare((window.num_frames, 3, *pc.output_size(1, 1)), frame_dtype)
+            for thread in self.captures:
+                thread.start()
             self.inference = InferenceWorker(runner, scheduler, self.publisher, device=device, top_k=cfg.model.top_k,
                                              model_info=model_info, max_results=cfg.run.max_windows)
             self.inference.start()

@@ -86,6 +86,17 @@ class ModelRunner:
         static.replay()
         return static.output[:n].clone()  # the static output is overwritten by the next replay
 
+    def prepare(self, window_shape: tuple[int, ...], dtype: torch.dtype) -> None:
+        """Build (compile, capture) every static batch size now, on a zero batch of windows of
+        ``window_shape`` ``(T, 3, H, W)``: call it before the capture threads start, so no capture or
+        compile happens mid-stream while other threads allocate on the device."""
+        for size in self.sizes:
+            if size not in self._static:
+                static = self._build(size, torch.zeros((1, *window_shape), dtype=dtype, device=self.device))
+                if static is not None and not self.capture:
+                    static.replay()  # torch.compile compiles this size now
+                self._static[size] = static
+
     def _build(self, size: int, x: torch.Tensor) -> _Static | None:
         shape = (size, *x.shape[1:])
         static_in = torch.zeros(shape, dtype=x.dtype, device=x.device)  # (size, T, 3, H, W)
@@ -106,15 +117,24 @@ class ModelRunner:
             return None
 
     def _capture(self, static_in: torch.Tensor) -> _Static:
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(_WARMUP_RUNS):
-                self.fn(static_in)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
-            static_out = self.fn(static_in)  # (size, num_labels), in the graph's memory pool
+        # On the model's device (the calling thread's current device may be another GPU), and the
+        # caller's stream restored even when capture fails (a failed capture_end leaves the capture
+        # stream current). thread_local: other threads may allocate on the device meanwhile.
+        with torch.cuda.device(self.device):
+            caller = torch.cuda.current_stream(self.device)
+            side = torch.cuda.Stream(self.device)
+            try:
+                side.wait_stream(caller)
+                with torch.cuda.stream(side):
+                    for _ in range(_WARMUP_RUNS):
+                        self.fn(static_in)
+                caller.wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=self._pool, stream=side, capture_error_mode="thread_local"):
+                    static_out = self.fn(static_in)  # (size, num_labels), in the graph's memory pool
+                caller.wait_stream(side)
+            finally:
+                torch.cuda.set_stream(caller)
         log.info("CUDA graph captured for batch %d", static_in.shape[0])
         return _Static(static_in, static_out, graph.replay)
 

@@ -62,7 +62,10 @@ def test_stage_stores_the_model_input_dtype(device):
     full = DeviceStage(Preprocessor(PreprocessConfig(shortest_edge=32, crop_size=(32, 32)), device=device))
     f = frame(3)
     assert stage(f).dtype == torch.bfloat16
-    assert torch.equal(stage(f), full(f).to(torch.bfloat16))
+    reduced, reference = stage(f), full(f)
+    if device == "cuda":  # each stage writes on its own stream
+        torch.cuda.synchronize()
+    assert torch.equal(reduced, reference.to(torch.bfloat16))
     assert model_input_dtype(tiny_net("cpu").to(torch.float16)) == torch.float16
 
 
@@ -145,6 +148,22 @@ def test_static_runner_pads_and_matches_eager(device, graphs):
             assert got.shape == (n, 5)
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert sorted(runner._static) == [1, 4, 6]  # one static buffer (or graph) per padded size
+    assert all(static is not None for static in runner._static.values())  # fp32 captures: no eager fallback
+
+
+@pytest.mark.parametrize("device, graphs", [("cpu", False), pytest.param("cuda", True, marks=pytest.mark.gpu)])
+def test_runner_prepares_every_static_size_before_streaming(device, graphs):
+    """prepare() builds (captures) every size up front, so nothing is captured while capture threads run."""
+    net = tiny_net(device)
+    runner = ModelRunner(net, max_batch=6, cuda_graphs=graphs)
+    runner.sizes = static_batch_sizes(6)
+    with torch.inference_mode():
+        runner.prepare((4, 3, 32, 32), torch.float32)
+        assert sorted(runner._static) == [1, 2, 4, 6] and all(v is not None for v in runner._static.values())
+        x = torch.randn(3, 4, 3, 32, 32).to(device)
+        torch.testing.assert_close(runner(x), net(x), rtol=1e-4, atol=1e-4)
+    if device == "cuda":
+        assert torch.cuda.current_stream() == torch.cuda.default_stream()  # the caller's stream is restored
 
 
 def test_cuda_graphs_are_ignored_on_cpu(caplog):
