@@ -25,6 +25,7 @@ import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from model.errors import ConfigError, RecognizerError  # noqa: E402
+from streamer.redact import redact  # noqa: E402
 
 log = logging.getLogger("run_stream")
 
@@ -150,12 +151,10 @@ def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Even
     try:
         config = load_app_config(args)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc)
     setup_logging(config.logging.level)
 
     from streamer.pipeline import Pipeline, tune_interpreter
-    from streamer.redact import redact
 
     tune_interpreter()
     import torch  # noqa: F401  the slowest import (~1.5 s), done while a signal still aborts start-up
@@ -170,12 +169,14 @@ def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Even
         if code and pipeline.error:
             print(f"error: {redact(pipeline.error)}", file=sys.stderr)
         return code
-    except ConfigError as exc:
-        print(f"error: {redact(exc)}", file=sys.stderr)
-        return 2
-    except RecognizerError as exc:
-        print(f"error: {redact(exc)}", file=sys.stderr)
-        return exc.exit_code
+    except RecognizerError as exc:  # ConfigError included (exit code 2)
+        return _error(exc)
+
+
+def _error(exc: RecognizerError) -> int:
+    """One line on stderr, credentials redacted; the error class's exit code."""
+    print(f"error: {redact(exc)}", file=sys.stderr)
+    return exc.exit_code
 
 
 def _bench(args: argparse.Namespace, config) -> int:
@@ -194,12 +195,8 @@ def _bench(args: argparse.Namespace, config) -> int:
         return 2
     try:
         return run_bench(config, BenchConfig(batches=batches, repeats=args.bench_repeats), sys.stdout)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except RecognizerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _error(exc)
 
 
 def exit_now(code: int) -> None:

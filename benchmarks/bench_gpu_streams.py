@@ -21,10 +21,8 @@ Writes its own section of BENCHMARKS.md (between the bench_gpu_streams markers) 
 from __future__ import annotations
 
 import argparse
-import datetime
 import logging
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -44,7 +42,7 @@ from streamer.ring import FrameRing  # noqa: E402
 from streamer.runner import ModelRunner  # noqa: E402
 from streamer.scheduler import Scheduler, StreamCursor, WindowPlan  # noqa: E402
 from streamer.stats import StreamStats  # noqa: E402
-from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
+from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
 
 log = logging.getLogger("bench_gpu_streams")
 SECTION = "bench_gpu_streams"
@@ -155,12 +153,6 @@ def decoded(video: Path, net, device: str, decoders: int, seconds: float) -> dic
         th.join(10)
     return {"frames_s": fps, "streams": fps / FPS}
 
-
-def machine(device: str) -> str:
-    cpu = cpu_model()
-    gpu = torch.cuda.get_device_name(0) if device == "cuda" else "no CUDA device used"
-    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}; "
-            f"date {datetime.date.today().isoformat()}")
 
 
 def default_video() -> Path | None:

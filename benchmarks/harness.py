@@ -20,29 +20,15 @@ class Observed:
 
 def run_observed(pipeline, address: str, *, drain_s: float = 0.5) -> Observed:
     """Run ``pipeline`` (a ``streamer.pipeline.Pipeline`` publishing on ``address``) to its end; exit on failure."""
-    from streamer.subscribe import Subscriber
+    from streamer.subscribe import Collector
 
-    stop = threading.Event()
-    results: list[dict] = []
-    sub = Subscriber(address, topics=("result.",), rcvhwm=100000)
-
-    def receive() -> None:
-        while not stop.is_set():
-            got = sub.recv(timeout=0.2)
-            if got is not None:
-                results.append(got[1])
-
-    receiver = threading.Thread(target=receive, name="bench-subscriber")
-    receiver.start()
+    collector = Collector(address, ("result.",), rcvhwm=100000)
     start = time.monotonic()
     try:
         code = pipeline.run(threading.Event())
         elapsed = time.monotonic() - start
-        time.sleep(drain_s)  # messages still in flight on loopback
     finally:
-        stop.set()
-        receiver.join()
-        sub.close()
+        collector.close(drain_s)  # messages still in flight on loopback
     if code != 0:
         raise SystemExit(f"pipeline exited with {code}")
-    return Observed(elapsed, results, sub.gaps)
+    return Observed(elapsed, collector.messages, collector.gaps)

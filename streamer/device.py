@@ -122,10 +122,5 @@ class DeviceStage:
         y = self.pre.transform(x)  # the Preprocessor's own steps: the same numbers as on the host path
         return y if self.dtype == torch.float32 else y.to(self.dtype)
 
-def synchronize_current(device: torch.device) -> None:
-    """Wait for the calling thread's current stream on ``device`` (a no-op off CUDA)."""
-    if device.type == "cuda":
-        torch.cuda.current_stream(device).synchronize()
 
-
-__all__ = ["DeviceStage", "PinnedStaging", "model_input_dtype", "synchronize_current", "STAGING_BUFFERS"]
+__all__ = ["DeviceStage", "PinnedStaging", "model_input_dtype", "STAGING_BUFFERS"]

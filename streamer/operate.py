@@ -60,7 +60,7 @@ class OperatorFeatures:
             self.cache = LastValueCache(streams)
             publisher.listeners.append(self.cache.on_sent)
             curve = publisher.curve  # the publisher's CURVE keys and allow-list, if on
-            if getattr(cfg.publisher, "curve", False) and curve is None:
+            if cfg.publisher.curve and curve is None:
                 raise PublisherError("the snapshot socket cannot share the publisher's CURVE keys; "
                                      "leave snapshot.address unset or report this defect")
             self.snapshot = SnapshotServer(cfg.snapshot, self.cache, context,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from typing import Iterator
 
@@ -112,6 +113,43 @@ class Subscriber:
             self._ctx.term()
 
     def __enter__(self) -> "Subscriber":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Collector:
+    """A :class:`Subscriber` read by a background thread into :attr:`messages` until :meth:`close`
+    (for scripts, benchmarks and tests that run a pipeline and score what it published)."""
+
+    def __init__(self, address: str, topics: tuple[str, ...] = ("result.",), **options) -> None:
+        self.subscriber = Subscriber(address, topics, **options)
+        self.messages: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, name="collector", daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            got = self.subscriber.recv(timeout=0.2)
+            if got is not None:
+                self.messages.append(got[1])
+
+    @property
+    def gaps(self) -> int:
+        return self.subscriber.gaps
+
+    def close(self, drain_s: float = 0.0) -> None:
+        """Keep receiving for ``drain_s`` (messages still in flight), then stop and close the socket."""
+        if self._stop.is_set():
+            return
+        time.sleep(drain_s)
+        self._stop.set()
+        self._thread.join()
+        self.subscriber.close()
+
+    def __enter__(self) -> "Collector":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -65,7 +65,6 @@ class Layout:
     curl = property(lambda self: int(self._at(4 * CELLS + 10)))  # cls: position x flow
     div = property(lambda self: int(self._at(4 * CELLS + 11)))  # cls: position . flow
     clean = property(lambda self: torch.arange(0, self.div + 1))
-    reserved = clean
 
 
 def layout_of(model: TimeSformer) -> Layout:
@@ -83,8 +82,7 @@ def layout_of(model: TimeSformer) -> Layout:
 
 # Gains, measured so the GELU pairs work in their |z|-like range on the demo's clips (int8-safe).
 ANCHOR = 12.0  # LayerNorm's std then moves < 1 % between frames
-SIGMA = 0.09  # smoothing of the gradient samples, in patch widths (1.4 px at patch 16): edges stay sharp
-SIGMA_I = SIGMA  # smoothing of the intensity samples (coarser ones cover more but blur the flow)
+SIGMA = 0.09  # smoothing of the intensity and gradient samples, in patch widths (1.4 px at patch 16)
 GRAD_GAIN = 4.0  # gradients per GRID spacing
 CODE = 4.0  # time code height
 SHARP = 6.0  # time-code attention sharpness
@@ -100,20 +98,19 @@ def _filters(p: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pixel weights ``(CELLS, p, p)`` each: smoothed intensity, d/dx and d/dy at the patch's inner
     grid corners (Gaussian and derivative-of-Gaussian windows inside the patch)."""
     coords = torch.arange(p, dtype=torch.float64) + 0.5
-    sigma, sigma_i = SIGMA * p, SIGMA_I * p
+    sigma = SIGMA * p
     step = p / GRID
     between = (torch.arange(1, GRID, dtype=torch.float64)) * step
 
-    def window(c: float, s: float = sigma) -> torch.Tensor:
-        return torch.exp(-0.5 * ((coords - c) / s) ** 2)
+    def window(c: float) -> torch.Tensor:
+        return torch.exp(-0.5 * ((coords - c) / sigma) ** 2)
 
     smooth, gx, gy = [], [], []
     for cy in between:
         for cx in between:
-            w = window(cy, sigma_i)[:, None] * window(cx, sigma_i)[None, :]
-            smooth.append(w / w.sum())
             w = window(cy)[:, None] * window(cx)[None, :]
             w = w / w.sum()
+            smooth.append(w)
             dx = w * (coords[None, :] - cx) / sigma**2  # d/dx of the Gaussian-weighted mean (per pixel)
             dy = w * (coords[:, None] - cy) / sigma**2
             gx.append(dx * step * GRAD_GAIN / GRID)

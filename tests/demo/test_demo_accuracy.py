@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -56,21 +55,10 @@ def videos(tmp_path_factory):
 
 def run_pipeline(video: Path, precision: str, *extra: str) -> list[dict]:
     """Every result of ``run_stream.py`` on ``video`` in file mode, as the subscriber received them."""
-    from streamer.subscribe import Subscriber
+    from streamer.subscribe import Collector
 
     address = feeds.free_tcp_address()
-    results: list[dict] = []
-    done = threading.Event()
-
-    def collect() -> None:
-        with Subscriber(address, ("result.",)) as sub:
-            while not done.is_set():
-                got = sub.recv(timeout=0.2)
-                if got is not None:
-                    results.append(got[1])
-
-    reader = threading.Thread(target=collect, name="demo-subscriber")
-    reader.start()
+    collector = Collector(address, ("result.",))
     try:
         time.sleep(0.3)
         run = subprocess.run(
@@ -78,10 +66,9 @@ def run_pipeline(video: Path, precision: str, *extra: str) -> list[dict]:
              "--source", f"demo={video}", "--mode", "file", "--precision", precision, "--publish", address,
              "--wait-subscribers", "1", "--threads", "2", "--log-level", "WARNING", *extra),
             cwd=REPO, env=ENV, capture_output=True, text=True, timeout=240)
-        time.sleep(1.0)
     finally:
-        done.set()
-        reader.join(timeout=5)
+        collector.close(drain_s=1.0)
+    results = collector.messages
     assert run.returncode == 0, run.stderr[-2000:]
     assert results, "no results arrived"
     return results

@@ -11,7 +11,7 @@ from model.errors import PublisherError
 from streamer.config import PublisherConfig
 from streamer.publisher import Publisher
 from streamer.stats import StatsRegistry
-from streamer.subscribe import Subscriber, format_result
+from streamer.subscribe import Collector, Subscriber, format_result
 
 
 def started(address: str, stats: StatsRegistry, **kw) -> Publisher:
@@ -30,6 +30,19 @@ def test_any_topic_and_dict_goes_out_with_publish_time(tcp_address):
         finally:
             pub.stop()
     assert topic == "event.cam0" and msg["what"] == "fall" and isinstance(msg["published_ts"], float)
+
+
+def test_collector_gathers_in_the_background_until_closed(tcp_address):
+    stats = StatsRegistry()
+    with Collector(tcp_address, ("event.",)) as collector:
+        pub = started(tcp_address, stats, wait_subscribers=1)
+        try:
+            for i in range(5):
+                assert pub.publish("event.cam0", {"type": "event", "version": 1, "n": i})
+            collector.close(drain_s=0.5)
+        finally:
+            pub.stop()
+    assert [m["n"] for m in collector.messages] == [0, 1, 2, 3, 4] and collector.gaps == 0
 
 
 def test_idle_publisher_sends_status_heartbeats(tcp_address, validate):
