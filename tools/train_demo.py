@@ -305,10 +305,11 @@ def parse_args(argv):
     p.add_argument("--resume", type=Path, help="start from this checkpoint folder (same geometry)")
     p.add_argument("--documented-share", type=float, default=0.0,
                    help="share of training clips drawn from the documented ranges (still degraded)")
-    p.add_argument("--init", choices=("default", "motion-prior", "flow-prior"), default="default",
-                   help="default: the network's own init; motion-prior: fixed two-frame motion front end (the "
-                        "shipped model); flow-prior: fixed flow/turn/energy front end (tools/flow_prior.py, "
-                        "an experiment: docs/DEMO_MODEL.md)")
+    p.add_argument("--init", choices=("default", "motion-prior", "turn-prior", "flow-prior"), default="default",
+                   help="default: the network's own init; motion-prior: fixed two-frame motion front end; "
+                        "turn-prior: the motion prior plus a fixed edge-turn detector (tools/turn_prior.py); "
+                        "flow-prior: fixed flow/turn/energy front end (tools/flow_prior.py, an experiment: "
+                        "docs/DEMO_MODEL.md)")
     p.add_argument("--seed", type=int, default=0, help="training seed (validation uses seed + 1000)")
     p.add_argument("--val-clips", type=int, default=900, help="clips per validation split (wide and documented)")
     p.add_argument("--eval-every", type=int, default=500, help="validate every N steps")
@@ -331,9 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
     model = build_model(args)
     masks = {name: torch.ones_like(p) for name, p in model.named_parameters()}
-    if args.init == "motion-prior":
+    if args.init in ("motion-prior", "turn-prior"):
         motion_prior_init(model, energy_gain=1.0, product_gain=1.0)
         masks = prior_grad_masks(model, products=True)
+    if args.init == "turn-prior":
+        from turn_prior import turn_prior_init, turn_prior_masks  # tools/, beside this script
+
+        motion_units = 6 * (args.hidden // args.heads)  # prior_grad_masks(products=True)
+        turn_prior_init(model, motion_units)
+        masks = turn_prior_masks(model, motion_units, masks)
     elif args.init == "flow-prior":
         from flow_prior import flow_prior_init, flow_prior_masks  # tools/, beside this script
 
@@ -345,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         model.load_state_dict(load_model(args.resume).state_dict())
         log.info("resumed from %s", args.resume)
     fixed = {name: p.detach().clone() for name, p in model.named_parameters()}
-    log.info("model: %d parameters (%d fixed by the motion prior), %s", sum(p.numel() for p in model.parameters()),
+    log.info("model: %d parameters (%d fixed by the front end), %s", sum(p.numel() for p in model.parameters()),
              int(sum((m == 0).sum() for m in masks.values())), model.config)
     val = {name: make_split(args.seed + 1000, args.val_clips, args.image_size, args.frames, name == "documented")
            for name in ("wide", "documented")}

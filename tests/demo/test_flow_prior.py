@@ -11,8 +11,6 @@ import copy
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 
@@ -21,25 +19,7 @@ sys.path.insert(0, str(REPO / "tools"))
 
 import flow_prior  # noqa: E402
 import train_demo  # noqa: E402
-
-KINDS = ("cw", "ccw", "right", "down", "grow", "still")
-
-
-def bar_clip(kind: str, frames: int = 8, size: int = 64) -> torch.Tensor:
-    """(1, T, 3, size, size) normalized: a 30x12 bar at 20 degrees doing ``kind`` (12 deg, 2.5 px or 8 % a frame)."""
-    out = []
-    for i in range(frames):
-        img = np.full((size, size, 3), 90, np.uint8)
-        cx, cy, w, h, angle = 32.0, 30.0, 30.0, 12.0, 20.0
-        angle += {"cw": 12.0 * i, "ccw": -12.0 * i}.get(kind, 0.0)  # y points down: + is clockwise on screen
-        cx += 2.5 * i - 9 if kind == "right" else 0.0
-        cy += 2.5 * i - 9 if kind == "down" else 0.0
-        if kind == "grow":
-            w, h = w * 1.08 ** (i - 4), h * 1.08 ** (i - 4)
-        corners = cv2.boxPoints(((cx, cy), (w, h), angle))
-        cv2.fillPoly(img, [np.round(corners * 16).astype(np.int32)], (220, 200, 60), lineType=cv2.LINE_AA, shift=4)
-        out.append(img)
-    return train_demo.normalize(train_demo.to_model_frames(np.stack(out), size)[None])
+from bars import KINDS, bar_clip  # noqa: E402
 
 
 def demo_model(seed: int = 0):

@@ -1,0 +1,91 @@
+"""The shipped demo model's fixed turn detector (tools/turn_prior.py), before any training.
+
+A bar drawn at the model's input size turns, moves, grows or stays; the cls token's mean turn after
+block 2 must have the rotation's sign, stay small without rotation, flip under time reversal,
+survive int8, and not hinge on the weights that training is allowed to change.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+
+import train_demo  # noqa: E402
+import turn_prior  # noqa: E402
+from bars import KINDS, bar_clip  # noqa: E402
+
+GEOMETRY = ["--hidden", "128", "--mlp", "512", "--layers", "4", "--heads", "8"]  # the shipped checkpoint's
+
+
+def demo_model(seed: int = 0, geometry: list[str] = GEOMETRY):
+    """The training script's turn-prior init (motion prior first), with its masks."""
+    torch.manual_seed(seed)
+    args = train_demo.parse_args(["--init", "turn-prior", *geometry])
+    model = train_demo.build_model(args)
+    train_demo.motion_prior_init(model, energy_gain=1.0, product_gain=1.0)
+    masks = train_demo.prior_grad_masks(model, products=True)
+    units = 6 * (args.hidden // args.heads)
+    layout = turn_prior.turn_prior_init(model, units)
+    return model.eval(), layout, turn_prior.turn_prior_masks(model, units, masks)
+
+
+def turns(model, layout) -> dict[str, float]:
+    return {kind: float(turn_prior.front_end_turn(model, layout, bar_clip(kind))[0]) for kind in KINDS}
+
+
+def assert_reads_the_turn(t: dict[str, float]) -> None:
+    assert t["cw"] > 0.05 and t["ccw"] < -0.05, t
+    for kind in ("right", "down", "grow", "still"):  # moves and scaling do not turn edges
+        assert abs(t[kind]) < 0.25 * min(t["cw"], -t["ccw"]), (kind, t)
+
+
+def test_turn_has_the_rotation_sign_and_is_small_otherwise():
+    assert_reads_the_turn(turns(*demo_model()[:2]))
+
+
+def test_time_reversal_flips_the_turn():
+    model, layout, _ = demo_model()
+    for kind in ("cw", "ccw"):
+        clip = bar_clip(kind)
+        forward = float(turn_prior.front_end_turn(model, layout, clip)[0])
+        backward = float(turn_prior.front_end_turn(model, layout, clip.flip(1))[0])
+        assert forward * backward < 0 and abs(backward) == pytest.approx(abs(forward), rel=0.3), (kind, forward, backward)
+
+
+def test_turn_survives_int8():
+    from model.quantize import quantize_int8
+
+    model, layout, _ = demo_model()
+    model = copy.deepcopy(model)
+    assert quantize_int8(model) > 0
+    assert_reads_the_turn(turns(model, layout))
+
+
+def test_trainable_weights_do_not_carry_the_turn():
+    """Other random trainable weights, and trained-size changes to them, leave the turn's reading:
+    what turn_prior_masks keeps fixed is what the detector needs (LayerNorm couples every channel of a
+    token, so values move a little, never the signs)."""
+    a, layout, masks = demo_model(0)
+    b, _, _ = demo_model(1)
+    fixed = {n for n, m in masks.items() if (m == 0).any()}
+    assert {"patch_embed.proj.weight", "blocks.1.mlp.fc1.weight", "blocks.2.attn.proj.weight"} <= fixed
+    trainable = sum(int(m.sum()) for m in masks.values())
+    assert trainable > 0.5 * sum(p.numel() for p in a.parameters())
+    with torch.no_grad():
+        for name, p in b.named_parameters():
+            p.add_(0.02 * torch.randn_like(p) * masks[name])
+    ta, tb = turns(a, layout), turns(b, layout)
+    assert_reads_the_turn(tb)
+    for kind in ("cw", "ccw"):
+        assert tb[kind] == pytest.approx(ta[kind], rel=0.35), (kind, ta, tb)
+
+
+def test_prior_refuses_a_geometry_it_does_not_fit():
+    with pytest.raises(ValueError, match="turn prior"):
+        demo_model(0, ["--hidden", "96", "--mlp", "384", "--layers", "4", "--heads", "4"])

@@ -1,0 +1,210 @@
+"""A fixed "which way do the edges turn" detector added to the motion prior: weights only.
+
+The shipped motion prior (``train_demo.motion_prior_init``) gives the network frame differences and
+"is a feature appearing or fading", enough for moves, grow/shrink and still. Rotation direction is
+not a local appearing/fading pattern: it is a turn of edge orientation, a product of a product
+(orientation is quadratic in the gradients, its turn a cross product of two orientations), which the
+network does not find by itself on CPU in minutes. :func:`turn_prior_init` adds, on top of the
+motion prior and in channels of their own:
+
+* the patch embedding samples, per colour channel, x and y gradients (derivative of a Gaussian
+  window, sigma ~3 px at 64 px input) at the 3x3 inner corners of a 4x4 grid on each patch;
+* block 0's MLP turns them into the patch's edge orientation in double-angle form
+  ``(|gx| - |gy|, ~sign(gx gy))`` summed over points and colours (``orient``), so edges of either
+  polarity and any colour add up;
+* block 1's temporal attention copies the previous frame's orientation (``orient_prev``) and
+  block 1's MLP takes the cross product ``orient_prev x orient`` (``turn``: > 0 when the edges turn
+  clockwise on screen, about 0 for a move or a scaling);
+* block 2's last spatial head adds every frame's mean turn to its tokens, the cls token included.
+
+Measured before any training (docs/DEMO_MODEL.md): the mean turn's sign is the rotation's direction
+on nearly every documented rotation clip, in fp32 and int8. Everything else is trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from flow_prior import _Units, _previous_frame_head, _zero_rows  # tools/, beside this script
+from model.timesformer import TimeSformer
+
+GRID = 4  # gradients at the GRID-1 x GRID-1 inner corners of a GRID x GRID cut of each patch
+POINTS = (GRID - 1) ** 2
+COLOURS = 3
+SIGMA = 0.12  # Gaussian window, in patch widths (1.9 px at patch 16)
+GRAD_GAIN = 4.0  # gradient channels: intensity change per grid spacing, times this
+K_ORIENT = 10.0  # orientation GELU pairs: |z|-like range (int8-safe)
+K_TURN = 0.5  # turn GELU pairs: z^2-like range, so the octagon of squares is exactly the cross product
+ORIENT_GAIN, TURN_GAIN, MEAN_GAIN = 0.25, 4.0, 4.0
+ANCHOR = 12.0
+UNITS_0 = 8 * POINTS * COLOURS  # orientation units in block 0's MLP (after the motion prior's)
+UNITS_1 = 16  # turn units in block 1's MLP
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The turn prior's channels, after the motion prior's time code and zero-level channel."""
+
+    frames: int
+    dim: int
+    head_dim: int
+
+    def _at(self, i: int, n: int = 1) -> torch.Tensor:
+        return torch.arange(self.frames + 1 + i, self.frames + 1 + i + n)
+
+    ref = property(lambda self: self.frames)  # the motion prior's always-zero channel
+    grads = property(lambda self: self._at(0, 2 * POINTS * COLOURS))  # (colour, point, x|y), x before y
+    orient = property(lambda self: tuple(self._at(2 * POINTS * COLOURS, 2).tolist()))
+    orient_prev = property(lambda self: tuple(self._at(2 * POINTS * COLOURS + 2, 2).tolist()))
+    turn = property(lambda self: int(self._at(2 * POINTS * COLOURS + 4)))
+    features = property(lambda self: self._at(2 * POINTS * COLOURS, 5))  # orient, orient_prev, turn
+    anchor = property(lambda self: tuple(self._at(2 * POINTS * COLOURS + 5, 2).tolist()))  # +-ANCHOR
+    reserved = property(lambda self: self._at(0, 2 * POINTS * COLOURS + 7))
+    # kept clean through block 2: the time code and the zero level too (the fixed heads key on them)
+    protected = property(lambda self: torch.arange(0, self.frames + 1 + 2 * POINTS * COLOURS + 7))
+
+    def grad(self, colour: int, point: int, axis: int) -> int:
+        return int(self.grads[(colour * POINTS + point) * 2 + axis])
+
+
+def layout_of(model: TimeSformer, motion_units: int) -> Layout:
+    cfg = model.config
+    lay = Layout(cfg.num_frames, cfg.hidden_size, cfg.hidden_size // cfg.num_attention_heads)
+    free = lay.dim - 2 * lay.head_dim  # the motion prior keeps the last two head widths
+    if cfg.attention_type != "divided_space_time" or cfg.num_hidden_layers < 3 or cfg.num_attention_heads < 2:
+        raise ValueError("the turn prior needs divided attention, >= 3 layers and >= 2 heads")
+    if int(lay.reserved[-1]) + 16 >= free:
+        raise ValueError(f"the turn prior does not fit: {len(lay.reserved)} channels after the time code, "
+                         f"{free - lay.frames - 1} free in a token of {lay.dim} (use a wider model)")
+    if cfg.intermediate_size < motion_units + UNITS_0 + 32:
+        raise ValueError(f"the turn prior needs an MLP of > {motion_units + UNITS_0 + 32} units")
+    return lay
+
+
+def _filters(p: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel weights ``(POINTS, p, p)``: d/dx and d/dy of a Gaussian-weighted mean at each point."""
+    coords = torch.arange(p, dtype=torch.float64) + 0.5
+    sigma, step = SIGMA * p, p / GRID
+    gx, gy = [], []
+    for cy in torch.arange(1, GRID, dtype=torch.float64) * step:
+        for cx in torch.arange(1, GRID, dtype=torch.float64) * step:
+            w = torch.exp(-0.5 * ((coords[:, None] - cy) ** 2 + (coords[None, :] - cx) ** 2) / sigma**2)
+            w = w / w.sum()
+            gx.append(w * (coords[None, :] - cx) / sigma**2 * step * GRAD_GAIN)
+            gy.append(w * (coords[:, None] - cy) / sigma**2 * step * GRAD_GAIN)
+    return torch.stack(gx).float(), torch.stack(gy).float()
+
+
+@torch.no_grad()
+def turn_prior_init(model: TimeSformer, motion_units: int) -> Layout:
+    """Add the turn detector to a model whose motion prior is already set (its MLP units ``[0, motion_units)``)."""
+    lay = layout_of(model, motion_units)
+    dim, hd, t, p = lay.dim, lay.head_dim, lay.frames, model.config.patch_size
+    heads = model.config.num_attention_heads
+    ref, res = lay.ref, lay.reserved
+    emb = model.patch_embed.proj
+    emb.weight[res] = 0.0
+    emb.bias[res] = 0.0
+    gx, gy = _filters(p)
+    for c in range(COLOURS):
+        for k in range(POINTS):
+            emb.weight[lay.grad(c, k, 0), c] = gx[k]
+            emb.weight[lay.grad(c, k, 1), c] = gy[k]
+    model.pos_embed[..., res] = 0.0
+    model.cls_token[..., res] = 0.0
+    if ANCHOR:  # every token's LayerNorm std held near one value, so tokens' features add up alike
+        emb.bias[lay.anchor[0]], emb.bias[lay.anchor[1]] = ANCHOR, -ANCHOR
+        model.cls_token[0, 0, lay.anchor[0]], model.cls_token[0, 0, lay.anchor[1]] = ANCHOR, -ANCHOR
+    # nothing trained writes the protected channels in blocks 0-2; their LayerNorm gains stay 1
+    for i in range(3):
+        block = model.blocks[i]
+        writers = [block.attn.proj, block.mlp.fc2] + ([block.temporal_attn.proj, block.temporal_fc] if i else [])
+        for linear in writers:
+            _zero_rows(linear, lay.protected)
+        for norm in (block.temporal_norm1, block.norm1, block.norm2):
+            norm.weight[lay.protected] = 1.0
+            norm.bias[lay.protected] = 0.0
+    # block 0's MLP: orientation, after the motion prior's units
+    b0 = model.blocks[0]
+    units = _Units(b0.mlp.fc1, b0.mlp.fc2, ref)
+    units.next = motion_units
+    a, b = lay.orient
+    for c in range(COLOURS):
+        for k in range(POINTS):
+            gxk, gyk = {lay.grad(c, k, 0): 1.0}, {lay.grad(c, k, 1): 1.0}
+            units.even(gxk, K_ORIENT, {a: ORIENT_GAIN})
+            units.even(gyk, K_ORIENT, {a: -ORIENT_GAIN})
+            units.product(gxk, gyk, K_ORIENT, {b: ORIENT_GAIN})
+    if units.next != motion_units + UNITS_0:
+        raise RuntimeError("turn prior: orientation units miscounted")
+    # block 1: the previous frame's orientation (last temporal head), then the turn (MLP)
+    b1 = model.blocks[1]
+    last = heads - 1
+    _previous_frame_head(b1.temporal_attn, last, dim, hd, t)
+    v0 = 2 * dim + last * hd
+    b1.temporal_attn.qkv.weight[v0 + torch.arange(2), torch.tensor(lay.orient)] = 1.0
+    b1.temporal_attn.qkv.weight[v0 + torch.arange(2), ref] = -1.0
+    b1.temporal_attn.proj.weight[:, last * hd:] = 0.0
+    b1.temporal_attn.proj.weight[torch.tensor(lay.orient_prev), last * hd + torch.arange(2)] = 1.0
+    b1.temporal_fc.weight[torch.tensor(lay.orient_prev), torch.tensor(lay.orient_prev)] = 1.0
+    units1 = _Units(b1.mlp.fc1, b1.mlp.fc2, ref)
+    (pa, pb), (ca, cb) = lay.orient_prev, lay.orient
+    units1.cross(({pa: 1.0}, {pb: 1.0}), ({ca: 1.0}, {cb: 1.0}), K_TURN, {lay.turn: TURN_GAIN})
+    if units1.next != UNITS_1:
+        raise RuntimeError("turn prior: turn units miscounted")
+    # block 2's last spatial head: every token (the cls too) gets its frame's mean turn
+    attn = model.blocks[2].attn
+    h0 = last * hd
+    for base in (0, dim, 2 * dim):
+        _zero_rows(attn.qkv, torch.arange(base + h0, base + h0 + hd))
+    attn.qkv.weight[2 * dim + h0, lay.turn] = MEAN_GAIN
+    attn.qkv.weight[2 * dim + h0, ref] = -MEAN_GAIN
+    attn.proj.weight[:, h0:h0 + hd] = 0.0
+    attn.proj.weight[lay.turn, h0] = 1.0
+    return lay
+
+
+def turn_prior_masks(model: TimeSformer, motion_units: int, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Zero (= keep fixed) what :func:`turn_prior_init` set, in ``masks`` (1 = trainable); returns them."""
+    lay = layout_of(model, motion_units)
+    dim, hd = lay.dim, lay.head_dim
+    h0 = (model.config.num_attention_heads - 1) * hd
+    res = lay.reserved
+    for name in ("patch_embed.proj.weight", "patch_embed.proj.bias"):
+        masks[name][res] = 0.0
+    masks["pos_embed"][..., res] = 0.0
+    masks["cls_token"][..., res] = 0.0
+    for i in range(3):
+        writers = ["attn.proj", "mlp.fc2"] + (["temporal_attn.proj", "temporal_fc"] if i else [])
+        for writer in writers:
+            masks[f"blocks.{i}.{writer}.weight"][lay.protected] = 0.0
+            masks[f"blocks.{i}.{writer}.bias"][lay.protected] = 0.0
+        for norm in ("temporal_norm1", "norm1", "norm2"):
+            masks[f"blocks.{i}.{norm}.weight"][lay.protected] = 0.0
+            masks[f"blocks.{i}.{norm}.bias"][lay.protected] = 0.0
+    for block, rows in ((0, slice(motion_units, motion_units + UNITS_0)), (1, slice(0, UNITS_1))):
+        masks[f"blocks.{block}.mlp.fc1.weight"][rows] = 0.0
+        masks[f"blocks.{block}.mlp.fc1.bias"][rows] = 0.0
+        masks[f"blocks.{block}.mlp.fc2.weight"][:, rows] = 0.0
+    for block, name in ((1, "temporal_attn"), (2, "attn")):  # the fixed last heads
+        for base in (0, dim, 2 * dim):
+            masks[f"blocks.{block}.{name}.qkv.weight"][base + h0: base + h0 + hd] = 0.0
+            if f"blocks.{block}.{name}.qkv.bias" in masks:
+                masks[f"blocks.{block}.{name}.qkv.bias"][base + h0: base + h0 + hd] = 0.0
+        masks[f"blocks.{block}.{name}.proj.weight"][:, h0:h0 + hd] = 0.0
+    return masks
+
+
+@torch.no_grad()
+def front_end_turn(model: TimeSformer, lay: Layout, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The cls token's mean turn after block 2, per clip ``(B,)``: > 0 clockwise on screen."""
+    b, t = pixel_values.shape[:2]
+    x, h, w = model.patch_embed(pixel_values.flatten(0, 1))
+    n, d = h * w, x.shape[-1]
+    patches = (x + model.pos_embed[:, 1:]).view(b, t, n, d) + model.time_embed[:, :t].unsqueeze(2)
+    cls = (model.cls_token + model.pos_embed[:, :1]).expand(b, 1, d)
+    for block in model.blocks[:3]:
+        cls, patches = block.forward_divided(cls, patches)
+    return cls[:, 0, lay.turn]
