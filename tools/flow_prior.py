@@ -193,6 +193,72 @@ def _own_frame_head(attn, head: int, dim: int, hd: int, frames: int) -> None:
     w[dim + head * hd + f, f] = 1.0
 
 
+def protect_channels(model: TimeSformer, channels: torch.Tensor, blocks: int = 3) -> None:
+    """No learned writer of blocks ``[0, blocks)`` touches ``channels`` (block 0's temporal sub-layer
+    belongs to the motion front end) and their LayerNorm gains stay 1, biases 0."""
+    for i in range(blocks):
+        block = model.blocks[i]
+        for linear in (block.attn.proj, block.mlp.fc2) + ((block.temporal_attn.proj, block.temporal_fc) if i else ()):
+            _zero_rows(linear, channels)
+        for norm in (block.temporal_norm1, block.norm1, block.norm2):
+            norm.weight[channels] = 1.0
+            norm.bias[channels] = 0.0
+
+
+def protect_masks(masks: dict[str, torch.Tensor], channels: torch.Tensor, blocks: int = 3) -> None:
+    """Keep fixed (mask 0) what :func:`protect_channels` set."""
+    for i in range(blocks):
+        writers = ["attn.proj", "mlp.fc2"] + (["temporal_attn.proj", "temporal_fc"] if i else [])
+        for name in [f"{w}.{kind}" for w in writers for kind in ("weight", "bias")] + \
+                [f"{n}.{kind}" for n in ("temporal_norm1", "norm1", "norm2") for kind in ("weight", "bias")]:
+            if f"blocks.{i}.{name}" in masks:
+                masks[f"blocks.{i}.{name}"][channels] = 0.0
+
+
+def fix_last_head_masks(masks: dict[str, torch.Tensor], prefix: str, head: int, head_dim: int, dim: int) -> None:
+    """Keep fixed the q, k, v rows and the output columns of head ``head`` of the attention ``prefix``."""
+    rows = torch.arange(head * head_dim, (head + 1) * head_dim)
+    for base in (0, dim, 2 * dim):
+        for kind in ("weight", "bias"):
+            if f"{prefix}.qkv.{kind}" in masks:
+                masks[f"{prefix}.qkv.{kind}"][base + rows] = 0.0
+    masks[f"{prefix}.proj.weight"][:, rows] = 0.0
+
+
+def add_turn_stage(block, heads: int, frames: int, ref: int, orient: tuple[int, int], orient_prev: tuple[int, int],
+                   turn: int, gain: float, out_gain: float) -> int:
+    """In ``block``: the last temporal head copies the previous frame's ``orient`` into ``orient_prev``
+    and the first MLP units add ``out_gain * (orient_prev x orient)`` to ``turn``. Returns the units used."""
+    attn = block.temporal_attn
+    dim = attn.proj.weight.shape[0]
+    hd = dim // heads
+    last = heads - 1
+    _previous_frame_head(attn, last, dim, hd, frames)
+    v0 = 2 * dim + last * hd
+    attn.qkv.weight[v0 + torch.arange(2), torch.tensor(orient)] = 1.0
+    attn.qkv.weight[v0 + torch.arange(2), ref] = -1.0
+    attn.proj.weight[:, last * hd:] = 0.0
+    attn.proj.weight[torch.tensor(orient_prev), last * hd + torch.arange(2)] = 1.0
+    block.temporal_fc.weight[torch.tensor(orient_prev), torch.tensor(orient_prev)] = 1.0
+    units = _Units(block.mlp.fc1, block.mlp.fc2, ref)
+    (pa, pb), (ca, cb) = orient_prev, orient
+    units.cross(({pa: 1.0}, {pb: 1.0}), ({ca: 1.0}, {cb: 1.0}), gain, {turn: out_gain})
+    return units.next
+
+
+@torch.no_grad()
+def cls_after(model: TimeSformer, pixel_values: torch.Tensor, blocks: int = 3) -> torch.Tensor:
+    """The cls token ``(B, D)`` after the first ``blocks`` blocks: what a front end hands the trained layers."""
+    b, t = pixel_values.shape[:2]
+    x, h, w = model.patch_embed(pixel_values.flatten(0, 1))
+    n, d = h * w, x.shape[-1]
+    patches = (x + model.pos_embed[:, 1:]).view(b, t, n, d) + model.time_embed[:, :t].unsqueeze(2)
+    cls = (model.cls_token + model.pos_embed[:, :1]).expand(b, 1, d)
+    for block in model.blocks[:blocks]:
+        cls, patches = block.forward_divided(cls, patches)
+    return cls[:, 0]
+
+
 @torch.no_grad()
 def flow_prior_init(model: TimeSformer) -> Layout:
     """Set the fixed front end described in the module docstring; returns the channel layout."""
@@ -239,13 +305,7 @@ def flow_prior_init(model: TimeSformer) -> Layout:
     b0.temporal_fc.bias.zero_()
 
     # blocks 0-2: no learned writer touches the clean channels
-    for i in range(3):
-        block = model.blocks[i]
-        for linear in (block.attn.proj, block.mlp.fc2) + ((block.temporal_attn.proj, block.temporal_fc) if i else ()):
-            _zero_rows(linear, clean)
-        for norm in (block.temporal_norm1, block.norm1, block.norm2):
-            norm.weight[clean] = 1.0
-            norm.bias[clean] = 0.0
+    protect_channels(model, clean)
 
     # block 0 MLP: motion energy |diff|, flow, orientation
     units = _Units(b0.mlp.fc1, b0.mlp.fc2, ref)
@@ -265,20 +325,10 @@ def flow_prior_init(model: TimeSformer) -> Layout:
             units.product(gxk, gyk, K_ORIENT, {bp: 1.0})
     assert units.next == UNITS_0
 
-    # block 1 temporal attention, last head: orient_prev = the previous frame's orientation
+    # block 1: orient_prev (last temporal head), then turn = orient_prev x orient (MLP)
     b1 = model.blocks[1]
-    last = heads - 1
-    _previous_frame_head(b1.temporal_attn, last, dim, hd, t)
-    v0 = 2 * dim + last * hd
-    b1.temporal_attn.qkv.weight[v0 + torch.arange(2), torch.tensor(lay.orient)] = 1.0
-    b1.temporal_attn.qkv.weight[v0 + torch.arange(2), ref] = -1.0
-    b1.temporal_attn.proj.weight[:, last * hd:] = 0.0
-    b1.temporal_attn.proj.weight[torch.tensor(lay.orient_prev), last * hd + torch.arange(2)] = 1.0
-    b1.temporal_fc.weight[torch.tensor(lay.orient_prev), torch.tensor(lay.orient_prev)] = 1.0
-    # block 1 MLP: turn = orient_prev x orient (the double-angle cross product)
-    units1 = _Units(b1.mlp.fc1, b1.mlp.fc2, ref)
-    (pa, pb), (ca, cb) = lay.orient_prev, lay.orient
-    units1.cross(({pa: 1.0}, {pb: 1.0}), ({ca: 1.0}, {cb: 1.0}), K_TURN, {lay.turn: TURN_GAIN})
+    if add_turn_stage(b1, heads, t, ref, lay.orient, lay.orient_prev, lay.turn, K_TURN, TURN_GAIN) != UNITS_1:
+        raise RuntimeError("flow prior: turn units miscounted")
     # spatial attention, last head: cls reads the mean motion energy (block 1) and mean flow and turn (block 2)
     _uniform_head(b1.attn, heads, dim, hd, lay.diff, ref)
     _moment_heads(model.blocks[2].attn, lay, hd)
@@ -318,14 +368,15 @@ def _moment_heads(attn, lay: Layout, hd: int) -> None:
     out[lay.div, col(2, fy)], out[lay.div, col(3, fy)] = 1.0, -1.0
 
 
-def _uniform_head(attn, heads: int, dim: int, hd: int, channels: torch.Tensor, ref: int) -> None:
+def _uniform_head(attn, heads: int, dim: int, hd: int, channels: torch.Tensor, ref: int,
+                  gain: float = MEAN_GAIN) -> None:
     """The last head attends uniformly (q = k = 0) and adds the mean of ``channels`` to themselves."""
     h0 = (heads - 1) * hd
     for base in (0, dim, 2 * dim):
         _zero_rows(attn.qkv, torch.arange(base + h0, base + h0 + hd))
     n = len(channels)
-    attn.qkv.weight[2 * dim + h0 + torch.arange(n), channels] = MEAN_GAIN
-    attn.qkv.weight[2 * dim + h0 + torch.arange(n), ref] = -MEAN_GAIN
+    attn.qkv.weight[2 * dim + h0 + torch.arange(n), channels] = gain
+    attn.qkv.weight[2 * dim + h0 + torch.arange(n), ref] = -gain
     attn.proj.weight[:, h0:h0 + hd] = 0.0
     attn.proj.weight[channels, h0 + torch.arange(n)] = 1.0
 
@@ -334,7 +385,6 @@ def flow_prior_masks(model: TimeSformer) -> dict[str, torch.Tensor]:
     """1 = trainable, 0 = kept as :func:`flow_prior_init` set it."""
     lay = layout_of(model)
     dim, hd = lay.dim, lay.head_dim
-    h0 = (model.config.num_attention_heads - 1) * hd
     masks = {name: torch.ones_like(p) for name, p in model.named_parameters()}
 
     def fix(name: str, index=None) -> None:
@@ -354,14 +404,7 @@ def flow_prior_masks(model: TimeSformer) -> dict[str, torch.Tensor]:
     for name in list(masks):
         if name.startswith("blocks.0.temporal"):
             fix(name)
-    for i in range(3):
-        writers = ["attn.proj", "mlp.fc2"] + (["temporal_attn.proj", "temporal_fc"] if i else [])
-        for writer in writers:
-            fix(f"blocks.{i}.{writer}.weight", clean)
-            fix(f"blocks.{i}.{writer}.bias", clean)
-        for norm in ("temporal_norm1", "norm1", "norm2"):
-            fix(f"blocks.{i}.{norm}.weight", clean)
-            fix(f"blocks.{i}.{norm}.bias", clean)
+    protect_masks(masks, clean)
     for block, count in ((0, UNITS_0), (1, UNITS_1)):
         fix(f"blocks.{block}.mlp.fc1.weight", slice(0, count))
         fix(f"blocks.{block}.mlp.fc1.bias", slice(0, count))
@@ -369,11 +412,8 @@ def flow_prior_masks(model: TimeSformer) -> dict[str, torch.Tensor]:
     for name in ("blocks.2.attn.qkv.weight", "blocks.2.attn.qkv.bias", "blocks.2.attn.proj.weight",
                  "blocks.2.attn.proj.bias"):
         fix(name)
-    for block, name in ((1, "temporal_attn"), (1, "attn")):  # the fixed last heads: q, k, v rows, output columns
-        for base in (0, dim, 2 * dim):
-            fix(f"blocks.{block}.{name}.qkv.weight", slice(base + h0, base + h0 + hd))
-            fix(f"blocks.{block}.{name}.qkv.bias", slice(base + h0, base + h0 + hd))
-        masks[f"blocks.{block}.{name}.proj.weight"][:, h0:h0 + hd] = 0.0
+    for name in ("temporal_attn", "attn"):  # block 1's fixed last heads
+        fix_last_head_masks(masks, f"blocks.1.{name}", model.config.num_attention_heads - 1, hd, dim)
     return masks
 
 
@@ -386,13 +426,6 @@ def front_end_features(model: TimeSformer, pixel_values: torch.Tensor) -> dict[s
     (> 0 growing) and ``energy``, each ``(B,)``.
     """
     lay = layout_of(model)
-    b, t = pixel_values.shape[:2]
-    x, h, w = model.patch_embed(pixel_values.flatten(0, 1))
-    n, d = h * w, x.shape[-1]
-    patches = (x + model.pos_embed[:, 1:]).view(b, t, n, d) + model.time_embed[:, :t].unsqueeze(2)
-    cls = (model.cls_token + model.pos_embed[:, :1]).expand(b, 1, d)
-    for block in model.blocks[:3]:
-        cls, patches = block.forward_divided(cls, patches)
-    c = cls[:, 0]
+    c = cls_after(model, pixel_values)
     return {"flow_x": c[:, lay.flow[0]], "flow_y": c[:, lay.flow[1]], "turn": c[:, lay.turn],
             "curl": c[:, lay.curl], "div": c[:, lay.div], "energy": c[:, lay.diff].mean(-1)}

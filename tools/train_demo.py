@@ -237,6 +237,12 @@ def motion_prior_init(model: TimeSformer, code: float = 4.0, sharpness: float = 
             nxt.proj.bias[diff_idx] = 0.0
 
 
+def motion_prior_units(model: TimeSformer, products: bool = True) -> int:
+    """How many of block 0's MLP units the motion prior holds (energy, plus the appearing/fading products)."""
+    hd = model.config.hidden_size // model.config.num_attention_heads
+    return 6 * hd if products else 2 * hd
+
+
 def prior_grad_masks(model: TimeSformer, products: bool = False) -> dict[str, torch.Tensor]:
     """Masks (1 = trainable) that keep :func:`motion_prior_init`'s front end fixed during training.
 
@@ -260,7 +266,7 @@ def prior_grad_masks(model: TimeSformer, products: bool = False) -> dict[str, to
             masks[name].zero_()
     masks["blocks.0.attn.proj.weight"][diff_ref] = 0.0
     masks["blocks.0.attn.proj.bias"][diff_ref] = 0.0
-    units = 6 * hd if products else 2 * hd
+    units = motion_prior_units(model, products)
     if products:
         diff_ref = torch.cat([diff_ref, torch.arange(dim - 2 * hd, dim - hd)])
     masks["blocks.0.attn.proj.weight"][diff_ref] = 0.0
@@ -338,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.init == "turn-prior":
         from turn_prior import turn_prior_init, turn_prior_masks  # tools/, beside this script
 
-        motion_units = 6 * (args.hidden // args.heads)  # prior_grad_masks(products=True)
+        motion_units = motion_prior_units(model)
         turn_prior_init(model, motion_units)
         masks = turn_prior_masks(model, motion_units, masks)
     elif args.init == "flow-prior":

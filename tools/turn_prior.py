@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from flow_prior import _Units, _previous_frame_head, _zero_rows  # tools/, beside this script
+from flow_prior import (_uniform_head, _Units, add_turn_stage, cls_after,  # tools/, beside this script
+                        fix_last_head_masks, protect_channels, protect_masks)
 from model.timesformer import TimeSformer
 
 GRID = 4  # gradients at the GRID-1 x GRID-1 inner corners of a GRID x GRID cut of each patch
@@ -118,14 +119,7 @@ def turn_prior_init(model: TimeSformer, motion_units: int) -> Layout:
         emb.bias[lay.anchor[0]], emb.bias[lay.anchor[1]] = ANCHOR, -ANCHOR
         model.cls_token[0, 0, lay.anchor[0]], model.cls_token[0, 0, lay.anchor[1]] = ANCHOR, -ANCHOR
     # nothing trained writes the protected channels in blocks 0-2; their LayerNorm gains stay 1
-    for i in range(3):
-        block = model.blocks[i]
-        writers = [block.attn.proj, block.mlp.fc2] + ([block.temporal_attn.proj, block.temporal_fc] if i else [])
-        for linear in writers:
-            _zero_rows(linear, lay.protected)
-        for norm in (block.temporal_norm1, block.norm1, block.norm2):
-            norm.weight[lay.protected] = 1.0
-            norm.bias[lay.protected] = 0.0
+    protect_channels(model, lay.protected)
     # block 0's MLP: orientation, after the motion prior's units
     b0 = model.blocks[0]
     units = _Units(b0.mlp.fc1, b0.mlp.fc2, ref)
@@ -140,71 +134,33 @@ def turn_prior_init(model: TimeSformer, motion_units: int) -> Layout:
     if units.next != motion_units + UNITS_0:
         raise RuntimeError("turn prior: orientation units miscounted")
     # block 1: the previous frame's orientation (last temporal head), then the turn (MLP)
-    b1 = model.blocks[1]
-    last = heads - 1
-    _previous_frame_head(b1.temporal_attn, last, dim, hd, t)
-    v0 = 2 * dim + last * hd
-    b1.temporal_attn.qkv.weight[v0 + torch.arange(2), torch.tensor(lay.orient)] = 1.0
-    b1.temporal_attn.qkv.weight[v0 + torch.arange(2), ref] = -1.0
-    b1.temporal_attn.proj.weight[:, last * hd:] = 0.0
-    b1.temporal_attn.proj.weight[torch.tensor(lay.orient_prev), last * hd + torch.arange(2)] = 1.0
-    b1.temporal_fc.weight[torch.tensor(lay.orient_prev), torch.tensor(lay.orient_prev)] = 1.0
-    units1 = _Units(b1.mlp.fc1, b1.mlp.fc2, ref)
-    (pa, pb), (ca, cb) = lay.orient_prev, lay.orient
-    units1.cross(({pa: 1.0}, {pb: 1.0}), ({ca: 1.0}, {cb: 1.0}), K_TURN, {lay.turn: TURN_GAIN})
-    if units1.next != UNITS_1:
+    if add_turn_stage(model.blocks[1], heads, t, ref, lay.orient, lay.orient_prev, lay.turn, K_TURN,
+                      TURN_GAIN) != UNITS_1:
         raise RuntimeError("turn prior: turn units miscounted")
     # block 2's last spatial head: every token (the cls too) gets its frame's mean turn
-    attn = model.blocks[2].attn
-    h0 = last * hd
-    for base in (0, dim, 2 * dim):
-        _zero_rows(attn.qkv, torch.arange(base + h0, base + h0 + hd))
-    attn.qkv.weight[2 * dim + h0, lay.turn] = MEAN_GAIN
-    attn.qkv.weight[2 * dim + h0, ref] = -MEAN_GAIN
-    attn.proj.weight[:, h0:h0 + hd] = 0.0
-    attn.proj.weight[lay.turn, h0] = 1.0
+    _uniform_head(model.blocks[2].attn, heads, dim, hd, torch.tensor([lay.turn]), ref, MEAN_GAIN)
     return lay
 
 
 def turn_prior_masks(model: TimeSformer, motion_units: int, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Zero (= keep fixed) what :func:`turn_prior_init` set, in ``masks`` (1 = trainable); returns them."""
     lay = layout_of(model, motion_units)
-    dim, hd = lay.dim, lay.head_dim
-    h0 = (model.config.num_attention_heads - 1) * hd
     res = lay.reserved
     for name in ("patch_embed.proj.weight", "patch_embed.proj.bias"):
         masks[name][res] = 0.0
     masks["pos_embed"][..., res] = 0.0
     masks["cls_token"][..., res] = 0.0
-    for i in range(3):
-        writers = ["attn.proj", "mlp.fc2"] + (["temporal_attn.proj", "temporal_fc"] if i else [])
-        for writer in writers:
-            masks[f"blocks.{i}.{writer}.weight"][lay.protected] = 0.0
-            masks[f"blocks.{i}.{writer}.bias"][lay.protected] = 0.0
-        for norm in ("temporal_norm1", "norm1", "norm2"):
-            masks[f"blocks.{i}.{norm}.weight"][lay.protected] = 0.0
-            masks[f"blocks.{i}.{norm}.bias"][lay.protected] = 0.0
+    protect_masks(masks, lay.protected)
     for block, rows in ((0, slice(motion_units, motion_units + UNITS_0)), (1, slice(0, UNITS_1))):
         masks[f"blocks.{block}.mlp.fc1.weight"][rows] = 0.0
         masks[f"blocks.{block}.mlp.fc1.bias"][rows] = 0.0
         masks[f"blocks.{block}.mlp.fc2.weight"][:, rows] = 0.0
-    for block, name in ((1, "temporal_attn"), (2, "attn")):  # the fixed last heads
-        for base in (0, dim, 2 * dim):
-            masks[f"blocks.{block}.{name}.qkv.weight"][base + h0: base + h0 + hd] = 0.0
-            if f"blocks.{block}.{name}.qkv.bias" in masks:
-                masks[f"blocks.{block}.{name}.qkv.bias"][base + h0: base + h0 + hd] = 0.0
-        masks[f"blocks.{block}.{name}.proj.weight"][:, h0:h0 + hd] = 0.0
+    for prefix in ("blocks.1.temporal_attn", "blocks.2.attn"):  # the fixed last heads
+        fix_last_head_masks(masks, prefix, model.config.num_attention_heads - 1, lay.head_dim, lay.dim)
     return masks
 
 
 @torch.no_grad()
 def front_end_turn(model: TimeSformer, lay: Layout, pixel_values: torch.Tensor) -> torch.Tensor:
     """The cls token's mean turn after block 2, per clip ``(B,)``: > 0 clockwise on screen."""
-    b, t = pixel_values.shape[:2]
-    x, h, w = model.patch_embed(pixel_values.flatten(0, 1))
-    n, d = h * w, x.shape[-1]
-    patches = (x + model.pos_embed[:, 1:]).view(b, t, n, d) + model.time_embed[:, :t].unsqueeze(2)
-    cls = (model.cls_token + model.pos_embed[:, :1]).expand(b, 1, d)
-    for block in model.blocks[:3]:
-        cls, patches = block.forward_divided(cls, patches)
-    return cls[:, 0, lay.turn]
+    return cls_after(model, pixel_values)[:, lay.turn]

@@ -30,7 +30,7 @@ def demo_model(seed: int = 0, geometry: list[str] = GEOMETRY):
     model = train_demo.build_model(args)
     train_demo.motion_prior_init(model, energy_gain=1.0, product_gain=1.0)
     masks = train_demo.prior_grad_masks(model, products=True)
-    units = 6 * (args.hidden // args.heads)
+    units = train_demo.motion_prior_units(model)
     layout = turn_prior.turn_prior_init(model, units)
     return model.eval(), layout, turn_prior.turn_prior_masks(model, units, masks)
 
