@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     p.add_argument("--wait-subscribers", type=int, metavar="N",
                    help="hold capture until N subscribers joined (so a file-mode run loses no result)")
+    p.add_argument("--views", choices=["auto", "single", "symmetric"],
+                   help="average over the checkpoint's declared mirror/transpose views (auto) or not (single)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (0: torch default)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
     p.add_argument("--status-line", choices=["auto", "on", "off"], help="live per-stream status line")
@@ -84,6 +86,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         out["sources"] = [source_from_flag(text, i) for i, text in enumerate(args.source)]
     put("model", "source", args.model)
     put("model", "precision", args.precision)
+    put("model", "views", args.views)
     put("model", "device", args.device)
     put("model", "threads", args.threads)
     put("publisher", "address", args.publish)

@@ -9,6 +9,7 @@ from model.errors import ConfigError
 
 ATTENTION_TYPES = ("divided_space_time", "space_only", "joint_space_time")
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu")
+SPATIAL_TRANSFORMS = ("hflip", "vflip", "transpose")  # what label_symmetries may declare (model/views.py)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class TimesformerConfig:
     qkv_bias: bool = True
     attention_type: str = "divided_space_time"
     labels: tuple[str, ...] = field(default=("LABEL_0", "LABEL_1"))
+    #: how labels change when the frames are mirrored or transposed: ((transform, ((label, becomes), ...)), ...);
+    #: config.json ``label_symmetries`` {"hflip": {"move_left": "move_right", ...}}; empty: none declared
+    label_symmetries: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     def __post_init__(self) -> None:
         positive = ("image_size", "patch_size", "num_channels", "num_frames", "hidden_size",
@@ -55,6 +59,18 @@ class TimesformerConfig:
             raise ConfigError(f"model config: layer_norm_eps must be a positive float, got {self.layer_norm_eps!r}")
         if not isinstance(self.labels, tuple) or not self.labels or not all(isinstance(x, str) for x in self.labels):
             raise ConfigError("model config: labels must be a non-empty tuple of strings (index = class id)")
+        for transform, pairs in self.label_symmetries:
+            if transform not in SPATIAL_TRANSFORMS:
+                raise ConfigError(f"model config: label_symmetries: {transform!r} is not one of "
+                                  f"{', '.join(SPATIAL_TRANSFORMS)}")
+            for name in (n for pair in pairs for n in pair):
+                if name not in self.labels:
+                    raise ConfigError(f"model config: label_symmetries.{transform}: {name!r} is not one of the labels")
+
+    @property
+    def symmetries(self) -> dict[str, dict[str, str]]:
+        """``label_symmetries`` as ``{transform: {label: label it becomes}}``."""
+        return {transform: dict(pairs) for transform, pairs in self.label_symmetries}
 
     @property
     def num_labels(self) -> int:
@@ -77,7 +93,7 @@ class TimesformerConfig:
             raise ConfigError(f"model config: model_type is {model_type!r}, expected 'timesformer'")
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name != "labels" and f.name in d:
+            if f.name not in ("labels", "label_symmetries") and f.name in d:
                 kwargs[f.name] = d[f.name]
         for name in ("image_size", "patch_size"):
             value = kwargs.get(name)
@@ -88,6 +104,7 @@ class TimesformerConfig:
         if "layer_norm_eps" in kwargs:
             kwargs["layer_norm_eps"] = float(kwargs["layer_norm_eps"])
         kwargs["labels"] = _labels_from_hf(d)
+        kwargs["label_symmetries"] = _symmetries_from_hf(d.get("label_symmetries"))
         return cls(**kwargs)
 
     def to_hf_dict(self) -> dict[str, Any]:
@@ -97,11 +114,22 @@ class TimesformerConfig:
             "model_type": "timesformer",
         }
         for f in fields(self):
-            if f.name != "labels":
+            if f.name not in ("labels", "label_symmetries"):
                 d[f.name] = getattr(self, f.name)
+        if self.label_symmetries:
+            d["label_symmetries"] = self.symmetries
         d["id2label"] = {str(i): label for i, label in enumerate(self.labels)}
         d["label2id"] = {label: i for i, label in enumerate(self.labels)}
         return d
+
+
+def _symmetries_from_hf(raw: Any) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping) or not all(isinstance(m, Mapping) for m in raw.values()):
+        raise ConfigError('model config: label_symmetries must map a transform to {label: label}, '
+                          'e.g. {"hflip": {"move_left": "move_right"}}')
+    return tuple((str(t), tuple((str(a), str(b)) for a, b in m.items())) for t, m in raw.items())
 
 
 def _labels_from_hf(d: Mapping[str, Any]) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from streamer.snapshot import SnapshotConfig
 
 Mode = Literal["live", "file"]
 Precision = Literal["auto", "int8", "fp16", "bf16", "fp32"]
+Views = Literal["auto", "single", "symmetric"]
 StatusLine = Literal["auto", "on", "off"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -125,6 +126,9 @@ class ModelConfig:
     threads: int = 0  #: torch CPU threads; 0 keeps torch's default
     compile: bool = False  #: torch.compile the model (slow first batches; fixed shapes are recompiled once each)
     cuda_graphs: bool = False  #: CUDA only: capture the forward once per batch size in 1, 2, 4, ... max_batch
+    #: auto: average over the mirror/transpose views the checkpoint's label_symmetries declare (the motion
+    #: demo: 8 views, 8 forward passes a window), else one; single: the frames as they are; symmetric: insist
+    views: Views = "auto"
 
     def __post_init__(self) -> None:
         _positive(self, "top_k", "int8_threshold")

@@ -77,7 +77,9 @@ def load(cfg: AppConfig):
         torch.set_num_threads(cfg.model.threads)
     net = model_pkg.load_model(cfg.model.source, precision=precision, device=device,
                                int8_threshold=cfg.model.int8_threshold)
-    return net, device, precision
+    from model.views import with_views
+
+    return with_views(net, cfg.model.views), device, precision
 
 
 #: How long a Python thread may hold the GIL while another waits (CPython's default is 5 ms, which
@@ -125,7 +127,7 @@ class Pipeline:
         def stage():
             return DeviceStage(Preprocessor(net.preprocess_config, device=device, input_order="BGR"), frame_dtype)
         model_info = {"name": str(getattr(net, "name", cfg.model.source)), "precision": precision,
-                      "license": str(getattr(net, "license", "unknown"))}
+                      "license": str(getattr(net, "license", "unknown")), "views": len(getattr(net, "views", ((),)))}
 
         cursors = []
         rings = []

@@ -120,3 +120,15 @@ def test_shipped_configs_load(tmp_path):
         data = load_yaml(path)
         data.setdefault("sources", ["a.mp4"])
         build_config(data)
+
+
+def test_views_from_yaml_and_flag(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("sources: [{id: a, url: a.mp4}]\nmodel: {views: single}\n")
+    parser = run_stream.build_parser()
+    assert run_stream.load_app_config(parser.parse_args(["--config", str(path)])).model.views == "single"
+    flagged = parser.parse_args(["--config", str(path), "--views", "symmetric"])
+    assert run_stream.load_app_config(flagged).model.views == "symmetric"
+    path.write_text("sources: [{id: a, url: a.mp4}]\nmodel: {views: mirrored}\n")
+    with pytest.raises(ConfigError, match="views"):
+        run_stream.load_app_config(parser.parse_args(["--config", str(path)]))

@@ -1,0 +1,124 @@
+"""Symmetric views: average a model's answer over the image symmetries its labels declare.
+
+A checkpoint may declare how its labels change when the frames are mirrored or transposed
+(``config.json`` ``label_symmetries``; the motion demo: a horizontal flip turns ``move_left`` into
+``move_right`` and ``rotate_cw`` into ``rotate_ccw``). :class:`SymmetricViews` runs the model on
+every view in the group those transforms generate (for ``hflip``, ``vflip`` and ``transpose``: the
+8 symmetries of the square), maps each view's class scores back to the original labels and
+averages the log-probabilities. The answer is then exactly equivariant: mirroring the video mirrors
+the label. The cost is one forward pass per view, in one batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from model.errors import CheckpointError, ConfigError
+
+#: Spatial transforms of a batch of clips ``(B, T, C, H, W)``; each is its own inverse.
+TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "hflip": lambda x: x.flip(-1),
+    "vflip": lambda x: x.flip(-2),
+    "transpose": lambda x: x.transpose(-1, -2),
+}
+
+
+def label_permutation(mapping: dict[str, str], labels: tuple[str, ...], transform: str) -> tuple[int, ...]:
+    """``perm[i]``: the class that class ``i`` becomes under ``transform`` (unlisted labels stay)."""
+    index = {name: i for i, name in enumerate(labels)}
+    for name in list(mapping) + list(mapping.values()):
+        if name not in index:
+            raise CheckpointError(f"label_symmetries.{transform}: {name!r} is not one of the model's labels")
+    perm = tuple(index[mapping.get(name, name)] for name in labels)
+    if len(set(perm)) != len(perm):
+        raise CheckpointError(f"label_symmetries.{transform}: two labels map to the same label; "
+                              "each transform must swap labels in pairs or leave them")
+    return perm
+
+
+def symmetry_group(symmetries: dict[str, dict[str, str]], labels: tuple[str, ...]
+                   ) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
+    """Every composition of the declared transforms, once: ``[(transforms applied in order, perm)]``.
+
+    The identity comes first. Two compositions are the same view when they move pixels alike (checked
+    on a small index image) and map labels alike.
+    """
+    gens = []
+    for name, mapping in symmetries.items():
+        if name not in TRANSFORMS:
+            raise CheckpointError(f"label_symmetries: unknown transform {name!r}; use {', '.join(TRANSFORMS)}")
+        gens.append((name, label_permutation(mapping, labels, name)))
+    probe = torch.arange(12.0).view(1, 1, 1, 3, 4)[..., :3]  # 3x3, asymmetric: tells all 8 apart
+
+    def key(ops: tuple[str, ...], perm: tuple[int, ...]):
+        x = probe
+        for op in ops:
+            x = TRANSFORMS[op](x)
+        return tuple(x.flatten().tolist()), perm
+
+    identity = ((), tuple(range(len(labels))))
+    group, seen, frontier = [identity], {key(*identity)}, [identity]
+    while frontier:
+        grown = []
+        for ops, perm in frontier:
+            for name, g in gens:
+                new = (ops + (name,), tuple(g[p] for p in perm))
+                k = key(*new)
+                if k not in seen:
+                    seen.add(k)
+                    group.append(new)
+                    grown.append(new)
+        frontier = grown
+    return group
+
+
+class SymmetricViews(nn.Module):
+    """``net`` run on every symmetric view of its input; returns mean log-probabilities ``(B, L)``.
+
+    Other attributes (``config``, ``id2label``, ``preprocess_config``, ...) are the wrapped model's.
+    """
+
+    def __init__(self, net: nn.Module, symmetries: dict[str, dict[str, str]], labels: tuple[str, ...]) -> None:
+        super().__init__()
+        self.net = net
+        self.views = symmetry_group(symmetries, labels)
+        # gather index per view: column c of the averaged output reads column perm[c] of that view's output
+        self.register_buffer("gather", torch.tensor([perm for _, perm in self.views]), persistent=False)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)  # parameters, buffers, submodules
+        except AttributeError:
+            return getattr(self._modules["net"], name)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W)
+        b = pixel_values.shape[0]
+        views = []
+        for ops, _ in self.views:
+            x = pixel_values
+            for op in ops:
+                x = TRANSFORMS[op](x)
+            views.append(x)
+        logp = torch.log_softmax(self.net(torch.cat(views)).float(), dim=-1)  # (V*B, L)
+        logp = logp.view(len(self.views), b, -1)
+        index = self.gather.to(logp.device)[:, None, :].expand(-1, b, -1)
+        return torch.gather(logp, 2, index).mean(0)
+
+
+def with_views(net: nn.Module, views: str) -> nn.Module:
+    """``net`` as configured by ``model.views``: ``auto``, ``single`` or ``symmetric``."""
+    declared = net.config.symmetries
+    if views == "single" or (views == "auto" and not declared):
+        return net
+    if views != "auto" and views != "symmetric":
+        raise ConfigError(f"model.views: {views!r} is not auto, single or symmetric")
+    if not declared:
+        raise ConfigError(f"model.views: symmetric, but {getattr(net, 'name', 'the checkpoint')} declares no "
+                          "label_symmetries in its config.json; use views: auto or single")
+    return SymmetricViews(net, declared, net.config.labels)
+
+
+__all__ = ["SymmetricViews", "TRANSFORMS", "label_permutation", "symmetry_group", "with_views"]

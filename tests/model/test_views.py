@@ -1,0 +1,95 @@
+"""Symmetric views (model/views.py): the group a checkpoint's label_symmetries declare, and the
+averaged model's exact equivariance: mirroring the clip mirrors the label."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from model import load_model, save_pretrained
+from model.config import TimesformerConfig
+from model.errors import CheckpointError, ConfigError
+from model.timesformer import TimeSformer
+from model.views import SymmetricViews, symmetry_group, with_views
+
+LABELS = ("left", "right", "up", "down", "cw", "ccw", "still")
+H = {"left": "right", "right": "left", "cw": "ccw", "ccw": "cw"}
+V = {"up": "down", "down": "up", "cw": "ccw", "ccw": "cw"}
+T = {"left": "up", "up": "left", "right": "down", "down": "right", "cw": "ccw", "ccw": "cw"}
+SYMMETRIES = (("hflip", tuple(H.items())), ("vflip", tuple(V.items())), ("transpose", tuple(T.items())))
+
+
+def net(symmetries=SYMMETRIES) -> TimeSformer:
+    torch.manual_seed(0)
+    config = TimesformerConfig(image_size=32, patch_size=8, num_frames=4, hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=4, intermediate_size=64, labels=LABELS,
+                               label_symmetries=symmetries)
+    return TimeSformer(config).eval()
+
+
+def test_mirrors_and_transpose_generate_the_eight_symmetries_of_the_square():
+    group = symmetry_group(dict((k, dict(v)) for k, v in SYMMETRIES), LABELS)
+    assert len(group) == 8 and group[0] == ((), tuple(range(len(LABELS))))
+    rot90 = [perm for ops, perm in group if ops in (("transpose", "hflip"), ("hflip", "transpose"))]
+    # a quarter turn sends a move to a move a quarter turn on and keeps the rotation's sense
+    assert rot90 and all(LABELS[p[LABELS.index("cw")]] == "cw" for p in rot90)
+    assert len(symmetry_group({"hflip": H}, LABELS)) == 2
+
+
+def test_averaged_views_are_exactly_equivariant():
+    """A random network is not; averaged over the group it is (up to float rounding)."""
+    model = net()
+    views = SymmetricViews(model, model.config.symmetries, LABELS)
+    x = torch.randn(2, 4, 3, 32, 32)
+    perm_h = [LABELS.index(H.get(name, name)) for name in LABELS]
+    with torch.no_grad():
+        plain, plain_flipped = model(x).log_softmax(-1), model(x.flip(-1)).log_softmax(-1)
+        avg, avg_flipped = views(x), views(x.flip(-1))
+    assert not torch.allclose(plain_flipped[:, perm_h], plain, atol=1e-3)
+    torch.testing.assert_close(avg_flipped[:, perm_h], avg, atol=1e-5, rtol=1e-5)
+    assert avg.shape == (2, len(LABELS)) and bool((avg <= 0).all())
+
+
+def test_views_keep_the_models_attributes():
+    model = net()
+    model.preprocess_config = "pre"
+    views = with_views(model, "auto")
+    assert isinstance(views, SymmetricViews) and len(views.views) == 8
+    assert views.config is model.config and views.preprocess_config == "pre" and views.id2label == model.id2label
+    assert with_views(model, "single") is model
+
+
+def test_symmetric_views_need_declared_symmetries():
+    plain = net(symmetries=())
+    assert with_views(plain, "auto") is plain
+    with pytest.raises(ConfigError, match="declares no label_symmetries"):
+        with_views(plain, "symmetric")
+
+
+def test_label_symmetries_round_trip_through_config_json(tmp_path):
+    model = net()
+    save_pretrained(model, tmp_path / "ckpt")
+    written = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert written["label_symmetries"]["hflip"]["left"] == "right"
+    loaded = load_model(tmp_path / "ckpt")
+    assert loaded.config.label_symmetries == model.config.label_symmetries
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"rotate": {"left": "right"}}, "not one of hflip"),
+    ({"hflip": {"left": "sideways"}}, "'sideways' is not one of the labels"),
+    ({"hflip": ["left", "right"]}, "must map a transform"),
+])
+def test_bad_label_symmetries_are_refused_with_the_reason(bad, message):
+    d = dataclasses.replace(net().config, label_symmetries=()).to_hf_dict()
+    d["label_symmetries"] = bad
+    with pytest.raises(ConfigError, match=message):
+        TimesformerConfig.from_hf_dict(d)
+
+
+def test_a_map_that_is_not_a_permutation_is_refused():
+    with pytest.raises(CheckpointError, match="two labels map to the same label"):
+        symmetry_group({"hflip": {"left": "right"}}, LABELS)  # right stays right: both become right
