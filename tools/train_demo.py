@@ -43,6 +43,10 @@ _TRANSPOSE = {"move_left": "move_up", "move_up": "move_left", "move_right": "mov
               "rotate_cw": "rotate_ccw", "rotate_ccw": "rotate_cw"}
 
 
+SYMMETRIES = tuple((name, tuple(m.items())) for name, m in
+                   (("hflip", _HFLIP), ("vflip", _VFLIP), ("transpose", _TRANSPOSE)))
+
+
 def _perm(mapping: dict[str, str]) -> torch.Tensor:
     return torch.tensor([INDEX[mapping.get(name, name)] for name in CLASSES])
 
@@ -284,6 +288,7 @@ def build_model(args) -> TimeSformer:
         image_size=args.image_size, patch_size=args.patch_size, num_frames=args.frames,
         hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
         intermediate_size=args.mlp, attention_type="divided_space_time", labels=CLASSES,
+        label_symmetries=SYMMETRIES,  # the pipeline averages over these views (model/views.py)
     )
     model = TimeSformer(config)
     # exact resize (no crop): shapes near the frame's edges stay in view
