@@ -64,8 +64,10 @@ def to_model_frames(frames: np.ndarray, size: int) -> torch.Tensor:
 class ClipStream(torch.utils.data.IterableDataset):
     """Endless clips from a seed; each worker draws from its own seed stream."""
 
-    def __init__(self, seed: int, size: int, frames: int, documented_share: float = 0.0) -> None:
+    def __init__(self, seed: int, size: int, frames: int, documented_share: float = 0.0,
+                 later_share: float = 0.0, later_segments: int = 4) -> None:
         self.seed, self.size, self.frames, self.documented_share = seed, size, frames, documented_share
+        self.later_share, self.later_segments = later_share, later_segments
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -73,10 +75,12 @@ class ClipStream(torch.utils.data.IterableDataset):
         cv2.setNumThreads(1)
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         while True:
+            later = rng.uniform() < self.later_share  # a later segment: shapes where earlier actions left them
+            index = int(rng.integers(1, self.later_segments + 1)) if later else 0
             if rng.uniform() < self.documented_share:  # the documented look, still degraded
-                clip, label = sample_clip(rng, self.frames, DOCUMENTED, short=(96, 480))
+                clip, label = sample_clip(rng, self.frames, DOCUMENTED, short=(96, 480), segment_index=index)
             else:
-                clip, label = sample_clip(rng, self.frames)
+                clip, label = sample_clip(rng, self.frames, segment_index=index)
             yield to_model_frames(clip, self.size), INDEX[label]
 
 
@@ -316,6 +320,9 @@ def parse_args(argv):
     p.add_argument("--resume", type=Path, help="start from this checkpoint folder (same geometry)")
     p.add_argument("--documented-share", type=float, default=0.0,
                    help="share of training clips drawn from the documented ranges (still degraded)")
+    p.add_argument("--later-share", type=float, default=0.0,
+                   help="share of training clips drawn from a later segment of their scene (1..--later-segments)")
+    p.add_argument("--later-segments", type=int, default=4, help="latest segment --later-share draws from")
     p.add_argument("--init", choices=("default", "motion-prior", "turn-prior", "flow-prior"), default="default",
                    help="default: the network's own init; motion-prior: fixed two-frame motion front end; "
                         "turn-prior: the motion prior plus a fixed edge-turn detector (tools/turn_prior.py); "
@@ -368,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     val = {name: make_split(args.seed + 1000, args.val_clips, args.image_size, args.frames, name == "documented")
            for name in ("wide", "documented")}
     log.info("validation splits ready after %.0f s", time.monotonic() - start)
-    loader = torch.utils.data.DataLoader(ClipStream(args.seed, args.image_size, args.frames, args.documented_share),
+    loader = torch.utils.data.DataLoader(ClipStream(args.seed, args.image_size, args.frames, args.documented_share,
+                                                    args.later_share, args.later_segments),
                                          batch_size=args.clips, num_workers=args.workers,
                                          persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.98))

@@ -72,11 +72,18 @@ def degrade(rng: np.random.Generator, frames: list[np.ndarray]) -> list[np.ndarr
 
 def sample_clip(rng: np.random.Generator, num_frames: int = 8, ranges: Ranges = WIDE,
                 step_s: tuple[float, float] = (0.1, 0.24), short: tuple[int, int] = (56, 220),
-                augment: bool = True) -> tuple[np.ndarray, str]:
-    """One labeled clip: uint8 ``(T, H, W, 3)`` BGR frames and the action's class name."""
+                augment: bool = True, segment_index: int = 0) -> tuple[np.ndarray, str]:
+    """One labeled clip: uint8 ``(T, H, W, 3)`` BGR frames and the action's class name.
+
+    ``segment_index`` picks which of the scene's segments the clip comes from: 0 is the first, where
+    shapes start at random places; later ones start where the earlier actions left the shapes
+    (against an edge, clustered, stacked), as a long video does.
+    """
     width, height = _frame_size(rng, short)
     scene = Scene(int(rng.integers(0, 2**31 - 1)), width, height, 25.0, ranges)
     segment = scene.segment_for(0)  # the first segment's action is uniform over the classes
+    for _ in range(segment_index):  # only states are computed on the way, nothing is drawn
+        segment = scene.segment_for(segment.end)
     times = sample_times(rng, segment.num_frames / scene.fps, num_frames, step_s)
     frames = [scene.draw(scene.states_at(segment, float(t)), rng, scene.noise_sigma) for t in times]
     if augment:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import cv2
@@ -11,7 +12,8 @@ import pytest
 
 from model.errors import ConfigError
 from streamer.synthetic import CLASSES, REVERSED, Scene, open_capture, write_video
-from streamer.synthetic.actions import DOCUMENTED, MOVES
+from streamer.synthetic import clips as clips_module
+from streamer.synthetic.actions import DOCUMENTED, MOVES, WIDE
 from streamer.synthetic.clips import sample_clip
 from streamer.synthetic.scene import Motion, ShapeState
 
@@ -120,3 +122,26 @@ def test_training_clips_have_every_class_and_vary_in_size():
     assert {label for _, label in clips} == set(CLASSES)
     assert len({clip.shape[1:3] for clip, _ in clips}) > 20
     assert all(clip.shape[0] == 8 and clip.dtype == np.uint8 for clip, _ in clips)
+
+
+def test_training_clips_from_later_segments_continue_the_scene():
+    """``segment_index`` k: the clip is the scene's k-th segment, shapes where segments 0..k-1 left them."""
+    checked = 0
+    for seed in range(12):
+        index = 1 + seed % 4
+        rng = np.random.default_rng(seed)
+        replay = copy.deepcopy(rng)
+        clip, label = sample_clip(rng, segment_index=index, augment=False)
+        width, height = clips_module._frame_size(replay, (56, 220))
+        scene = Scene(int(replay.integers(0, 2**31 - 1)), width, height, 25.0, WIDE)
+        segments = [scene.segment_for(0)]
+        while len(segments) <= index:
+            segments.append(scene.segment_for(segments[-1].end))
+        assert label == segments[index].label and label != segments[index - 1].label
+        assert clip.shape[1:3] == (height, width)
+        previous = segments[index - 1]
+        ends = scene.states_at(previous, previous.num_frames / scene.fps)
+        if label in ("rotate_cw", "rotate_ccw", "still"):  # actions that never re-place a shape
+            checked += 1
+            assert [(s.x, s.y, s.size) for s in segments[index].starts] == [(s.x, s.y, s.size) for s in ends]
+    assert checked >= 2
