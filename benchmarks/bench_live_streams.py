@@ -9,7 +9,7 @@ for freshness (``stale``), every stream captured >= 22.5 fps (over the whole run
 produced its results (>= 90 % of (duration - span) / hop). Windows whose frames all lie in one action segment are scored against the
 synthetic ground truth (re-rendered from the seed), pooled over all runs into a confusion matrix.
 
-    python benchmarks/bench_live_streams.py [--streams 1 2 4 6 8] [--seconds 20] [--precision fp32] [--no-write]
+    python benchmarks/bench_live_streams.py [--streams 1 2 4 6 8] [--seconds 20] [--precision fp32] [--views auto single] [--no-write]
 
 Prints a table and replaces its own section of BENCHMARKS.md.
 """
@@ -45,12 +45,13 @@ def free_tcp_address() -> str:
 FPS, WIDTH, HEIGHT = 25, 160, 120
 
 
-def run_once(streams: int, seconds: float, precision: str, threads: int) -> tuple[dict, list[dict]]:
+def run_once(streams: int, seconds: float, precision: str, threads: int, views: str) -> tuple[dict, list[dict]]:
     address = free_tcp_address()
     data = load_yaml(REPO / "configs" / "default.yaml")
     data["sources"] = [{"id": f"s{i}", "url": f"synthetic://actions?seed={100 + i}&fps={FPS}&width={WIDTH}"
                         f"&height={HEIGHT}", "mode": "live"} for i in range(streams)]
-    data["model"] = {**data.get("model", {}), "precision": precision, "device": "cpu", "threads": threads}
+    data["model"] = {**data.get("model", {}), "precision": precision, "device": "cpu", "threads": threads,
+                     "views": views}
     data["publisher"] = {"address": address, "wait_subscribers": 1, "sndhwm": 100000, "queue_size": 100000}
     data["logging"] = {"status_line": "off", "level": "WARNING"}
     data["run"] = {"duration_s": seconds}
@@ -68,7 +69,7 @@ def run_once(streams: int, seconds: float, precision: str, threads: int) -> tupl
     latency = np.array([r["latency_ms"]["capture_to_publish"] for r in results
                         if r["latency_ms"].get("capture_to_publish") is not None])
     row = {
-        "streams": streams, "seconds": elapsed, "min_fps": min(fps), "results": len(results),
+        "views": views_of(results), "streams": streams, "seconds": elapsed, "min_fps": min(fps), "results": len(results),
         "min_results_share": min(per_stream) / max(expected, 1.0), "stale": stale, "overwritten": overwritten,
         "gaps": observed.gaps, "age_p50": float(np.percentile(age, 50)) if len(age) else float("nan"),
         "age_p99": float(np.percentile(age, 99)) if len(age) else float("nan"),
@@ -99,11 +100,11 @@ def confusion(results: list[dict]) -> np.ndarray:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| streams | ok | min capture fps | results | min results/expected | stale drops | overwritten | "
+    head = ("| views | streams | ok | min capture fps | results | min results/expected | stale drops | overwritten | "
             "seq gaps | mean batch | frame age p50 ms | frame age p99 ms | capture->publish p50 ms |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
-        f"| {r['streams']} | {'yes' if r['ok'] else 'no'} | {r['min_fps']:.1f} | {r['results']} | "
+        f"| {r['views']} | {r['streams']} | {'yes' if r['ok'] else 'no'} | {r['min_fps']:.1f} | {r['results']} | "
         f"{r['min_results_share']:.2f} | {r['stale']} | {r['overwritten']} | {r['gaps']} | {r['batch_mean']:.2f} | "
         f"{r['age_p50']:.0f} | {r['age_p99']:.0f} | {r['latency_p50']:.0f} |\n" for r in rows)
 
@@ -119,6 +120,10 @@ def matrix_table(matrix: np.ndarray) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def views_of(results: list[dict]) -> str:
+    return "/".join(str(v) for v in sorted({r["model"].get("views", 1) for r in results})) or "?"
+
+
 def main() -> int:
     tune_interpreter()  # as run_stream.py does
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -126,30 +131,41 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="duration of each run")
     p.add_argument("--precision", default="fp32", choices=("fp32", "int8"), help="inference precision on CPU")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--views", nargs="+", default=["auto", "single"], choices=("auto", "single", "symmetric"),
+                   help="model.views to compare (auto: the checkpoint's 8 mirror/transpose views per window)")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = p.parse_args()
-    rows, pooled = [], []
-    for n in args.streams:
-        row, results = run_once(n, args.seconds, args.precision, args.threads)
-        rows.append(row)
-        pooled += results
-        print(table([row]).splitlines()[-1], flush=True)
-    matrix = confusion(pooled)
-    passing = [r["streams"] for r in rows if r["ok"]]
-    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    rows, pooled = [], {}
+    for views in args.views:
+        for n in args.streams:
+            row, results = run_once(n, args.seconds, args.precision, args.threads, views)
+            rows.append(row)
+            pooled.setdefault(views, []).extend(results)
+            print(table([row]).splitlines()[-1], flush=True)
+    matrices = {views: confusion(results) for views, results in pooled.items()}
+    summary = []
+    for views in args.views:
+        passing = [r["streams"] for r, v in zip(rows, [v for v in args.views for _ in args.streams])
+                   if v == views and r["ok"]]
+        m = matrices[views]
+        passes = views_of(pooled[views])
+        summary.append(f"- model.views {views} ({passes} forward pass{'' if passes == '1' else 'es'} per window): "
+                       f"**{max(passing) if passing else 0} streams** at once without freshness drops "
+                       f"(of {', '.join(map(str, args.streams))} tried); accuracy {np.trace(m) / max(m.sum(), 1):.3f} "
+                       f"over {m.sum()} windows inside one action segment")
+    first = args.views[0]
     text = (
         "## Live synthetic streams with the motion-demo model (`benchmarks/bench_live_streams.py`)\n\n"
         f"Machine: {machine()}; load average at the end "
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (the machine is shared); torch threads {args.threads}; "
         f"precision {args.precision}.\n"
         f"Each row: N synthetic live sources at {FPS} fps ({WIDTH}x{HEIGHT}) for {args.seconds:g} s, configs/default.yaml "
-        "window (8 frames over 1.28 s, hop 0.24 s, freshness 1.0 s), batches up to 8. *ok*: no window dropped "
+        "window (8 frames over 1.28 s, hop 0.24 s, freshness 1.0 s), batches up to 8 windows; *views*: forward "
+        "passes averaged per window (model.views). *ok*: no window dropped "
         "for freshness, every stream captured >= 22.5 fps (frames over the whole run, start-up included) and got >= 90 % of its expected results.\n\n"
-        + table(rows)
-        + f"\n**Most streams at once without freshness drops: {max(passing) if passing else 0}** "
-        f"(of {', '.join(map(str, args.streams))} tried).\n\n"
-        f"Confusion matrix over all runs (windows inside one action segment, {matrix.sum()} windows, "
-        f"accuracy {accuracy:.3f}):\n\n" + matrix_table(matrix)
+        + table(rows) + "\n" + "\n".join(summary) + "\n\n"
+        f"Confusion matrix, model.views {first} (windows inside one action segment, all rows):\n\n"
+        + matrix_table(matrices[first])
     )
     print(text)
     if not args.no_write:
