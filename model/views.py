@@ -85,8 +85,11 @@ class SymmetricViews(nn.Module):
         super().__init__()
         self.net = net
         self.views = symmetry_group(symmetries, labels)
-        # gather index per view: column c of the averaged output reads column perm[c] of that view's output
-        self.register_buffer("gather", torch.tensor([perm for _, perm in self.views]), persistent=False)
+        # gather index per view: column c of the averaged output reads column perm[c] of that view's output;
+        # made on the model's device (no copy inside a CUDA graph capture, no .to() on an int8 model)
+        device = next((p.device for p in net.parameters()), torch.device("cpu"))
+        self.register_buffer("gather", torch.tensor([perm for _, perm in self.views], device=device),
+                             persistent=False)
 
     def __getattr__(self, name: str):
         try:
@@ -104,7 +107,7 @@ class SymmetricViews(nn.Module):
             views.append(x)
         logp = torch.log_softmax(self.net(torch.cat(views)).float(), dim=-1)  # (V*B, L)
         logp = logp.view(len(self.views), b, -1)
-        index = self.gather.to(logp.device)[:, None, :].expand(-1, b, -1)
+        index = self.gather[:, None, :].expand(-1, b, -1)
         return torch.gather(logp, 2, index).mean(0)
 
 

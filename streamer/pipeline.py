@@ -117,7 +117,9 @@ class Pipeline:
         cfg = self.config
         net, device, precision = load(cfg)
         window = resolve_window(cfg.window, net.config.num_frames)
-        log.info("model %s (%s on %s), window %s", getattr(net, "name", cfg.model.source), precision, device, window)
+        views = len(getattr(net, "views", ((),)))
+        log.info("model %s (%s on %s, %d view%s a window), window %s", getattr(net, "name", cfg.model.source),
+                 precision, device, views, "" if views == 1 else "s", window)
         from streamer.device import DeviceStage, model_input_dtype
         from streamer.runner import ModelRunner
 
@@ -127,7 +129,7 @@ class Pipeline:
         def stage():
             return DeviceStage(Preprocessor(net.preprocess_config, device=device, input_order="BGR"), frame_dtype)
         model_info = {"name": str(getattr(net, "name", cfg.model.source)), "precision": precision,
-                      "license": str(getattr(net, "license", "unknown")), "views": len(getattr(net, "views", ((),)))}
+                      "license": str(getattr(net, "license", "unknown")), "views": views}
 
         cursors = []
         rings = []
