@@ -105,8 +105,14 @@ class SymmetricViews(nn.Module):
             for op in ops:
                 x = TRANSFORMS[op](x)
             views.append(x)
-        logp = torch.log_softmax(self.net(torch.cat(views)).float(), dim=-1)  # (V*B, L)
-        logp = logp.view(len(self.views), b, -1)
+        groups: dict[torch.Size, list[int]] = {}  # one batch per input shape: one batch when H == W
+        for i, v in enumerate(views):
+            groups.setdefault(v.shape[-2:], []).append(i)  # a transpose of a non-square clip is another shape
+        logits: list[torch.Tensor | None] = [None] * len(views)
+        for members in groups.values():
+            for i, out in zip(members, self.net(torch.cat([views[i] for i in members])).split(b)):
+                logits[i] = out
+        logp = torch.log_softmax(torch.stack(logits).float(), dim=-1)  # (V, B, L)
         index = self.gather[:, None, :].expand(-1, b, -1)
         return torch.gather(logp, 2, index).mean(0)
 

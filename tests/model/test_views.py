@@ -93,3 +93,15 @@ def test_bad_label_symmetries_are_refused_with_the_reason(bad, message):
 def test_a_map_that_is_not_a_permutation_is_refused():
     with pytest.raises(CheckpointError, match="two labels map to the same label"):
         symmetry_group({"hflip": {"left": "right"}}, LABELS)  # right stays right: both become right
+
+
+def test_non_square_clips_run_their_transposed_views_apart():
+    """TimeSformer takes any H, W; a transposed view of a 32x24 clip is 24x32: still exactly equivariant."""
+    model = net()
+    views = SymmetricViews(model, model.config.symmetries, LABELS)
+    x = torch.randn(3, 4, 3, 32, 24)
+    perm_t = [LABELS.index(T.get(name, name)) for name in LABELS]
+    with torch.no_grad():
+        avg, avg_t = views(x), views(x.transpose(-1, -2))
+    assert avg.shape == (3, len(LABELS))
+    torch.testing.assert_close(avg_t[:, perm_t], avg, atol=1e-5, rtol=1e-5)
