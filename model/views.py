@@ -44,7 +44,8 @@ def symmetry_group(symmetries: dict[str, dict[str, str]], labels: tuple[str, ...
     """Every composition of the declared transforms, once: ``[(transforms applied in order, perm)]``.
 
     The identity comes first. Two compositions are the same view when they move pixels alike (checked
-    on a small index image) and map labels alike.
+    on a small index image); declarations under which one view would map labels two ways (a flip
+    whose map, done twice, is not the identity) are refused, so there are at most 8 views.
     """
     gens = []
     for name, mapping in symmetries.items():
@@ -53,24 +54,28 @@ def symmetry_group(symmetries: dict[str, dict[str, str]], labels: tuple[str, ...
         gens.append((name, label_permutation(mapping, labels, name)))
     probe = torch.arange(12.0).view(1, 1, 1, 3, 4)[..., :3]  # 3x3, asymmetric: tells all 8 apart
 
-    def key(ops: tuple[str, ...], perm: tuple[int, ...]):
+    def pixels(ops: tuple[str, ...]) -> tuple[float, ...]:
         x = probe
         for op in ops:
             x = TRANSFORMS[op](x)
-        return tuple(x.flatten().tolist()), perm
+        return tuple(x.flatten().tolist())
 
     identity = ((), tuple(range(len(labels))))
-    group, seen, frontier = [identity], {key(*identity)}, [identity]
+    group, seen, frontier = [identity], {pixels(()): identity[1]}, [identity]
     while frontier:
         grown = []
         for ops, perm in frontier:
             for name, g in gens:
                 new = (ops + (name,), tuple(g[p] for p in perm))
-                k = key(*new)
-                if k not in seen:
-                    seen.add(k)
+                known = seen.get(pixels(new[0]))
+                if known is None:
+                    seen[pixels(new[0])] = new[1]
                     group.append(new)
                     grown.append(new)
+                elif known != new[1]:
+                    raise CheckpointError(f"label_symmetries are inconsistent: {' then '.join(new[0])} moves pixels "
+                                          "as another composition does but maps labels differently; each flip's "
+                                          "map must undo itself")
         frontier = grown
     return group
 

@@ -105,3 +105,9 @@ def test_non_square_clips_run_their_transposed_views_apart():
         avg, avg_t = views(x), views(x.transpose(-1, -2))
     assert avg.shape == (3, len(LABELS))
     torch.testing.assert_close(avg_t[:, perm_t], avg, atol=1e-5, rtol=1e-5)
+
+
+def test_inconsistent_symmetries_are_refused():
+    """A flip's map that does not undo itself would give one view two label maps."""
+    with pytest.raises(CheckpointError, match="inconsistent"):
+        symmetry_group({"hflip": {"left": "right", "right": "up", "up": "left"}}, LABELS)
