@@ -69,7 +69,7 @@ def run_once(streams: int, seconds: float, precision: str, threads: int, views: 
     latency = np.array([r["latency_ms"]["capture_to_publish"] for r in results
                         if r["latency_ms"].get("capture_to_publish") is not None])
     row = {
-        "views": views_of(results), "streams": streams, "seconds": elapsed, "min_fps": min(fps), "results": len(results),
+        "mode": views, "views": views_of(results), "streams": streams, "seconds": elapsed, "min_fps": min(fps), "results": len(results),
         "min_results_share": min(per_stream) / max(expected, 1.0), "stale": stale, "overwritten": overwritten,
         "gaps": observed.gaps, "age_p50": float(np.percentile(age, 50)) if len(age) else float("nan"),
         "age_p99": float(np.percentile(age, 99)) if len(age) else float("nan"),
@@ -145,8 +145,7 @@ def main() -> int:
     matrices = {views: confusion(results) for views, results in pooled.items()}
     summary = []
     for views in args.views:
-        passing = [r["streams"] for r, v in zip(rows, [v for v in args.views for _ in args.streams])
-                   if v == views and r["ok"]]
+        passing = [r["streams"] for r in rows if r["mode"] == views and r["ok"]]
         m = matrices[views]
         passes = views_of(pooled[views])
         summary.append(f"- model.views {views} ({passes} forward pass{'' if passes == '1' else 'es'} per window): "

@@ -28,10 +28,7 @@ TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 def label_permutation(mapping: dict[str, str], labels: tuple[str, ...], transform: str) -> tuple[int, ...]:
     """``perm[i]``: the class that class ``i`` becomes under ``transform`` (unlisted labels stay)."""
-    index = {name: i for i, name in enumerate(labels)}
-    for name in list(mapping) + list(mapping.values()):
-        if name not in index:
-            raise CheckpointError(f"label_symmetries.{transform}: {name!r} is not one of the model's labels")
+    index = {name: i for i, name in enumerate(labels)}  # names were checked by TimesformerConfig
     perm = tuple(index[mapping.get(name, name)] for name in labels)
     if len(set(perm)) != len(perm):
         raise CheckpointError(f"label_symmetries.{transform}: two labels map to the same label; "
@@ -47,11 +44,7 @@ def symmetry_group(symmetries: dict[str, dict[str, str]], labels: tuple[str, ...
     on a small index image); declarations under which one view would map labels two ways (a flip
     whose map, done twice, is not the identity) are refused, so there are at most 8 views.
     """
-    gens = []
-    for name, mapping in symmetries.items():
-        if name not in TRANSFORMS:
-            raise CheckpointError(f"label_symmetries: unknown transform {name!r}; use {', '.join(TRANSFORMS)}")
-        gens.append((name, label_permutation(mapping, labels, name)))
+    gens = [(name, label_permutation(mapping, labels, name)) for name, mapping in symmetries.items()]
     probe = torch.arange(12.0).view(1, 1, 1, 3, 4)[..., :3]  # 3x3, asymmetric: tells all 8 apart
 
     def pixels(ops: tuple[str, ...]) -> tuple[float, ...]:
@@ -67,9 +60,10 @@ def symmetry_group(symmetries: dict[str, dict[str, str]], labels: tuple[str, ...
         for ops, perm in frontier:
             for name, g in gens:
                 new = (ops + (name,), tuple(g[p] for p in perm))
-                known = seen.get(pixels(new[0]))
+                where = pixels(new[0])
+                known = seen.get(where)
                 if known is None:
-                    seen[pixels(new[0])] = new[1]
+                    seen[where] = new[1]
                     group.append(new)
                     grown.append(new)
                 elif known != new[1]:
@@ -127,12 +121,15 @@ def with_views(net: nn.Module, views: str) -> nn.Module:
     declared = net.config.symmetries
     if views == "single" or (views == "auto" and not declared):
         return net
-    if views != "auto" and views != "symmetric":
-        raise ConfigError(f"model.views: {views!r} is not auto, single or symmetric")
-    if not declared:
+    if not declared:  # views: symmetric
         raise ConfigError(f"model.views: symmetric, but {getattr(net, 'name', 'the checkpoint')} declares no "
                           "label_symmetries in its config.json; use views: auto or single")
     return SymmetricViews(net, declared, net.config.labels)
 
 
-__all__ = ["SymmetricViews", "TRANSFORMS", "label_permutation", "symmetry_group", "with_views"]
+def view_count(net: nn.Module) -> int:
+    """Forward passes ``net`` averages per window: 1 unless it is :class:`SymmetricViews`."""
+    return len(net.views) if isinstance(net, SymmetricViews) else 1
+
+
+__all__ = ["SymmetricViews", "view_count", "TRANSFORMS", "label_permutation", "symmetry_group", "with_views"]

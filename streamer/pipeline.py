@@ -112,12 +112,13 @@ class Pipeline:
         import zmq
 
         from model.preprocess import Preprocessor
+        from model.views import view_count
         from streamer.inference import InferenceWorker
 
         cfg = self.config
         net, device, precision = load(cfg)
         window = resolve_window(cfg.window, net.config.num_frames)
-        views = len(getattr(net, "views", ((),)))
+        views = view_count(net)
         log.info("model %s (%s on %s, %d view%s a window), window %s", getattr(net, "name", cfg.model.source),
                  precision, device, views, "" if views == 1 else "s", window)
         from streamer.device import DeviceStage, model_input_dtype

@@ -94,28 +94,33 @@ UNITS_0 = 2 * CELLS + 8 * CELLS + 8 * CELLS  # energy, flow, orientation units i
 UNITS_1 = 16  # turn units in block 1's MLP
 
 
-def _filters(p: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-pixel weights ``(CELLS, p, p)`` each: smoothed intensity, d/dx and d/dy at the patch's inner
-    grid corners (Gaussian and derivative-of-Gaussian windows inside the patch)."""
+def corner_windows(p: int, sigma: float, grid: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pixel weights ``((grid-1)**2, p, p)`` each, float64, at the inner corners of a ``grid`` x ``grid``
+    cut of a ``p``-pixel patch (row by row): the Gaussian-weighted mean (``sigma`` in patch widths, window
+    cut by the patch) and its d/dx and d/dy per pixel."""
     coords = torch.arange(p, dtype=torch.float64) + 0.5
-    sigma = SIGMA * p
-    step = p / GRID
-    between = (torch.arange(1, GRID, dtype=torch.float64)) * step
+    sigma = sigma * p
+    between = (torch.arange(1, grid, dtype=torch.float64)) * (p / grid)
 
     def window(c: float) -> torch.Tensor:
         return torch.exp(-0.5 * ((coords - c) / sigma) ** 2)
 
-    smooth, gx, gy = [], [], []
+    smooth, dx, dy = [], [], []
     for cy in between:
         for cx in between:
             w = window(cy)[:, None] * window(cx)[None, :]
             w = w / w.sum()
             smooth.append(w)
-            dx = w * (coords[None, :] - cx) / sigma**2  # d/dx of the Gaussian-weighted mean (per pixel)
-            dy = w * (coords[:, None] - cy) / sigma**2
-            gx.append(dx * step * GRAD_GAIN / GRID)
-            gy.append(dy * step * GRAD_GAIN / GRID)
-    return torch.stack(smooth).float(), torch.stack(gx).float(), torch.stack(gy).float()
+            dx.append(w * (coords[None, :] - cx) / sigma**2)
+            dy.append(w * (coords[:, None] - cy) / sigma**2)
+    return torch.stack(smooth), torch.stack(dx), torch.stack(dy)
+
+
+def _filters(p: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Smoothed intensity, d/dx and d/dy at the patch's inner grid corners, scaled to gradients per GRID spacing."""
+    smooth, dx, dy = corner_windows(p, SIGMA, GRID)
+    step = p / GRID
+    return smooth.float(), (dx * step * GRAD_GAIN / GRID).float(), (dy * step * GRAD_GAIN / GRID).float()
 
 
 class _Units:

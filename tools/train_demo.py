@@ -75,7 +75,9 @@ class ClipStream(torch.utils.data.IterableDataset):
         cv2.setNumThreads(1)
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         while True:
-            later = rng.uniform() < self.later_share  # a later segment: shapes where earlier actions left them
+            # a later segment (shapes where earlier actions left them); no draw at all when the share is 0,
+            # so the clip stream of runs without --later-share is what it was
+            later = self.later_share > 0 and rng.uniform() < self.later_share
             index = int(rng.integers(1, self.later_segments + 1)) if later else 0
             if rng.uniform() < self.documented_share:  # the documented look, still degraded
                 clip, label = sample_clip(rng, self.frames, DOCUMENTED, short=(96, 480), segment_index=index)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from flow_prior import (_uniform_head, _Units, add_turn_stage, cls_after,  # tools/, beside this script
-                        fix_last_head_masks, protect_channels, protect_masks)
+                        corner_windows, fix_last_head_masks, protect_channels, protect_masks)
 from model.timesformer import TimeSformer
 
 GRID = 4  # gradients at the GRID-1 x GRID-1 inner corners of a GRID x GRID cut of each patch
@@ -86,16 +86,9 @@ def layout_of(model: TimeSformer, motion_units: int) -> Layout:
 
 def _filters(p: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel weights ``(POINTS, p, p)``: d/dx and d/dy of a Gaussian-weighted mean at each point."""
-    coords = torch.arange(p, dtype=torch.float64) + 0.5
-    sigma, step = SIGMA * p, p / GRID
-    gx, gy = [], []
-    for cy in torch.arange(1, GRID, dtype=torch.float64) * step:
-        for cx in torch.arange(1, GRID, dtype=torch.float64) * step:
-            w = torch.exp(-0.5 * ((coords[:, None] - cy) ** 2 + (coords[None, :] - cx) ** 2) / sigma**2)
-            w = w / w.sum()
-            gx.append(w * (coords[None, :] - cx) / sigma**2 * step * GRAD_GAIN)
-            gy.append(w * (coords[:, None] - cy) / sigma**2 * step * GRAD_GAIN)
-    return torch.stack(gx).float(), torch.stack(gy).float()
+    _, dx, dy = corner_windows(p, SIGMA, GRID)
+    step = p / GRID
+    return (dx * step * GRAD_GAIN).float(), (dy * step * GRAD_GAIN).float()
 
 
 @torch.no_grad()
