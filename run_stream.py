@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 
-# Must be in the environment before cv2 is imported anywhere (see streamer/cvenv.py).
-os.environ.setdefault("OPENCV_FFMPEG_IS_THREAD_SAFE", "1")
-os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+from streamer.sources.cvenv import prepare_opencv_environment
+
+# The CLI owns the process: OpenCV reads these only before cv2 is first imported.
+prepare_opencv_environment()
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
     """Flag values as a config dict (only flags that were given)."""
-    from streamer.config_load import source_from_flag
+    from streamer.configfile import source_from_flag
 
     out: dict = {}
 
@@ -105,7 +106,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def load_app_config(args: argparse.Namespace):
-    from streamer.config_load import build_config, load_yaml, merge
+    from streamer.configfile import build_config, load_yaml, merge
 
     data = load_yaml(args.config if args.config is not None else DEFAULT_CONFIG)
     return build_config(merge(data, overrides_from_args(args)))
@@ -183,7 +184,7 @@ def _error(exc: RecognizerError) -> int:
 
 
 def _bench(args: argparse.Namespace, config) -> int:
-    from streamer.bench import BenchConfig, run_bench
+    from streamer.core.bench import BenchConfig, run_bench
 
     try:
         if args.bench_batches:

@@ -37,11 +37,11 @@ if str(ROOT) not in sys.path:
 
 from model import Preprocessor, TimeSformer, load_model, save_pretrained  # noqa: E402
 from model.config import TimesformerConfig  # noqa: E402
-from streamer.device import DeviceStage, model_input_dtype  # noqa: E402
-from streamer.ring import FrameRing  # noqa: E402
-from streamer.runner import ModelRunner  # noqa: E402
-from streamer.scheduler import Scheduler, StreamCursor, WindowPlan  # noqa: E402
-from streamer.stats import StreamStats  # noqa: E402
+from streamer.core.device import DeviceStage, model_input_dtype  # noqa: E402
+from streamer.core.ring import FrameRing  # noqa: E402
+from streamer.core.runner import ModelRunner  # noqa: E402
+from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan  # noqa: E402
+from streamer.core.stats import StreamStats  # noqa: E402
 from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
 
 log = logging.getLogger("bench_gpu_streams")

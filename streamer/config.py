@@ -2,7 +2,7 @@
 
 Components receive these objects, never dicts or argparse namespaces. Range checks live in
 ``__post_init__`` and raise :class:`ConfigError` whose message starts with the field name;
-:mod:`streamer.config_load` prefixes the key path (``window.hop: ...``) when reading YAML.
+:mod:`streamer.configfile` prefixes the key path (``window.hop: ...``) when reading YAML.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from model.errors import ConfigError
-from streamer.annotate import AnnotateConfig
-from streamer.events import EventsConfig
-from streamer.metrics import MetricsConfig
-from streamer.snapshot import SnapshotConfig
+from streamer.ops.annotate import AnnotateConfig
+from streamer.ops.events import EventsConfig
+from streamer.ops.metrics import MetricsConfig
+from streamer.outputs.snapshot import SnapshotConfig
 
 Mode = Literal["live", "file"]
 Precision = Literal["auto", "int8", "fp16", "bf16", "fp32"]
@@ -199,10 +199,10 @@ class AppConfig:
     publisher: PublisherConfig = field(default_factory=PublisherConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    events: EventsConfig = field(default_factory=EventsConfig)  #: action events (streamer/events.py)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)  #: Prometheus endpoint (streamer/metrics.py)
-    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)  #: annotated video (streamer/annotate.py)
-    snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)  #: late joiners (streamer/snapshot.py)
+    events: EventsConfig = field(default_factory=EventsConfig)  #: action events (streamer/ops/events.py)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  #: Prometheus endpoint (streamer/ops/metrics.py)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)  #: annotated video (streamer/ops/annotate.py)
+    snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)  #: late joiners (streamer/outputs/snapshot.py)
 
     def __post_init__(self) -> None:
         if not self.sources:

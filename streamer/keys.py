@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("directory", help="folder to write the key files into (created with mode 0700)")
     p.add_argument("--name", default="server", help="file name stem: NAME.key and NAME.key_secret (default: server)")
     args = p.parse_args(argv)
-    from streamer.security import generate_keypair
+    from streamer.outputs.security import generate_keypair
 
     try:
         public, secret = generate_keypair(args.directory, args.name)

@@ -14,16 +14,16 @@ import threading
 import time
 
 from model.errors import ConfigError, RecognizerError
-from streamer.capture import CaptureThread
+from streamer.sources.capture import CaptureThread
 from streamer.config import AppConfig, WindowConfig
-from streamer.operate import OperatorFeatures
-from streamer.publisher import Publisher
-from streamer.ring import FrameRing
-from streamer.scheduler import Scheduler, StreamCursor, WindowPlan
-from streamer.sources import plan_source
-from streamer.stats import StatsRegistry
-from streamer.statusline import StatusLine
-from streamer.windows import frames_needed
+from streamer.ops.features import OperatorFeatures
+from streamer.outputs.publisher import Publisher
+from streamer.core.ring import FrameRing
+from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan
+from streamer.sources.table import plan_source
+from streamer.core.stats import StatsRegistry
+from streamer.ops.statusline import StatusLine
+from streamer.core.windows import frames_needed
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def resolve_window(cfg: WindowConfig, model_num_frames: int) -> WindowPlan:
 
 def resolve_device(device: str, precision: str, model_source: str | None = None, batch: int = 1) -> tuple[str, str]:
     """``auto`` device: CUDA if present, else CPU; ``auto`` precision: what ``--bench`` measured for this
-    device, model and batch (streamer/precision.py), else int8 on CUDA, fp32 on CPU."""
+    device, model and batch (streamer/core/precision.py), else int8 on CUDA, fp32 on CPU."""
     if device == "auto" or device.startswith("cuda"):
         import torch
 
@@ -59,7 +59,7 @@ def resolve_device(device: str, precision: str, model_source: str | None = None,
         elif not has_cuda:
             raise ConfigError(f"model.device: {device!r} asked for but no CUDA device is present; use --device cpu")
     if precision == "auto":
-        from streamer import precision as measured
+        from streamer.core import precision as measured
 
         precision = (measured.choose(device, model_source, batch) if model_source is not None
                      else measured.fallback_precision(device))
@@ -113,7 +113,7 @@ class Pipeline:
 
         from model.preprocess import Preprocessor
         from model.views import view_count
-        from streamer.inference import InferenceWorker
+        from streamer.core.inference import InferenceWorker
 
         cfg = self.config
         net, device, precision = load(cfg)
@@ -121,8 +121,8 @@ class Pipeline:
         views = view_count(net)
         log.info("model %s (%s on %s, %d view%s a window), window %s", getattr(net, "name", cfg.model.source),
                  precision, device, views, "" if views == 1 else "s", window)
-        from streamer.device import DeviceStage, model_input_dtype
-        from streamer.runner import ModelRunner
+        from streamer.core.device import DeviceStage, model_input_dtype
+        from streamer.core.runner import ModelRunner
 
         # frames go up as uint8 and stay on the model's device (CPU too: the same code path)
         frame_dtype = model_input_dtype(net)

@@ -30,7 +30,7 @@ class Subscriber:
 
     def __init__(self, address: str, topics: tuple[str, ...] = ("result.",), *, max_bytes: int = DEFAULT_MAX_BYTES,
                  rcvhwm: int = 10000, context=None, curve: dict | None = None) -> None:
-        """``curve``: CURVE client options from :func:`streamer.security.client_options` (encrypted publisher)."""
+        """``curve``: CURVE client options from :func:`streamer.outputs.security.client_options` (encrypted publisher)."""
         import zmq
 
         self._zmq = zmq
@@ -53,7 +53,7 @@ class Subscriber:
 
     def snapshot(self, address: str, *, streams: tuple[str, ...] = (), timeout: float = 3.0) -> dict | None:
         """``{"streams": {id: {"status", "result", "events"}}, ...}`` from a snapshot socket; None on timeout."""
-        from streamer.snapshot import request_snapshot
+        from streamer.outputs.snapshot import request_snapshot
 
         snap = request_snapshot(address, streams=streams, timeout=timeout, context=self._ctx, curve=self._curve)
         for stream, entry in (snap or {}).get("streams", {}).items():
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--server-key and --client-key go together")
     if args.server_key:
         from model.errors import RecognizerError
-        from streamer.security import client_options
+        from streamer.outputs.security import client_options
 
         try:
             curve = client_options(args.server_key, args.client_key)

@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from streamer.sources.cvenv import prepare_opencv_environment
+
+prepare_opencv_environment()  # what the CLI does first: before any test imports cv2
+
 # GPU tests compare against fp32 at 1e-4: TF32 convolutions and matmuls (cuDNN's default) are ~1e-3 off
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False

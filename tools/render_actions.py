@@ -14,8 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.errors import RecognizerError  # noqa: E402
-from streamer.synthetic import Scene, write_video  # noqa: E402
-from streamer.synthetic.capture import PARAMS  # noqa: E402
+from streamer.sources.synthetic import Scene, write_video  # noqa: E402
+from streamer.sources.synthetic.capture import PARAMS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
     python tools/train_demo.py --out model/weights/motion-demo
 
-Clips come from ``streamer.synthetic.clips`` (far wider variety than the documented videos) in one
+Clips come from ``streamer.sources.synthetic.clips`` (far wider variety than the documented videos) in one
 worker process; each clip is used twice per batch, once as rendered and once time-reversed (with
 the reversed label), each under a random flip/transpose that relabels directions. A held-out
 validation split (its own seeds) is scored during training, both on the wide variety and on the
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.config import TimesformerConfig  # noqa: E402
 from model.preprocess import TIMESFORMER_MEAN, TIMESFORMER_STD, PreprocessConfig  # noqa: E402
 from model.timesformer import TimeSformer  # noqa: E402
-from streamer.synthetic.actions import CLASSES, DOCUMENTED, REVERSED, WIDE  # noqa: E402
-from streamer.synthetic.clips import sample_clip  # noqa: E402
+from streamer.sources.synthetic.actions import CLASSES, DOCUMENTED, REVERSED, WIDE  # noqa: E402
+from streamer.sources.synthetic.clips import sample_clip  # noqa: E402
 
 log = logging.getLogger("train_demo")
 

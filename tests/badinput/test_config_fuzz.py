@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from model.errors import ConfigError
 from streamer.config import AppConfig
-from streamer.config_load import build_config, load_yaml
-from streamer.sources import plan_source
+from streamer.configfile import build_config, load_yaml
+from streamer.sources.table import plan_source
 
 pytestmark = pytest.mark.timeout(120)
 

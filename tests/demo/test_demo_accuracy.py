@@ -17,7 +17,7 @@ import cv2
 import feeds
 import pytest
 
-from streamer.synthetic import REVERSED, Scene, ground_truth
+from streamer.sources.synthetic import REVERSED, Scene, ground_truth
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = REPO / "model" / "weights" / "motion-demo"

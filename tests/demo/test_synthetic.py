@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from model.errors import ConfigError
-from streamer.synthetic import CLASSES, REVERSED, Scene, open_capture, write_video
-from streamer.synthetic import clips as clips_module
-from streamer.synthetic.actions import DOCUMENTED, MOVES, WIDE
-from streamer.synthetic.clips import sample_clip
-from streamer.synthetic.scene import Motion, ShapeState
+from streamer.sources.synthetic import CLASSES, REVERSED, Scene, open_capture, write_video
+from streamer.sources.synthetic import clips as clips_module
+from streamer.sources.synthetic.actions import DOCUMENTED, MOVES, WIDE
+from streamer.sources.synthetic.clips import sample_clip
+from streamer.sources.synthetic.scene import Motion, ShapeState
 
 
 def test_same_seed_same_frames_and_labels_at_any_access_order():

@@ -1,4 +1,4 @@
-"""The device data path (streamer/device.py, ring on a device, runner, precision choice).
+"""The device data path (streamer/core/device.py, ring on a device, runner, precision choice).
 
 Every test runs the same code twice: with device "cpu" here and in CI, and with "cuda" where a GPU is
 present (the ``gpu``-marked variants skip elsewhere, see tests/conftest.py).
@@ -18,12 +18,12 @@ import torch
 from model import PreprocessConfig, Preprocessor
 from model.config import TimesformerConfig
 from model.timesformer import TimeSformer
-from streamer import precision as prec
-from streamer.device import DeviceStage, model_input_dtype
-from streamer.ring import FrameRing
-from streamer.runner import ModelRunner, padded_size, static_batch_sizes
-from streamer.scheduler import Scheduler, StreamCursor, WindowPlan
-from streamer.stats import StreamStats
+from streamer.core import precision as prec
+from streamer.core.device import DeviceStage, model_input_dtype
+from streamer.core.ring import FrameRing
+from streamer.core.runner import ModelRunner, padded_size, static_batch_sizes
+from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan
+from streamer.core.stats import StreamStats
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 TINY = dict(image_size=32, patch_size=8, num_frames=4, hidden_size=32, num_hidden_layers=2,

@@ -11,11 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from streamer.capture import CaptureThread
+from streamer.sources.capture import CaptureThread
 from streamer.config import SourceConfig, SourceOptions
-from streamer.ring import FrameRing
-from streamer.sources import KINDS, plan_source
-from streamer.stats import StreamStats
+from streamer.core.ring import FrameRing
+from streamer.sources.table import KINDS, plan_source
+from streamer.core.stats import StreamStats
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import feeds
 import numpy as np
 
-from streamer.annotate import AnnotateConfig, Annotator, draw, output_path
-from streamer.stats import StatsRegistry
-from streamer.synthetic import Scene, write_video
+from streamer.ops.annotate import AnnotateConfig, Annotator, draw, output_path
+from streamer.core.stats import StatsRegistry
+from streamer.sources.synthetic import Scene, write_video
 
 BOX = (slice(0, 20), slice(0, 60))  # where the text box is on a 160x120 frame
 AWAY = (slice(70, 120), slice(100, 160))  # far from it

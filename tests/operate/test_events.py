@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from model.errors import ConfigError
-from streamer.config_load import build_config
-from streamer.events import ClassOverride, EventRule, EventsConfig, StreamEvents
-from streamer.synthetic import CLASSES, Scene
+from streamer.configfile import build_config
+from streamer.ops.events import ClassOverride, EventRule, EventsConfig, StreamEvents
+from streamer.sources.synthetic import CLASSES, Scene
 
 FPS = 25.0
 NUM_FRAMES, STRIDE, HOP = 8, 2, 5
@@ -179,7 +179,7 @@ def test_the_embedded_default_emits_events():
 
 
 def test_a_lost_live_stream_ends_its_events_a_file_source_does_not():
-    from streamer.events import EventStage
+    from streamer.ops.events import EventStage
 
     labels = ["grow"] * 200
     results = results_from_truth(labels, np.random.default_rng(0), noise=0.0)

@@ -1,7 +1,7 @@
 """Action events through the real pipeline: the demo model on a labeled synthetic video.
 
 ``run_stream.py`` runs the built-in ``motion-demo`` model in file mode over a video rendered by
-``streamer.synthetic`` (the documented look), with the embedded default event settings; a subscriber
+``streamer.sources.synthetic`` (the documented look), with the embedded default event settings; a subscriber
 process records every message. Each true action segment must give exactly one event of its class
 (no flicker), starting and ending within one hop of the ground truth.
 """
@@ -12,7 +12,7 @@ import feeds
 import pytest
 
 from model.sources import BUILTIN
-from streamer.synthetic import Scene, write_video
+from streamer.sources.synthetic import Scene, write_video
 
 FPS, STRIDE, HOP = 25.0, 4, 6  # the demo model's window (configs/default.yaml): 8 frames 0.16 s apart, a window every 0.24 s
 SEGMENTS = 7

@@ -8,7 +8,7 @@ import urllib.request
 import feeds
 import pytest
 
-from streamer.config_load import build_config
+from streamer.configfile import build_config
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset], float] | None:

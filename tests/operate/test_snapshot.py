@@ -9,7 +9,7 @@ import sys
 import feeds
 import zmq
 
-from streamer.snapshot import LastValueCache, SnapshotConfig, SnapshotServer, request_snapshot
+from streamer.outputs.snapshot import LastValueCache, SnapshotConfig, SnapshotServer, request_snapshot
 from streamer.subscribe import Subscriber
 
 # events with thresholds a random tiny model reaches (its 5 scores sit near 0.2), so some stay open
@@ -97,7 +97,7 @@ def test_snapshot_socket_ignores_malformed_requests_and_filters_by_stream():
 
 
 def test_snapshot_socket_uses_the_publishers_curve_keys(tmp_path):
-    from streamer.security import CurveServer, client_options, generate_keypair
+    from streamer.outputs.security import CurveServer, client_options, generate_keypair
 
     _, server_secret = generate_keypair(tmp_path / "server", "server")
     allowed_public, allowed_secret = generate_keypair(tmp_path / "allowed", "client")

@@ -20,10 +20,10 @@ import zmq.auth
 
 import feeds
 from model.errors import ConfigError, PublisherError
-from streamer import security
+from streamer.outputs import security
 from streamer.config import PublisherConfig
-from streamer.publisher import Publisher
-from streamer.stats import StatsRegistry
+from streamer.outputs.publisher import Publisher
+from streamer.core.stats import StatsRegistry
 from streamer.subscribe import Subscriber
 
 pytestmark = pytest.mark.timeout(90)
@@ -96,7 +96,7 @@ def _start_publisher(config: PublisherConfig, ctx) -> Publisher:
 @pytest.mark.parametrize("curve", [False, True])
 def test_warning_on_a_reachable_bind_only_without_curve(curve, tmp_path, monkeypatch, caplog):
     # The address is loopback (tests send nothing elsewhere); the publisher is told it is not.
-    monkeypatch.setattr("streamer.publisher.is_loopback", lambda address: False)
+    monkeypatch.setattr("streamer.outputs.publisher.is_loopback", lambda address: False)
     options = {}
     if curve:
         security.generate_keypair(tmp_path / "server", "server")
@@ -104,7 +104,7 @@ def test_warning_on_a_reachable_bind_only_without_curve(curve, tmp_path, monkeyp
         options = {"curve_secret_key": str(tmp_path / "server" / "server.key_secret"),
                    "curve_allow_dir": str(tmp_path / "clients")}
     ctx = zmq.Context()
-    with caplog.at_level(logging.WARNING, logger="streamer.publisher"):
+    with caplog.at_level(logging.WARNING, logger="streamer.outputs.publisher"):
         pub = _start_publisher(PublisherConfig(address=feeds.free_tcp_address(), **options), ctx)
         pub.stop()
     ctx.term()

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from model.errors import ConfigError
-from streamer.capture import CaptureThread, backoff_delay
+from streamer.sources.capture import CaptureThread, backoff_delay
 from streamer.config import SourceConfig, SourceOptions
 from streamer.redact import redact
-from streamer.ring import FrameRing
-from streamer.sources import KINDS, kind_of, plan_source
-from streamer.stats import StreamStats
+from streamer.core.ring import FrameRing
+from streamer.sources.table import KINDS, kind_of, plan_source
+from streamer.core.stats import StreamStats
 
 
 def test_opencv_environment_is_set_by_importing_streamer():

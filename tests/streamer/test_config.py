@@ -9,7 +9,7 @@ import pytest
 import run_stream
 from model.errors import ConfigError
 from streamer.config import SourceOptions, WindowConfig
-from streamer.config_load import build_config, load_yaml, merge, source_from_flag
+from streamer.configfile import build_config, load_yaml, merge, source_from_flag
 
 REPO = Path(__file__).resolve().parents[2]
 

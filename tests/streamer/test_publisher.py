@@ -9,8 +9,8 @@ import zmq
 
 from model.errors import PublisherError
 from streamer.config import PublisherConfig
-from streamer.publisher import Publisher
-from streamer.stats import StatsRegistry
+from streamer.outputs.publisher import Publisher
+from streamer.core.stats import StatsRegistry
 from streamer.subscribe import Collector, Subscriber, format_result
 
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from streamer.ring import FrameRing, reserve
+from streamer.core.ring import FrameRing, reserve
 
 
 def push(ring: FrameRing, value: int, **kw) -> bool:

@@ -7,9 +7,9 @@ import time
 
 import torch
 
-from streamer.ring import FrameRing
-from streamer.scheduler import Scheduler, StreamCursor, WindowPlan
-from streamer.stats import StreamStats
+from streamer.core.ring import FrameRing
+from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan
+from streamer.core.stats import StreamStats
 
 FRAME = torch.zeros((3, 2, 2))
 

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.windows import frames_needed, nearest, stride_indices, time_targets
+from streamer.core.windows import frames_needed, nearest, stride_indices, time_targets
 
 
 def test_stride_indices():

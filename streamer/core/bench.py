@@ -3,9 +3,9 @@
 On CUDA: fp16, bf16 and int8 (bitsandbytes); the reference for top-1 agreement is fp16. On CPU: fp32,
 bf16 and int8 (fp16 is CUDA-only here and is not measured); the reference is fp32. Clips are rendered
 by the synthetic source (moving shapes, so the logits are not noise) and preprocessed on the device
-by the pipeline's own :class:`streamer.device.DeviceStage`. Per precision and batch: latency per
+by the pipeline's own :class:`streamer.core.device.DeviceStage`. Per precision and batch: latency per
 batch and per clip (median of ``repeats`` timed runs after ``warmup``), clips/s, weight memory, and
-on CUDA the peak memory a forward adds. The recommendation per batch (streamer/precision.py) is
+on CUDA the peak memory a forward adds. The recommendation per batch (streamer/core/precision.py) is
 cached, and ``precision: auto`` uses it.
 """
 
@@ -32,7 +32,7 @@ def synthetic_clips(n: int, num_frames: int, stage, seed: int = 0):
     """``n`` clips ``(n, T, 3, h, w)`` on the stage's device: consecutive frames of synthetic scenes."""
     import torch
 
-    from streamer.synthetic.capture import SyntheticCapture
+    from streamer.sources.synthetic.capture import SyntheticCapture
 
     clips = []
     per_source = 4
@@ -77,7 +77,7 @@ def measure_precision(source: str, precision: str, device: str, clips, bench: Be
 
     import model as model_pkg
     from model.quantize import weight_bytes
-    from streamer.device import model_input_dtype
+    from streamer.core.device import model_input_dtype
 
     out: dict[str, Any] = {"precision": precision, "rows": [], "top1": None, "note": ""}
     try:
@@ -126,8 +126,8 @@ def run_bench(app, bench: BenchConfig, out: TextIO, write_cache: bool = True) ->
 
     import model as model_pkg
     from model.preprocess import Preprocessor
-    from streamer import precision as prec
-    from streamer.device import DeviceStage
+    from streamer.core import precision as prec
+    from streamer.core.device import DeviceStage
     from streamer.pipeline import resolve_device
 
     device, _ = resolve_device(app.model.device, "fp32")

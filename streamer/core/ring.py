@@ -10,7 +10,7 @@ it is about to overwrite (:meth:`release_before`), so every window of a file is 
 
 Sequence numbers (``seq``) count pushes from 0; ``seq % capacity`` is the slot.
 
-With ``device`` set (e.g. ``cuda``), frame storage lives on that device (see :mod:`streamer.device`):
+With ``device`` set (e.g. ``cuda``), frame storage lives on that device (see :mod:`streamer.core.device`):
 the writer synchronizes its current stream before it publishes a frame, and a reader synchronizes
 its own stream after a gather before the seqlock check, so the check covers a finished copy.
 """

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from model.errors import ConfigError, SourceError
-from streamer.stats import StatsRegistry
+from streamer.core.stats import StatsRegistry
 
 log = logging.getLogger(__name__)
 

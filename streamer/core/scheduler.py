@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamer.ring import FrameRing
-from streamer.stats import StreamStats
-from streamer.windows import nearest, stride_indices, time_targets
+from streamer.core.ring import FrameRing
+from streamer.core.stats import StreamStats
+from streamer.core.windows import nearest, stride_indices, time_targets
 
 log = logging.getLogger(__name__)
 

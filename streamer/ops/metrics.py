@@ -4,7 +4,7 @@ Off by default; on with ``metrics.enabled: true`` or ``--metrics-port N`` (binds
 loopback by default). Served from its own registry (never the process-global one), so several
 pipelines in one process do not collide.
 
-Counters and states are read from :class:`streamer.stats.StatsRegistry` at scrape time (one writer
+Counters and states are read from :class:`streamer.core.stats.StatsRegistry` at scrape time (one writer
 per counter already keeps them; nothing is counted twice). Histograms are observed from every
 message the publisher sent (:meth:`Metrics.on_sent`, publisher thread):
 
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from model.errors import ConfigError, PublisherError
-from streamer.stats import STATES, StatsRegistry
+from streamer.core.stats import STATES, StatsRegistry
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from typing import Callable, Optional
 
 from model.errors import ConfigError, PublisherError
 from streamer.redact import redact
-from streamer.security import is_loopback
+from streamer.outputs.security import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def request_snapshot(address: str, *, streams: list[str] | tuple[str, ...] = (),
                      context=None, max_bytes: int = 16 << 20, curve: dict | None = None) -> dict | None:
     """Ask a pipeline's snapshot socket for the state of every stream; None if no answer in ``timeout`` s.
 
-    ``curve``: CURVE client options (:func:`streamer.security.client_options`) when the pipeline uses CURVE.
+    ``curve``: CURVE client options (:func:`streamer.outputs.security.client_options`) when the pipeline uses CURVE.
     """
     import zmq
 

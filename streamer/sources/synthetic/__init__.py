@@ -6,10 +6,10 @@ numpy + cv2 only (no torch). ``open_capture(params)`` gives a live source with t
 
 from __future__ import annotations
 
-from streamer.synthetic.actions import CLASSES, DOCUMENTED, REVERSED, WIDE, Ranges
-from streamer.synthetic.capture import SyntheticCapture, open_capture, parse_params
-from streamer.synthetic.scene import Scene, Segment
-from streamer.synthetic.video import ground_truth, sidecar_path, write_video
+from streamer.sources.synthetic.actions import CLASSES, DOCUMENTED, REVERSED, WIDE, Ranges
+from streamer.sources.synthetic.capture import SyntheticCapture, open_capture, parse_params
+from streamer.sources.synthetic.scene import Scene, Segment
+from streamer.sources.synthetic.video import ground_truth, sidecar_path, write_video
 
 __all__ = [
     "CLASSES",

@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 
-from streamer.stats import StatsRegistry
+from streamer.core.stats import StatsRegistry
 
 log = logging.getLogger(__name__)
 

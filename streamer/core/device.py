@@ -3,7 +3,7 @@
 Per source, a :class:`DeviceStage` (called by that source's capture thread) copies the decoded uint8
 frame into a pinned host staging buffer, uploads it with a non-blocking copy on the thread's own side
 stream, and runs the preprocessing arithmetic (channel order, resize, crop, normalize) on the device,
-in the dtype the model's first layer takes. The ring (:class:`streamer.ring.FrameRing` with
+in the dtype the model's first layer takes. The ring (:class:`streamer.core.ring.FrameRing` with
 ``device=``) keeps those frames on the device; the scheduler gathers windows there by index into a
 device batch; the model runs on it; only the top-k scores come back to the host.
 

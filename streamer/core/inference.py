@@ -6,9 +6,9 @@ import logging
 import threading
 import time
 
-from streamer import protocol
-from streamer.publisher import Publisher
-from streamer.scheduler import Scheduler
+from streamer.outputs import protocol
+from streamer.outputs.publisher import Publisher
+from streamer.core.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 

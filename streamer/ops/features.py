@@ -17,7 +17,7 @@ from typing import Callable
 
 from model.errors import PublisherError
 from streamer.config import AppConfig
-from streamer.stats import StatsRegistry
+from streamer.core.stats import StatsRegistry
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class OperatorFeatures:
         cfg = self.config
         streams = [s.stream for s in self.stats]
         if cfg.events.enabled:
-            from streamer.events import EventStage
+            from streamer.ops.events import EventStage
 
             labels = [net.id2label[i] for i in range(len(net.id2label))]
             cfg.events.check_labels(labels)
@@ -55,7 +55,7 @@ class OperatorFeatures:
                                      live_for=lambda stream: self._live.get(stream, True))
             publisher.listeners.append(self.events.on_sent)
         if cfg.snapshot.address is not None:
-            from streamer.snapshot import LastValueCache, SnapshotServer
+            from streamer.outputs.snapshot import LastValueCache, SnapshotServer
 
             self.cache = LastValueCache(streams)
             publisher.listeners.append(self.cache.on_sent)
@@ -67,14 +67,14 @@ class OperatorFeatures:
                                            secure=curve.secure if curve is not None else None)
             self.snapshot.start_and_wait()
         if cfg.metrics.enabled:
-            from streamer.metrics import Metrics, model_bytes
+            from streamer.ops.metrics import Metrics, model_bytes
 
             self.metrics = Metrics(cfg.metrics, self.stats, model_info=model_info, model_size=model_bytes(net),
                                    device=device, publisher_counts=lambda: (publisher.sent, publisher.dropped))
             publisher.listeners.append(self.metrics.on_sent)
             self.metrics.start()
         if cfg.annotate.active:
-            from streamer.annotate import Annotator
+            from streamer.ops.annotate import Annotator
 
             annotator = Annotator(cfg.annotate, streams, self.stats, fps_for=self._fps)
             if annotator.show or cfg.annotate.path is not None:  # a window without a display: nothing to do

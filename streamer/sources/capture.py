@@ -22,9 +22,9 @@ from typing import Callable
 
 from model.errors import SourceError
 from streamer.redact import redact
-from streamer.ring import FrameRing, reserve
-from streamer.sources import SourcePlan
-from streamer.stats import StreamStats
+from streamer.core.ring import FrameRing, reserve
+from streamer.sources.table import SourcePlan
+from streamer.core.stats import StreamStats
 
 log = logging.getLogger(__name__)
 

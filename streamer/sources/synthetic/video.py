@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 
 from model.errors import SourceError
-from streamer.synthetic.actions import CLASSES
-from streamer.synthetic.scene import Scene
+from streamer.sources.synthetic.actions import CLASSES
+from streamer.sources.synthetic.scene import Scene
 
 log = logging.getLogger(__name__)
 

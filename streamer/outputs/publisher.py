@@ -20,11 +20,11 @@ import time
 from typing import NamedTuple
 
 from model.errors import PublisherError
-from streamer import protocol
+from streamer.outputs import protocol
 from streamer.config import PublisherConfig
 from streamer.redact import redact
-from streamer.security import CurveServer, is_loopback
-from streamer.stats import StatsRegistry, StreamStats
+from streamer.outputs.security import CurveServer, is_loopback
+from streamer.core.stats import StatsRegistry, StreamStats
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Publisher:
         #: metrics, snapshot cache, annotation); a listener may call :meth:`publish`, never block
         self.listeners: list = []
         self._error: BaseException | None = None
-        self._curve = None  # streamer.security.CurveServer when publisher.curve_secret_key is set
+        self._curve = None  # streamer.outputs.security.CurveServer when publisher.curve_secret_key is set
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=False)
 
     # ---- any thread --------------------------------------------------------------------------
@@ -112,7 +112,7 @@ class Publisher:
 
     @property
     def curve(self):
-        """The running ``streamer.security.CurveServer`` (keys and allow-list) when CURVE is on, else None."""
+        """The running ``streamer.outputs.security.CurveServer`` (keys and allow-list) when CURVE is on, else None."""
         return self._curve
 
     def _stop_curve(self) -> None:

@@ -13,8 +13,8 @@ import math
 import cv2
 import numpy as np
 
-from streamer.synthetic.actions import WIDE, Ranges
-from streamer.synthetic.scene import Scene
+from streamer.sources.synthetic.actions import WIDE, Ranges
+from streamer.sources.synthetic.scene import Scene
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:

@@ -73,7 +73,7 @@ def _query(url: str) -> dict[str, str]:
 
 
 def _testpattern_capture(url: str, options: SourceOptions):
-    from streamer.testpattern import TestPatternCapture
+    from streamer.sources.testpattern import TestPatternCapture
 
     try:
         return TestPatternCapture.from_params(_query(url))
@@ -83,10 +83,10 @@ def _testpattern_capture(url: str, options: SourceOptions):
 
 def _synthetic_capture(url: str, options: SourceOptions):
     try:
-        synthetic = importlib.import_module("streamer.synthetic")
+        synthetic = importlib.import_module("streamer.sources.synthetic")
         open_capture = getattr(synthetic, "open_capture")
     except (ImportError, AttributeError):
-        raise SourceError("the synthetic source (streamer.synthetic.open_capture) is not available in this "
+        raise SourceError("the synthetic source (streamer.sources.synthetic.open_capture) is not available in this "
                           "install; use testpattern:// instead") from None
     try:
         return open_capture(_query(url))

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from model.errors import ConfigError
-from streamer.synthetic.scene import Scene
+from streamer.sources.synthetic.scene import Scene
 
 log = logging.getLogger(__name__)
 
