@@ -4,7 +4,6 @@ nonsense value (R21)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 
@@ -12,6 +11,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from model.errors import ConfigError
 from streamer.config import AppConfig
@@ -94,8 +94,10 @@ KEY_PATH = re.compile(r"^(config|[A-Za-z_]\w*(\[\d+\])?(\.[\w ]*(\[\d+\])?)*|sou
 
 
 def numbers(obj) -> list[float]:
-    if dataclasses.is_dataclass(obj):
-        return [x for f in dataclasses.fields(obj) for x in numbers(getattr(obj, f.name))]
+    if isinstance(obj, BaseModel):
+        return [x for name in type(obj).model_fields for x in numbers(getattr(obj, name))]
+    if isinstance(obj, dict):
+        return [x for item in obj.values() for x in numbers(item)]
     if isinstance(obj, tuple):
         return [x for item in obj for x in numbers(item)]
     return [obj] if isinstance(obj, (int, float)) and not isinstance(obj, bool) else []
@@ -121,5 +123,6 @@ def test_any_config_document_loads_or_fails_with_one_line(doc, fuzz_dir):
         assert "Kanary9" not in message and "p@ss" not in message  # credentials never echoed
         return
     assert isinstance(cfg, AppConfig) and len(plans) == len(cfg.sources) >= 1
-    assert all(math.isfinite(x) for x in numbers(cfg)), cfg
+    found = numbers(cfg)
+    assert len(found) >= 30 and all(math.isfinite(x) for x in found), cfg
     assert len({s.id for s in cfg.sources}) == len(cfg.sources)
