@@ -352,11 +352,27 @@ class AppConfig(Section):
 
 
 def config_schema() -> dict[str, Any]:
-    """The JSON Schema of a config file (docs/config.schema.json)."""
-    schema = AppConfig.model_json_schema()
+    """The JSON Schema of a config file (docs/config.schema.json).
+
+    That of :class:`AppConfig`, for a file rather than the merged result: no key is required (a file
+    merges over configs/default.yaml), and a source may be a bare URL string.
+    """
+    schema = _untitled(AppConfig.model_json_schema())
+    schema.pop("required", None)
+    sources = schema["properties"]["sources"]
+    sources["items"] = {"anyOf": [{"type": "string", "minLength": 1}, sources["items"]]}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "timesformer-stream config file (merged over configs/default.yaml; see docs/CONFIG.md)"
     return schema
+
+
+def _untitled(node: Any) -> Any:
+    """The schema without the titles pydantic derives from key names ("Hop S"): noise in an editor."""
+    if isinstance(node, dict):
+        return {k: _untitled(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+    if isinstance(node, list):
+        return [_untitled(v) for v in node]
+    return node
 
 
 def schema_text() -> str:

@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
@@ -76,7 +76,8 @@ def keys_as_text(value: Any) -> Any:
 
 Address = Annotated[str, AfterValidator(_check_address)]  #: a ZeroMQ address to bind
 ConfigPath = Annotated[str, PathRule("path")]  #: a local file or folder
-SourceUrl = Annotated[str, BeforeValidator(_index_as_text), Field(min_length=1), PathRule("source_url")]
+SourceUrl = Annotated[str, BeforeValidator(_index_as_text), Field(min_length=1), PathRule("source_url"),
+                      WithJsonSchema({"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer", "minimum": 0}]})]
 CheckpointRef = Annotated[str, Field(min_length=1), PathRule("checkpoint")]
 
 
