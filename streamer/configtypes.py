@@ -28,7 +28,7 @@ class Section(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
-    def __init__(self, **data: Any) -> None:
+    def __init__(self, /, **data: Any) -> None:
         # pydantic calls __init__ for nested sections too, so each level turns its own errors into a
         # line relative to itself and the level above prefixes its key (streamer.configerrors)
         try:

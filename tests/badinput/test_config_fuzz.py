@@ -30,7 +30,7 @@ SECTIONS = {
 }
 OPTIONS = ["open_timeout_s", "read_timeout_s", "stall_timeout_s", "backoff_initial_s", "backoff_max_s", "loop",
            "ring_capacity", "max_pixels", "max_fps", "fps_hint", "max_gap_intervals"]
-TYPOS = ["hopp", "strid", "max_bach", "sndhwn", "", "Window", "sources ", "__class__", "!!python"]
+TYPOS = ["hopp", "strid", "max_bach", "sndhwn", "", "Window", "sources ", "__class__", "!!python", "self"]
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True, allow_infinity=True),

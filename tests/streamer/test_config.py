@@ -163,6 +163,8 @@ def test_views_from_yaml_and_flag(tmp_path):
     ({"snapshot": {"address": "udp://h:1"}},
      "snapshot.address: 'udp://h:1' must be tcp://HOST:PORT, ipc://PATH or inproc://NAME"),
     ({"annotate": {"path": "out.gif"}}, "annotate.path: 'out.gif' must end in .mp4, .avi, .mkv"),
+    ({"window": {"self": 1}}, "window.self: unknown key; known keys here: freshness_s, hop, hop_s, num_frames, "
+                              "span_s, stride"),
     ({"window": {"a\nb": 1}}, "window.'a\\nb': unknown key; known keys here: freshness_s, hop, hop_s, num_frames, "
                               "span_s, stride"),
 ])
