@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from model.errors import ConfigError
 from streamer.config import AppConfig
-from streamer.configfile import build_config, load_yaml
+from streamer.configfile import build_config, read_layer
 from streamer.sources.table import plan_source
 
 pytestmark = pytest.mark.timeout(120)
@@ -37,7 +37,7 @@ scalars = st.one_of(
     st.sampled_from(["auto", "int8", "cpu", "cuda:0", "live", "file", "off", "DEBUG", "tcp://127.0.0.1:5555",
                      "ipc:///tmp/x", "udp://h", "rtsp://u.ser:p@ss@127.0.0.1/x", "0", "clip.mp4",
                      "testpattern://?fps=25", "ftp://h/x", ""]),
-    st.text(max_size=12),
+    st.text(max_size=12), st.sampled_from(["${HOME}/x.mp4", "$${literal}", "${", "${NO_SUCH_VAR_X}"]),
 )
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(st.text(max_size=6), inner, max_size=3)),
@@ -81,6 +81,7 @@ source = sometimes(st.one_of(
     st.sampled_from(["clip.mp4", "rtsp://cam.local/live", "0", "testpattern://", "bogus://x"]),
     st.fixed_dictionaries({"id": sometimes(st.sampled_from(["cam0", "a-b_c", "", "a b", "x.y"])),
                            "url": sometimes(st.sampled_from(["rtsp://first.last:Kanary9@127.0.0.1/live", "a.mp4",
+                                                             "rtsp://first.last:${FUZZ_CAM_PASSWORD}@127.0.0.1/x",
                                                              "synthetic://actions", "gopher://x"]))},
                           optional={"mode": field("mode"), "options": section(OPTIONS)}),
 ))
@@ -108,13 +109,20 @@ def fuzz_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def password_in_the_environment():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FUZZ_CAM_PASSWORD", "Kanary9")  # expanded into URLs: never echoed either
+        yield
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=documents)
 def test_any_config_document_loads_or_fails_with_one_line(doc, fuzz_dir):
     path = fuzz_dir / "c.yaml"  # one file, rewritten per example
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
     try:
-        cfg = build_config(load_yaml(path))
+        cfg = build_config(read_layer(path))  # as run_stream reads it: ${ENV} expanded, paths resolved
         plans = [plan_source(s) for s in cfg.sources]
     except ConfigError as exc:
         message = str(exc)
