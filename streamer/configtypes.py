@@ -5,7 +5,7 @@
   with one line naming the key, whether the section is built from YAML or constructed in code.
 * Annotated value types: :data:`Address` (the one ZeroMQ address check), :data:`ConfigPath` and the
   other path-like strings, marked with :class:`PathRule` so that a relative path in a config file
-  is resolved against that file's folder (:func:`streamer.configfile.resolve_paths`). A later
+  is resolved against that file's folder (:func:`streamer.configlayers.resolve_paths`). A later
   feature that declares a key as ``ConfigPath`` gets that resolution without further code.
 """
 
@@ -66,6 +66,7 @@ def _index_as_text(value: Any) -> Any:
 
 
 def list_as_tuple(value: Any) -> Any:
+    """A YAML list where the model keeps a tuple (frozen all the way down)."""
     return tuple(value) if isinstance(value, list) else value
 
 
