@@ -9,7 +9,7 @@ import re
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -91,7 +91,7 @@ documents = st.builds(
                           optional={name: sometimes(section(keys)) for name, keys in SECTIONS.items()}),
     sometimes(st.just({}), st.dictionaries(st.sampled_from(["extras", "modle", "Sources"]), values, max_size=1)))
 
-KEY_PATH = re.compile(r"^(config|[A-Za-z_]\w*(\[\d+\])?(\.[\w ]*(\[\d+\])?)*|sources\[[^\]]+\]\.\w+)[:.]")
+KEY_PATH = re.compile(r"^(config|[A-Za-z_]\w*(\[\d+\])*(\.[\w ]*(\[\d+\])*)*|sources\[[^\]]+\]\.\w+)[:.]")
 
 
 def numbers(obj) -> list[float]:
@@ -118,6 +118,7 @@ def password_in_the_environment():
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=documents)
+@example(doc={"sources": None, "extras": [["${NO_SUCH_VAR_X}"]]})  # an env error inside nested lists
 def test_any_config_document_loads_or_fails_with_one_line(doc, fuzz_dir):
     path = fuzz_dir / "c.yaml"  # one file, rewritten per example
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
