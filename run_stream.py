@@ -36,7 +36,9 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run_stream.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", type=Path, help=f"YAML config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[1])})")
+    p.add_argument("--config", type=Path,
+                   help=f"YAML config, merged key by key over {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[1])}; "
+                        "its relative paths are relative to its folder; ${ENV} is expanded (docs/CONFIG.md)")
     p.add_argument("--source", action="append", metavar="[ID=]URL",
                    help="video source: camera index, /dev/videoN, rtsp://, http(s)://, tcp://, file, "
                         "testpattern://, synthetic://; repeat for several; replaces the config's sources")
@@ -74,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
-    """Flag values as a config dict (only flags that were given)."""
+    """Flag values as a config dict (only flags that were given); ``${ENV}`` in them is expanded at load."""
     from streamer.configfile import source_from_flag
 
     out: dict = {}
@@ -106,10 +108,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def load_app_config(args: argparse.Namespace):
-    from streamer.configfile import build_config, load_yaml, merge
+    """configs/default.yaml, the ``--config`` file merged over it, the flags over both (docs/CONFIG.md)."""
+    from streamer.configfile import load_config
 
-    data = load_yaml(args.config if args.config is not None else DEFAULT_CONFIG)
-    return build_config(merge(data, overrides_from_args(args)))
+    return load_config(args.config, overrides_from_args(args), defaults=DEFAULT_CONFIG)
 
 
 def setup_logging(level: str) -> None:

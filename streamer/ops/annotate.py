@@ -22,37 +22,14 @@ import queue
 import sys
 import threading
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from model.errors import ConfigError, SourceError
+from model.errors import SourceError
+from streamer.config import ANNOTATE_FORMATS as _FOURCC, AnnotateConfig
 from streamer.core.stats import StatsRegistry
 
 log = logging.getLogger(__name__)
-
-_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-
-
-@dataclass(frozen=True)
-class AnnotateConfig:
-    """The ``annotate`` section."""
-
-    path: Optional[str] = None  #: video file to write (.mp4, .avi or .mkv); None: no file
-    window: bool = False  #: also show the frames in a window (needs a display)
-    max_pending: int = 128  #: frames held per stream waiting for the result that covers them
-    queue_size: int = 256  #: frames in flight from the capture threads to the annotate thread
-
-    def __post_init__(self) -> None:
-        if self.path is not None and Path(self.path).suffix.lower() not in _FOURCC:
-            raise ConfigError(f"path: {self.path!r} must end in .mp4, .avi or .mkv")
-        if self.max_pending < 1 or self.queue_size < 1:
-            raise ConfigError("max_pending: and queue_size must be >= 1")
-
-    @property
-    def active(self) -> bool:
-        return self.path is not None or self.window
-
 
 def output_path(path: str | Path, stream: str, several: bool) -> Path:
     """``out.mp4`` for a single stream; ``out.<stream>.mp4`` when several streams are annotated."""

@@ -25,106 +25,22 @@ file-mode sources, wall-clock capture time for live ones. Events carry both wall
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Callable, Literal, Optional
+from dataclasses import dataclass
+from typing import Callable
 
-from model.errors import ConfigError
+from streamer.config import EVENT_HISTORY as _HISTORY, EventRule, EventsConfig
 
 log = logging.getLogger(__name__)
 
-Smoothing = Literal["ema", "k_of_n"]
 VERSION = 1
-_HISTORY = 64  # windows of history kept per stream for back-dating
 
 
 def event_topic(stream: str) -> str:
     return f"event.{stream}"
-
-
-@dataclass(frozen=True)
-class EventRule:
-    """How one class becomes events (``events.default``, or a class's merged override)."""
-
-    enabled: bool = True
-    smoothing: Smoothing = "k_of_n"
-    alpha: float = 0.5  #: ema: weight of the newest score
-    k: int = 2  #: k_of_n: windows that must agree ...
-    n: int = 3  #: ... out of the last n
-    enter: float = 0.6  #: smoothed score that opens an event
-    exit: float = 0.4  #: smoothed score below which it ends (<= enter: hysteresis)
-    min_duration_s: float = 0.5  #: shorter candidates are never announced
-    cooldown_s: float = 1.0  #: after an end, the class cannot start again for this long
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.alpha <= 1.0:
-            raise ConfigError(f"alpha: must be in (0, 1], got {self.alpha}")
-        if self.k < 1 or self.n < self.k:
-            raise ConfigError(f"k: need 1 <= k <= n, got k={self.k}, n={self.n}")
-        if self.n > _HISTORY:
-            raise ConfigError(f"n: must be <= {_HISTORY}, got {self.n}")
-        if not 0.0 < self.enter <= 1.0:
-            raise ConfigError(f"enter: must be in (0, 1], got {self.enter}")
-        if not 0.0 <= self.exit <= self.enter:
-            raise ConfigError(f"exit: must be in [0, enter={self.enter}], got {self.exit}")
-        if self.min_duration_s < 0 or self.cooldown_s < 0:
-            raise ConfigError("min_duration_s: and cooldown_s must be >= 0")
-
-    @property
-    def boundary(self) -> float:
-        return (self.enter + self.exit) / 2.0
-
-
-@dataclass(frozen=True)
-class ClassOverride:
-    """``events.classes.<label>``: any field left out is taken from ``events.default``."""
-
-    enabled: Optional[bool] = None
-    smoothing: Optional[Smoothing] = None
-    alpha: Optional[float] = None
-    k: Optional[int] = None
-    n: Optional[int] = None
-    enter: Optional[float] = None
-    exit: Optional[float] = None
-    min_duration_s: Optional[float] = None
-    cooldown_s: Optional[float] = None
-
-
-@dataclass(frozen=True)
-class EventsConfig:
-    """The ``events`` section. On by default: the embedded default emits events."""
-
-    enabled: bool = True
-    default: EventRule = field(default_factory=EventRule)
-    classes: dict[str, ClassOverride] = field(default_factory=dict)
-    update_interval_s: float = 1.0  #: an open event sends an ``update`` this often (stream clock)
-
-    def __post_init__(self) -> None:
-        if self.update_interval_s <= 0:
-            raise ConfigError(f"update_interval_s: must be > 0, got {self.update_interval_s}")
-        for label in self.classes:
-            try:
-                self.rule(label)
-            except ConfigError as exc:
-                raise ConfigError(f"classes.{label}.{exc}") from None
-
-    def rule(self, label: str) -> EventRule:
-        over = self.classes.get(label)
-        if over is None:
-            return self.default
-        changes = {f.name: getattr(over, f.name) for f in dataclasses.fields(over) if getattr(over, f.name) is not None}
-        return dataclasses.replace(self.default, **changes)
-
-    def check_labels(self, labels: tuple[str, ...] | list[str]) -> None:
-        """A per-class rule for a label the model does not have is a config error (a typo, usually)."""
-        unknown = sorted(set(self.classes) - set(labels))
-        if unknown:
-            shown = ", ".join(list(labels)[:12]) + (", ..." if len(labels) > 12 else "")
-            raise ConfigError(f"events.classes.{unknown[0]}: not a label of the model; its labels are: {shown}")
 
 
 @dataclass(frozen=True)

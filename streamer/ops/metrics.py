@@ -33,31 +33,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Callable
 
-from model.errors import ConfigError, PublisherError
+from model.errors import PublisherError
+from streamer.config import MetricsConfig
 from streamer.core.stats import STATES, StatsRegistry
 
 log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    """The ``metrics`` section."""
-
-    enabled: bool = False
-    host: str = "127.0.0.1"  #: loopback by default; "0.0.0.0" exposes it on every interface
-    port: int = 9108  #: 0: any free port (logged)
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port: must be in 0..65535, got {self.port}")
-        if not self.host:
-            raise ConfigError("host: must not be empty; use 127.0.0.1 for loopback")
 
 
 def model_bytes(net) -> int:

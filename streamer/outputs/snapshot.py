@@ -24,10 +24,10 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional
 
-from model.errors import ConfigError, PublisherError
+from model.errors import PublisherError
+from streamer.config import SnapshotConfig
 from streamer.redact import redact
 from streamer.outputs.security import is_loopback
 
@@ -35,22 +35,6 @@ log = logging.getLogger(__name__)
 
 VERSION = 1
 REQUEST = b"snapshot"
-
-
-@dataclass(frozen=True)
-class SnapshotConfig:
-    """The ``snapshot`` section: off unless an address is given."""
-
-    address: Optional[str] = None  #: e.g. tcp://127.0.0.1:5556 (a different port than the publisher)
-    max_request_bytes: int = 4096
-    linger_ms: int = 200
-
-    def __post_init__(self) -> None:
-        if self.address is not None and (
-                "://" not in self.address or self.address.split("://", 1)[0] not in ("tcp", "ipc", "inproc")):
-            raise ConfigError(f"address: {self.address!r} must be tcp://HOST:PORT, ipc://PATH or inproc://NAME")
-        if self.max_request_bytes < 64 or self.linger_ms < 0:
-            raise ConfigError("max_request_bytes: must be >= 64 (and linger_ms >= 0)")
 
 
 class LastValueCache:

@@ -11,7 +11,8 @@ import pytest
 
 from model.errors import ConfigError
 from streamer.configfile import build_config
-from streamer.ops.events import ClassOverride, EventRule, EventsConfig, StreamEvents
+from streamer.config import ClassOverride, EventRule, EventsConfig
+from streamer.ops.events import StreamEvents
 from streamer.sources.synthetic import CLASSES, Scene
 
 FPS = 25.0
