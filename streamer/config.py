@@ -12,6 +12,7 @@ from typing import Literal, Optional
 
 from model.errors import ConfigError
 from streamer.ops.annotate import AnnotateConfig
+from streamer.ops.console_config import AlertConfig, ClipsConfig, UiConfig
 from streamer.ops.events import EventsConfig
 from streamer.ops.metrics import MetricsConfig
 from streamer.outputs.snapshot import SnapshotConfig
@@ -203,6 +204,9 @@ class AppConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)  #: Prometheus endpoint (streamer/ops/metrics.py)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)  #: annotated video (streamer/ops/annotate.py)
     snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)  #: late joiners (streamer/outputs/snapshot.py)
+    ui: UiConfig = field(default_factory=UiConfig)  #: web console (streamer/ops/console/)
+    clips: ClipsConfig = field(default_factory=ClipsConfig)  #: event clips (streamer/ops/clips.py)
+    alerts: tuple[AlertConfig, ...] = ()  #: webhooks and MQTT (streamer/ops/alerts.py)
 
     def __post_init__(self) -> None:
         if not self.sources:

@@ -77,7 +77,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
     where = path or "config"
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {_describe(data)}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in known:
@@ -97,6 +97,10 @@ def _build(cls: type, data: Any, path: str) -> Any:
 def _convert(tp: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is typing.Annotated or (isinstance(tp, type) and hasattr(tp, "model_validate")):
+        from streamer.ops.console_config import parse_section  # pydantic sections (ui, clips, alerts)
+
+        return parse_section(tp, value, path)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
