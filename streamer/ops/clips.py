@@ -32,8 +32,10 @@ from streamer.ops.console_config import ClipsConfig
 
 log = logging.getLogger(__name__)
 
-#: longest wait between an event's (back-dated) start and its start message that clips still cover
-ANNOUNCE_SLACK_S = 10.0
+#: longest wait between an event's (back-dated) start and its start message that clips still cover (smoothing,
+#: min_duration_s and a slow model add up: 14 s was seen with the 8-view demo on a loaded 2-core machine);
+#: ``buffer_mb`` bounds the memory this takes
+ANNOUNCE_SLACK_S = 30.0
 _RETENTION_EVERY_S = 60.0
 _EPS = 1e-6  # clock comparisons: frame 15 at 25 fps is 0.6 s, whatever the float rounding
 
@@ -281,7 +283,7 @@ class ClipRecorder(threading.Thread):
         if job.missed:
             why.append(f"{job.missed} frames missed")
         if job.first.t > job.start_t - cfg.pre_s + self._interval(job.stream):
-            why.append(f"pre-roll {job.start_t - job.first.t:.2f} s of {cfg.pre_s:g} s")
+            why.append(f"pre-roll {max(0.0, job.start_t - job.first.t):.2f} s of {cfg.pre_s:g} s")
         if job.truncated:
             why.append(f"longer than max_clip_s {cfg.max_clip_s:g} s")
         elif not job.reached:
