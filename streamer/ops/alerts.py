@@ -37,6 +37,21 @@ log = logging.getLogger(__name__)
 _PERMANENT_OK = (408, 429)  # 4xx codes that are worth a retry
 
 
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """``https://user:pass@host/x`` as (``https://host/x``, a Basic ``Authorization`` value); urllib
+    sends no credentials from a URL itself."""
+    import base64
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode("utf-8")
+    return urlunsplit(parts._replace(netloc=netloc)), "Basic " + base64.b64encode(pair).decode("ascii")
+
+
 class Outbox:
     """A bounded FIFO whose ``put`` never blocks: when full, the oldest item is dropped and returned."""
 
@@ -105,8 +120,8 @@ class WebhookSender(_Sender):
     def __init__(self, config: WebhookAlert, stats: StatsRegistry, index: int = 0) -> None:
         super().__init__(f"alert-webhook-{index}", config.queue_size, stats)
         self.config = config
-        self.url = config.url.get_secret_value()
-        self.shown = redact(self.url)
+        self.url, self.basic = split_credentials(config.url.get_secret_value())
+        self.shown = redact(config.url.get_secret_value())
         self.source = f"webhook {self.shown}"
 
     def on_sent(self, topic: str, payload: dict) -> None:
@@ -129,6 +144,8 @@ class WebhookSender(_Sender):
         body = json.dumps(msg, separators=(",", ":")).encode("utf-8")
         headers = {"Content-Type": "application/json", "User-Agent": "timesformer-stream",
                    "X-Event-Id": str(msg.get("id", "")), "X-Event-Phase": str(msg.get("phase", ""))}
+        if self.basic is not None:
+            headers["Authorization"] = self.basic
         headers.update({k: v.get_secret_value() for k, v in cfg.headers.items()})
         stream = str(msg.get("stream"))
         attempt = 0
@@ -238,20 +255,23 @@ class MqttSender(_Sender):
             self._close(client)
 
     def _loop(self, client) -> None:
-        failures, next_try = 0, 0.0
+        attempts, next_try = 0, 0.0
         while not self.stop_event.is_set():
-            if not self.connected.is_set() and client.socket() is None and time.monotonic() >= next_try:
+            if self.connected.is_set():
+                attempts = 0
+                self._publish_waiting(client)
+            elif client.socket() is None:  # not connected, not connecting: (re)connect with capped backoff
+                if time.monotonic() < next_try:
+                    self.stop_event.wait(0.05)
+                    continue
+                attempts += 1
+                delay = min(30.0, 0.5 * 2 ** (attempts - 1))
+                next_try = time.monotonic() + delay
                 try:
                     client.connect(self.config.host, self.config.port, self.config.keepalive_s)
                 except OSError as exc:
-                    failures += 1
-                    delay = min(30.0, 0.5 * 2 ** (failures - 1))
-                    next_try = time.monotonic() + delay
-                    self._problem(f"cannot connect ({exc.strerror or exc}); retry in {delay:.1f} s")
+                    self._problem(f"cannot connect ({exc.strerror or exc}); next try in {delay:.1f} s")
                     continue
-                failures = 0
-            if self.connected.is_set():
-                self._publish_waiting(client)
             client.loop(timeout=0.05)
 
     def _publish_waiting(self, client) -> None:

@@ -248,7 +248,7 @@ class Console(threading.Thread):
             raise web.HTTPFound("/")
         form = await request.post()
         if auth.token_ok(self._token, str(form.get("token", ""))):
-            response = web.HTTPSeeOther("/")
+            response = web.Response(status=303, headers={"Location": "/"})
             response.set_cookie(auth.COOKIE, auth.session_value(self._token), httponly=True, samesite="Strict",
                                 path="/")
             return response
