@@ -298,6 +298,13 @@ class Alerts:
 
     def __init__(self, configs, stats: StatsRegistry) -> None:
         kinds = {"webhook": WebhookSender, "mqtt": MqttSender}
+        if any(c.kind == "mqtt" for c in configs):
+            try:
+                import paho.mqtt.client  # noqa: F401
+            except ImportError:
+                from model.errors import ConfigError
+
+                raise ConfigError("alerts: MQTT needs paho-mqtt: pip install -e '.[mqtt]'") from None
         self.senders = [kinds[c.kind](c, stats, i) for i, c in enumerate(configs)]
 
     def on_sent(self, topic: str, payload: dict) -> None:

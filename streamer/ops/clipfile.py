@@ -21,13 +21,17 @@ _TIME_BASE = Fraction(1, 1000)
 _SUFFIXES = (".mp4", ".json", ".part")
 
 
-def _import_av():
+def require_av():
+    """PyAV with an H.264 encoder, or a one-line ConfigError (checked when clips start, before any camera)."""
+    from model.errors import ConfigError
+
     try:
         import av
     except ImportError:
-        from model.errors import ConfigError
-
-        raise ConfigError("clips need PyAV: pip install -e '.[console]' (or set clips.enabled: false)") from None
+        raise ConfigError("clips need PyAV, a dependency of this package: pip install av (or --clips off)") from None
+    if "libx264" not in av.codecs_available:
+        raise ConfigError("clips: this PyAV build has no H.264 encoder (libx264); install the PyPI wheel "
+                          "(pip install --force-reinstall av) or run with --clips off")
     return av
 
 
@@ -46,7 +50,7 @@ class ClipFile:
         self.frames = 0
 
     def _open(self, frame) -> None:
-        av = _import_av()
+        av = require_av()
         h, w = frame.shape[:2]
         self._size = (w - w % 2, h - h % 2)  # yuv420p needs even sides
         self.part.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from streamer.core.stats import StatsRegistry
-from streamer.ops.clipfile import ClipFile, enforce_retention
+from streamer.ops.clipfile import ClipFile, enforce_retention, require_av
 from streamer.ops.console_config import ClipsConfig
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class ClipRecorder(threading.Thread):
                  fps_for: Callable[[str], float | None] = lambda stream: None,
                  on_clip: Callable[[dict], None] | None = None) -> None:
         super().__init__(name="clips", daemon=False)
+        require_av()
         self.config = config
         self.stats = stats
         self.root = root

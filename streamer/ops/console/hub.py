@@ -52,6 +52,7 @@ class ConsoleState:
             return []
         entry["clip"] = f"/clips/{meta['clip']}"
         entry["clip_complete"] = bool(meta.get("complete"))
+        entry["clip_note"] = meta.get("incomplete", "")
         return [("event", entry)]
 
     def _result(self, stream: str, msg: dict) -> dict:

@@ -151,7 +151,11 @@ function renderEvent(ev) {
     const play = el("button", "play", "▶ play");
     play.addEventListener("click", () => playClip(ev));
     clip.append(play);
-    if (!ev.clip_complete) clip.append(el("span", "pending", " incomplete"));
+    if (!ev.clip_complete) {
+      const note = el("span", "pending", " incomplete");
+      note.title = ev.clip_note || "";
+      clip.append(note);
+    }
   } else if (ev.clip_pending || ev.phase !== "end") {
     clip.append(el("span", "pending", ev.phase === "end" ? "writing…" : "recording…"));
   }
