@@ -22,7 +22,7 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 #: ``buffer_mb`` bounds the memory this takes
 ANNOUNCE_SLACK_S = 30.0
 _RETENTION_EVERY_S = 60.0
+_KNOWN = 4096  # events whose clip path is remembered for their end message
 _EPS = 1e-6  # clock comparisons: frame 15 at 25 fps is 0.6 s, whatever the float rounding
 
 
@@ -111,8 +112,8 @@ class ClipRecorder(threading.Thread):
         self._wake = threading.Event()
         self._stop_event = threading.Event()
         self._open_streams: set[str] = set()  # streams with a clip being written (read by capture threads)
-        self._clips: dict[str, str] = {}  # event id -> relative path, for clips started (publisher thread)
-        self._failed: set[str] = set()  # event ids whose clip could not be written
+        #: event id -> relative path of its clip (None: it could not be written); the newest _KNOWN events
+        self._clips: OrderedDict[str, str | None] = OrderedDict()
         self._jobs: dict[str, _Job] = {}
         self.written = 0
         self.missed = 0  # frames that left a buffer before the writer took them
@@ -136,6 +137,8 @@ class ClipRecorder(threading.Thread):
         phase = payload.get("phase")
         if phase == "start":
             self._clips[payload["id"]] = f"{payload['stream']}/{payload['id']}.mp4"
+            while len(self._clips) > _KNOWN:
+                self._clips.popitem(last=False)
         elif phase != "end":
             return
         try:
@@ -148,8 +151,6 @@ class ClipRecorder(threading.Thread):
 
     def clip_for(self, stream: str, event_id: str) -> str | None:
         """The clip's path relative to ``clips.dir`` if one is being written for this event, else None."""
-        if event_id in self._failed:
-            return None
         return self._clips.get(event_id)
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -208,7 +209,8 @@ class ClipRecorder(threading.Thread):
     def _command(self, msg: dict) -> None:
         stream, event_id = msg["stream"], msg["id"]
         if msg["phase"] == "start":
-            self._jobs[event_id] = _Job(msg, self._clips[event_id], self._clock(stream, msg, "start"))
+            rel = f"{stream}/{event_id}.mp4"
+            self._jobs[event_id] = _Job(msg, rel, self._clock(stream, msg, "start"))
             return
         job = self._jobs.get(event_id)
         if job is not None:
@@ -245,7 +247,8 @@ class ClipRecorder(threading.Thread):
 
     def _fail(self, job: _Job, exc: BaseException) -> None:
         job.failed = True
-        self._failed.add(job.id)
+        if job.id in self._clips:
+            self._clips[job.id] = None
         if job.file is not None:
             job.file.abandon()
             job.file = None

@@ -3,7 +3,7 @@
 Fed from other threads without ever blocking them: :meth:`Console.on_sent` (publisher thread)
 and :meth:`Console.on_clip` (clip writer) put into a bounded inbox (full: dropped and counted) and
 wake the loop; :meth:`Console.on_frame` (capture threads) only keeps a reference to the newest raw
-frame. Pages get a snapshot, then live updates over Server-Sent Events (``/api/updates``); each page
+frame (R27). Pages get a snapshot, then live updates over Server-Sent Events (``/api/updates``); each page
 has a bounded queue, and a page that falls behind gets a fresh snapshot instead of a backlog.
 Previews are encoded on request only (so only while a page shows the tile), at most
 ``ui.preview_fps`` a second per stream however many pages watch, scaled to ``ui.preview_width``.
@@ -50,8 +50,7 @@ def _page(name: str) -> str:
 
 
 class Console(threading.Thread):
-    def __init__(self, config: UiConfig, streams: list[str], *, clips_root: Path | None = None,
-                 state_of=lambda stream: "") -> None:
+    def __init__(self, config: UiConfig, streams: list[str], *, clips_root: Path | None = None) -> None:
         super().__init__(name="console", daemon=False)
         self.config = config
         self.streams = list(streams)
