@@ -5,9 +5,9 @@ Three live runs of N synthetic cameras (160x120, 25 fps) through the motion-demo
 embedded default's window and events, measured over the same span after a warm-up:
   off        the console and clips off;
   on         the console on a free loopback port and clips on (a temporary folder), no page open;
-  on+pages   the same with P pages open in headless Chromium (one browser, P windows). The browser
-             runs on the same cores at nice 19, standing in for the operator's own machine (with
-             equal priority it takes CPU from the model, which measures the browser, not the console).
+  on+pages   the same with P pages open in headless Chromium (one browser, P windows), once per
+             --nice value: the browser runs on the same cores, at nice 19 standing in for the
+             operator's own machine, at nice 0 competing with the model for the CPU.
 Reported: capture→publish p50/p99 (from the results a ZeroMQ subscriber got) and its rise; page update
 latency (result published → the tile shows it, measured in each page); the clip writer's CPU.
 
@@ -15,7 +15,7 @@ Then the clip writer alone, recording one stream continuously (an event that nev
 the synthetic renderer at 160x120 and 1280x720: CPU seconds per second of video = share of one core
 per recording stream.
 
-    python benchmarks/bench_console.py [--streams 8] [--pages 3] [--seconds 45]
+    python benchmarks/bench_console.py [--streams 8] [--pages 3] [--seconds 60] [--nice 19 0]
     python benchmarks/bench_console.py --smoke        # 2 streams, 1 page, short runs, nothing written
 
 Prints tables and replaces its section of BENCHMARKS.md unless --no-write/--smoke.
@@ -70,9 +70,9 @@ def config(streams: int, seconds: float, console: bool, clips_dir: Path, threads
 class Pages(threading.Thread):
     """Opens ``count`` console pages once the console listens; collects their latencies at the end."""
 
-    def __init__(self, pipeline: Pipeline, count: int, profile: Path) -> None:
+    def __init__(self, pipeline: Pipeline, count: int, profile: Path, nice: int) -> None:
         super().__init__(name="bench-pages", daemon=False)
-        self.pipeline, self.count, self.profile = pipeline, count, profile
+        self.pipeline, self.count, self.profile, self.nice = pipeline, count, profile, nice
         self.done = threading.Event()
         self.latencies: list[float] = []
         self.error: str | None = None
@@ -86,7 +86,7 @@ class Pages(threading.Thread):
         if console is None or not console.ready.is_set():
             self.error = "the console never started"
             return
-        driver = browser(self.profile, nice=19)
+        driver = browser(self.profile, nice=self.nice)
         try:
             handles = []
             for i in range(self.count):
@@ -106,10 +106,10 @@ class Pages(threading.Thread):
 WARMUP_FRACTION = 0.2  # the first fifth of each page's updates is its warm-up
 
 
-def live_run(args, console: bool, pages_open: int, work: Path) -> dict:
+def live_run(args, console: bool, pages_open: int, work: Path, nice: int = 19) -> dict:
     data, address = config(args.streams, args.seconds, console, work / "clips", args.threads)
     pipeline = Pipeline(build_config(data))
-    pages = Pages(pipeline, pages_open, work / f"profile-{pages_open}") if pages_open else None
+    pages = Pages(pipeline, pages_open, work / f"profile-{pages_open}-{nice}", nice) if pages_open else None
     if pages is not None:
         pages.start()
     try:
@@ -120,7 +120,7 @@ def live_run(args, console: bool, pages_open: int, work: Path) -> dict:
             pages.join(120)
     first = min(r["published_ts"] for r in observed.results) + WARMUP_S
     latency = np.array([r["latency_ms"]["capture_to_publish"] for r in observed.results if r["published_ts"] >= first])
-    row = {"run": ("on+pages" if pages_open else "on") if console else "off", "results": len(latency), "publish_p50": float(np.percentile(latency, 50)),
+    row = {"run": (f"on+pages, nice {nice}" if pages_open else "on") if console else "off", "results": len(latency), "publish_p50": float(np.percentile(latency, 50)),
            "publish_p99": float(np.percentile(latency, 99)), "page_p50": None, "page_p99": None,
            "page_updates": 0, "clip_cpu": None, "clips": 0}
     if console:
@@ -169,7 +169,7 @@ def tables(rows: list[dict], costs: list[dict], args) -> str:
     off = rows[0]
     out = [f"{args.streams} synthetic live streams (160x120, 25 fps), motion-demo fp32 one view, {args.seconds:.0f} s "
            f"runs, first {WARMUP_S:.0f} s left out; console run: {args.pages} pages open in headless Chromium on the "
-           "same machine at nice 19, clips on.\n",
+           "same machine (at the nice value shown), clips on.\n",
            "| run | results | capture→publish p50 ms | p99 ms | page update p50 ms | p99 ms | page updates | "
            "clip writer, share of a core per stream | clips written |",
            "|---|---|---|---|---|---|---|---|---|"]
@@ -193,15 +193,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--streams", type=int, default=8)
     p.add_argument("--pages", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=45.0, help="length of each live run")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of each live run")
     p.add_argument("--clip-seconds", type=float, default=20.0, help="video seconds per clip-cost row")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--nice", type=int, nargs="+", default=[19, 0], help="the browser's nice value, one run each")
     p.add_argument("--note", default="", help="a line printed with the numbers (e.g. the machine's load)")
     p.add_argument("--smoke", action="store_true", help="2 streams, 1 page, short runs, nothing written")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = p.parse_args(argv)
     if args.smoke:
         args.streams, args.pages, args.seconds, args.clip_seconds, args.no_write = 2, 1, 20.0, 2.0, True
+        args.nice = [19]
     return args
 
 
@@ -214,7 +216,8 @@ def main(argv=None) -> int:
     tune_interpreter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        rows = [live_run(args, False, 0, work), live_run(args, True, 0, work), live_run(args, True, args.pages, work)]
+        rows = [live_run(args, False, 0, work), live_run(args, True, 0, work)]
+        rows += [live_run(args, True, args.pages, work, nice) for nice in args.nice]
         costs = [clip_cost(160, 120, args.clip_seconds, work), clip_cost(1280, 720, args.clip_seconds / 2, work)]
     body = f"Machine: {machine()}.{(' ' + args.note) if args.note else ''}\n\n" + tables(rows, costs, args)
     print(body)

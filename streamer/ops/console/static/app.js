@@ -76,8 +76,8 @@ function renderTile(data) {
   drops.title = Object.entries(data.drops_by || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
   const warnings = $(".warnings", tile);
   warnings.replaceChildren(...(data.warnings || []).map((w) => el("li", "", w)));
-  if (data.published_ts && data.published_ts !== tile.dataset.published) {
-    tile.dataset.published = data.published_ts;
+  if (data.published_ts && String(data.published_ts) !== tile.dataset.published) {  // a new result, not a status
+    tile.dataset.published = String(data.published_ts);
     tile.dataset.top = data.top && data.top.length ? data.top[0].label : "";
     stats.latencies.push(Date.now() / 1000 - data.published_ts);  // result published -> tile shows it
     if (stats.latencies.length > 5000) stats.latencies.shift();
