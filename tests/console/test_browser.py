@@ -67,3 +67,36 @@ def test_console_page_in_a_real_browser(chromium_ready, tmp_path, validate):
             validate(msg)
             assert "clip" not in msg or (clips / msg["clip"]).is_file(), msg
     assert "Traceback" not in run.stderr(), run.stderr()[-3000:]
+
+
+def test_grid_of_64_streams_and_a_phone_width_screen(chromium_ready, tmp_path):
+    """Layout only: a console fed as the publisher would, 64 streams, wide and phone-sized windows."""
+    import time as clock
+
+    from streamer.ops.console.server import Console
+    from streamer.ops.console_config import UiConfig
+
+    streams = [f"cam{i:02d}" for i in range(64)]
+    console = Console(UiConfig(address="127.0.0.1:0"), streams)
+    console.start_and_wait()
+    driver = browser(tmp_path / "profile")
+    try:
+        for stream in streams:
+            console.on_sent("result." + stream, {
+                "type": "result", "stream": stream, "seq": 1, "window": {}, "published_ts": clock.time(),
+                "top_k": [{"label": "move_left", "score": 0.8}, {"label": "grow", "score": 0.1},
+                          {"label": "still", "score": 0.05}], "latency_ms": {"capture_to_publish": 40.0}})
+        driver.get(console.url)
+        assert until(driver, "document.querySelectorAll('.tile').length === 64", 20)
+        assert driver.execute_script("return document.body.classList.contains('many')")
+        columns = driver.execute_script(
+            "return getComputedStyle(document.querySelector('#tiles')).gridTemplateColumns.split(' ').length;")
+        assert columns >= 4, columns  # a grid at 1280 px, not a column
+        driver.set_window_size(390, 844)  # a phone
+        assert until(driver, "getComputedStyle(document.querySelector('#tiles')).gridTemplateColumns"
+                             ".split(' ').length === 1", 10)
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1;"), \
+            "the page is wider than a phone's screen"
+    finally:
+        driver.quit()
+        console.stop()
