@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 #: ``buffer_mb`` bounds the memory this takes
 ANNOUNCE_SLACK_S = 30.0
 _RETENTION_EVERY_S = 60.0
+FINAL_BUDGET_S = 2.0  # at shutdown, open clips get this long to encode what they still have
 _KNOWN = 4096  # events whose clip path is remembered for their end message
 _EPS = 1e-6  # clock comparisons: frame 15 at 25 fps is 0.6 s, whatever the float rounding
 
@@ -194,8 +195,9 @@ class ClipRecorder(threading.Thread):
                 break
             self._command(msg)
         cpu0 = time.thread_time()
+        deadline = time.monotonic() + FINAL_BUDGET_S if final else None
         for job in list(self._jobs.values()):
-            self._pull(job)
+            self._pull(job, deadline)
             if final or job.reached:
                 self._finish(job)
         self.cpu_s += time.thread_time() - cpu0
@@ -216,8 +218,9 @@ class ClipRecorder(threading.Thread):
         if job is not None:
             job.end_t, job.end_msg = self._clock(stream, msg, "end"), msg
 
-    def _pull(self, job: _Job) -> None:
-        """Encode the job's frames that arrived since the last pull (its pre-roll on the first)."""
+    def _pull(self, job: _Job, deadline: float | None = None) -> None:
+        """Encode the job's frames that arrived since the last pull (its pre-roll on the first); past
+        ``deadline`` (shutdown) the rest counts as missed."""
         cfg = self.config
         frames, oldest = self.buffers[job.stream].after(job.last_index, job.start_t - cfg.pre_s - _EPS)
         if job.last_index >= 0 and oldest > job.last_index + 1:  # frames left the buffer unwritten
@@ -226,9 +229,14 @@ class ClipRecorder(threading.Thread):
             self.missed += lost
         limit = job.start_t + cfg.max_clip_s
         stop_t = min(limit, job.end_t + cfg.post_s if job.end_t is not None else float("inf"))
-        for frame in frames:
+        for n, frame in enumerate(frames):
             if frame.t > stop_t + _EPS:  # the first frame past the clip: it is whole
                 job.reached, job.truncated = True, stop_t == limit
+                break
+            if deadline is not None and time.monotonic() > deadline:  # shutting down: keep exit prompt (R19)
+                lost = sum(1 for f in frames[n:] if f.t <= stop_t + _EPS)
+                job.missed += lost
+                self.missed += lost
                 break
             job.last_index, job.last = frame.index, frame
             if job.first is None:

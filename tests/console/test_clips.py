@@ -177,3 +177,19 @@ def test_retention_deletes_oldest_past_size_and_age_and_nothing_else(tmp_path):
     left = sorted(p.name for p in (root / "cam").iterdir())
     assert deleted == 2
     assert left == [".r-cam-4.mp4.part", "notes.txt", "r-cam-2.json", "r-cam-2.mp4", "r-cam-3.json", "r-cam-3.mp4"]
+
+
+def test_shutdown_encodes_for_a_bounded_time_and_counts_the_rest(tmp_path, monkeypatch):
+    import streamer.ops.clips as clips
+
+    monkeypatch.setattr(clips, "FINAL_BUDGET_S", 0.0)  # no time left at all: nothing more is encoded
+    rec, _, done = recorder(tmp_path, pre_s=0.0)
+    t0 = time.time()
+    cap = TestPatternCapture(width=160, height=120, fps=FPS)
+    feed(rec, cap, 0, 5, t0)
+    rec.on_sent("event.cam", event("cam", "start", 0, None, t0))
+    rec.step(final=False)  # frames 0..5 written
+    feed(rec, cap, 6, 60, t0)  # a backlog of 55 frames when the run stops
+    rec.step(final=True)
+    meta = done[0]
+    assert meta["frames"] == 6 and meta["missed"] == 55 and not meta["complete"]
