@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show the annotated video in a window (needs a display)")
     p.add_argument("--snapshot", metavar="ADDRESS",
                    help="bind a snapshot socket for late joiners, e.g. tcp://127.0.0.1:5556")
+    p.add_argument("--ui", metavar="ADDRESS|off",
+                   help="serve the web console on HOST:PORT (default 127.0.0.1:8080), or off")
+    p.add_argument("--clips", metavar="DIR|off", help="write a clip of each event under DIR, or off")
     p.add_argument("--no-events", dest="events", action="store_false", default=None,
                    help="do not publish action events")
     p.add_argument("--bench", action="store_true",
@@ -104,6 +107,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
     put("annotate", "window", args.show)
     put("snapshot", "address", args.snapshot)
     put("events", "enabled", args.events)
+    for section, key, value in (("ui", "address", args.ui), ("clips", "dir", args.clips)):
+        if value is not None:
+            put(section, "enabled", value != "off")
+            put(section, key, None if value == "off" else value)
     return out
 
 

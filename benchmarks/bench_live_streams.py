@@ -56,6 +56,7 @@ def run_once(streams: int, seconds: float, precision: str, threads: int, views: 
                      "views": views}
     data["publisher"] = {"address": address, "wait_subscribers": 1, "sndhwm": 100000, "queue_size": 100000}
     data["logging"] = {"status_line": "off", "level": "WARNING"}
+    data["ui"], data["clips"] = {"enabled": False}, {"enabled": False}  # benchmarks/bench_console.py measures them
     data["run"] = {"duration_s": seconds}
     config = build_config(data)
     pipeline = Pipeline(config)

@@ -63,6 +63,7 @@ def run_once(model: Path, video: Path, streams: int, mode: str, seconds: float, 
         "model": {"source": str(model), "threads": threads, "precision": precision, "device": device},
         "publisher": {"address": address, "wait_subscribers": 1, "sndhwm": 100000, "queue_size": 100000},
         "logging": {"status_line": "off", "level": "WARNING"},
+        "ui": {"enabled": False}, "clips": {"enabled": False},  # benchmarks/bench_console.py measures them
         "run": {"duration_s": seconds},
     }
     pipeline = Pipeline(build_config(data))

@@ -17,7 +17,7 @@ import sys
 from typing import Annotated, Any, ClassVar, Literal, Optional
 
 from pydantic import AfterValidator, BeforeValidator, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, \
-    PositiveInt, model_validator
+    PositiveInt, SecretStr, model_validator
 
 from model.errors import ConfigError
 from streamer.configerrors import key_path, short
@@ -319,6 +319,180 @@ class SnapshotConfig(Section):
     linger_ms: NonNegativeInt = Field(200, description="how long close() may flush replies")
 
 
+UI_TOKEN_ENV = "TIMESFORMER_UI_TOKEN"  #: read when ``ui.token`` is not in the config (e.g. with ``--ui HOST:PORT``)
+EventPhase = Literal["start", "update", "end"]
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port); ValueError with the fix otherwise."""
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{short(address)} must be HOST:PORT, e.g. 127.0.0.1:8080 (port 0: any free port)")
+    return host, int(port)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise invalid("must not be empty")
+    return value
+
+
+def _check_host_port(value: str) -> str:
+    try:
+        split_host_port(value)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    return value
+
+
+def _token_from_env(data: Any) -> Any:
+    if isinstance(data, dict) and data.get("token") is None:
+        import os
+
+        if os.environ.get(UI_TOKEN_ENV):
+            return {**data, "token": os.environ[UI_TOKEN_ENV]}
+    return data
+
+
+class UiConfig(Section):
+    """The ``ui`` section: the operator's web page (streamer/ops/console/; ``--ui ADDRESS``, ``--ui off``)."""
+
+    enabled: bool = Field(True, description="serve the web console")
+    address: Annotated[str, AfterValidator(_check_host_port)] = Field(
+        "127.0.0.1:8080", description="HOST:PORT to serve on (port 0: any free port); off loopback a token is "
+                                      "required (S10)")
+    token: Optional[SecretStr] = Field(None, description=f"required off loopback; every request then carries it "
+                                                         f"(login form cookie, or Authorization: Bearer); default: "
+                                                         f"the {UI_TOKEN_ENV} environment variable")
+    preview_fps: Annotated[float, Field(gt=0, le=5.0)] = Field(5.0, description="at most this many preview JPEGs a "
+                                                                                "second per stream")
+    preview_width: Annotated[int, Field(ge=64, le=480)] = Field(480, description="previews are scaled down to at "
+                                                                                 "most this width")
+    events: Annotated[int, Field(ge=1, le=1000)] = Field(200, description="newest events listed on the page")
+    timeline_s: Annotated[float, Field(gt=0, le=3600)] = Field(600.0, description="span of each stream's timeline")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env_token(cls, data: Any) -> Any:
+        return _token_from_env(data)
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> "UiConfig":
+        if self.enabled and self.token is None and not self.loopback:
+            raise ConfigError(f"token: binding {self.address} lets other machines open the console: set ui.token "
+                              f"(or the {UI_TOKEN_ENV} environment variable), or bind 127.0.0.1")
+        if self.token is not None and len(self.token.get_secret_value()) < 8:
+            raise ConfigError("token: use at least 8 characters")
+        return self
+
+    @property
+    def host(self) -> str:
+        return split_host_port(self.address)[0]
+
+    @property
+    def port(self) -> int:
+        return split_host_port(self.address)[1]
+
+    @property
+    def loopback(self) -> bool:
+        from streamer.outputs.security import is_loopback
+
+        return is_loopback(f"tcp://{self.host}:{self.port}")
+
+
+class ClipsConfig(Section):
+    """The ``clips`` section: an MP4 per event, ``<dir>/<stream>/<event id>.mp4`` (streamer/ops/clips.py)."""
+
+    enabled: bool = Field(True, description="write a clip for every event")
+    dir: Annotated[ConfigPath, AfterValidator(_not_blank)] = Field("clips", description="folder of the clips")
+    pre_s: Annotated[float, Field(ge=0, le=60)] = Field(3.0, description="seconds of video before the event's start")
+    post_s: Annotated[float, Field(ge=0, le=60)] = Field(2.0, description="seconds after its end")
+    max_clip_s: PositiveFloat = Field(300.0, description="a longer event's clip stops here (marked truncated)")
+    max_total_mb: PositiveFloat = Field(2000.0, description="the oldest clips are deleted past this total")
+    max_age_h: PositiveFloat = Field(72.0, description="clips older than this are deleted")
+    buffer_mb: Annotated[float, Field(gt=0, le=4096)] = Field(
+        64.0, description="raw frames kept per stream for the pre-roll and for the writer to catch up; a large "
+                          "source keeps fewer seconds than pre_s then (the clip starts later; its .json says where)")
+    crf: Annotated[int, Field(ge=0, le=51)] = Field(26, description="H.264 quality (lower: better and larger)")
+
+
+class AlertFilter(Section):
+    """What an alert sends: event phases, classes and streams (empty: all)."""
+
+    phases: Annotated[tuple[EventPhase, ...], BeforeValidator(list_as_tuple)] = Field(
+        ("start", "end"), description="which event phases are sent")
+    classes: Annotated[tuple[str, ...], BeforeValidator(list_as_tuple)] = Field(
+        (), description="only these labels (empty: all)")
+    streams: Annotated[tuple[str, ...], BeforeValidator(list_as_tuple)] = Field(
+        (), description="only these streams (empty: all)")
+    queue_size: Annotated[int, Field(ge=1, le=100000)] = Field(
+        100, description="messages waiting to be sent; when full the oldest is dropped (counted)")
+
+    def wants(self, msg: dict) -> bool:
+        return (msg.get("phase") in self.phases and (not self.classes or msg.get("label") in self.classes)
+                and (not self.streams or msg.get("stream") in self.streams))
+
+
+class WebhookAlert(AlertFilter):
+    """``{kind: webhook, url: ...}``: a JSON POST of each event message (streamer/ops/alerts.py)."""
+
+    kind: Literal["webhook"] = Field(description="webhook")
+    url: SecretStr = Field(description="http(s)://...; may carry a secret: write it as ${ENV_VAR}")
+    headers: Annotated[dict[str, SecretStr], BeforeValidator(keys_as_text)] = Field(
+        {}, description="extra request headers, e.g. {Authorization: 'Bearer ${HOOK_TOKEN}'}")
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = Field(5.0, description="per request")
+    backoff_initial_s: PositiveFloat = Field(0.5, description="first retry delay; doubles per failure")
+    backoff_max_s: PositiveFloat = Field(30.0, description="cap of the retry delay")
+    max_attempts: NonNegativeInt = Field(0, description="0: retry until delivered (or pushed out of the queue)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "WebhookAlert":
+        if not self.url.get_secret_value().startswith(("http://", "https://")):
+            raise ConfigError("url: must start with http:// or https://")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigError("backoff_max_s: must be >= backoff_initial_s")
+        return self
+
+
+def _check_topic_prefix(value: str) -> str:
+    if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
+        raise invalid(f"{short(value)} must be a topic without wildcards or leading/trailing '/', e.g. timesformer")
+    return value
+
+
+class MqttAlert(AlertFilter):
+    """``{kind: mqtt, host: ...}``: ``<prefix>/<stream>/event`` and retained ``<prefix>/<stream>/status``, QoS 1."""
+
+    kind: Literal["mqtt"] = Field(description="mqtt")
+    host: Annotated[str, Field(min_length=1)] = Field(description="broker host")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(1883, description="broker port")
+    topic_prefix: Annotated[str, AfterValidator(_check_topic_prefix)] = Field("timesformer", description="topic prefix")
+    username: Optional[str] = Field(None, description="broker user")
+    password: Optional[SecretStr] = Field(None, description="broker password; write it as ${ENV_VAR}")
+    tls: bool = Field(False, description="connect with TLS")
+    client_id: str = Field("", description="empty: the broker assigns one")
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = Field(30, description="MQTT keepalive")
+    status: bool = Field(True, description="also publish each stream's status (retained)")
+    status_interval_s: PositiveFloat = Field(10.0, description="status at most this often unless the state changes")
+    queue_size: Annotated[int, Field(ge=1, le=100000)] = Field(1000, description="messages waiting to be sent; "
+                                                                                 "when full the oldest is dropped")
+
+
+def _alert(value: Any) -> Any:
+    """An alert entry as the model its ``kind`` names (errors then name ``alerts[i].key``, not the union's tag)."""
+    if isinstance(value, (WebhookAlert, MqttAlert)) or not isinstance(value, dict):
+        return value
+    kinds = {"webhook": WebhookAlert, "mqtt": MqttAlert}
+    kind = kinds.get(value.get("kind"))
+    if kind is None:
+        raise ConfigError(f"kind: must be one of {', '.join(kinds)}")
+    return kind(**value)
+
+
+AlertConfig = Annotated[WebhookAlert | MqttAlert, BeforeValidator(_alert)]
+
+
 class AppConfig(Section):
     """The whole configuration: what ``--config`` files, configs/default.yaml and flags describe together."""
 
@@ -336,6 +510,10 @@ class AppConfig(Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
     snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
+    clips: ClipsConfig = Field(default_factory=ClipsConfig)
+    alerts: Annotated[tuple[AlertConfig, ...], BeforeValidator(list_as_tuple)] = Field(
+        (), description="webhooks and MQTT brokers that receive events (streamer/ops/alerts.py)")
 
     @model_validator(mode="after")
     def _sources(self) -> "AppConfig":

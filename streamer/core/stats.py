@@ -37,6 +37,8 @@ class StreamStats:
         self.drops = dict.fromkeys(DROP_REASONS, 0)
         self.latency_ms: deque[float] = deque(maxlen=256)  # recent capture_to_publish
         self.last_result: dict | None = None  # latest published result (for late-joiner snapshots)
+        #: side outputs that fall behind or fail (clips, webhook, mqtt): name -> one line; status shows them (R27)
+        self.warnings: dict[str, str] = {}
         self._lock = threading.Lock()
         self._fps_t0 = time.monotonic()
         self._fps_f0 = 0
@@ -44,6 +46,14 @@ class StreamStats:
     def drop(self, reason: str, n: int = 1) -> None:
         with self._lock:
             self.drops[reason] = self.drops.get(reason, 0) + n
+
+    def warn(self, source: str, text: str | None) -> None:
+        """Set (``text``) or clear (None) the warning of one side output (any thread)."""
+        with self._lock:
+            if text:
+                self.warnings[source] = text
+            else:
+                self.warnings.pop(source, None)
 
     def frame(self, mono: float) -> None:
         """Count one frame that entered the ring (capture thread)."""
@@ -69,6 +79,7 @@ class StreamStats:
     def snapshot(self) -> dict:
         with self._lock:
             drops = dict(self.drops)
+            warnings = sorted(self.warnings.values())
         return {
             "state": self.state,
             "reason": self.reason,
@@ -80,6 +91,7 @@ class StreamStats:
             "decode_errors": self.decode_errors,
             "reconnects": self.reconnects,
             "fps": round(self.current_fps(), 2),
+            "warnings": warnings,
         }
 
 

@@ -1,8 +1,12 @@
-"""The operator features, wired once: action events, metrics, snapshot socket, annotated video.
+"""The operator features, wired once: action events, metrics, snapshot socket, annotated video,
+event clips, alerts (webhooks, MQTT) and the web console.
 
 :class:`OperatorFeatures` keeps :mod:`streamer.pipeline` to a few calls. Everything hangs off the
 publisher's listeners (called in the publisher thread after each send), so what an operator sees —
-events, counters, snapshots, drawn labels — is exactly what went out on the wire.
+events, counters, snapshots, drawn labels, clips, alerts, the web page — is exactly what went out
+on the wire. Raw frames reach the annotator, the clip recorder and the console's previews through
+one tap on the capture thread's preprocess (:meth:`OperatorFeatures.tap`); none of them ever blocks
+a live capture thread or the publisher (R27).
 
 Order: ``start`` after the publisher is bound and before capture starts (a bad per-class event
 rule or a busy port fails before any camera opens); ``close_events`` after inference has stopped
@@ -13,6 +17,8 @@ before the ZeroMQ context is terminated.
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 from typing import Callable
 
 from model.errors import PublisherError
@@ -31,6 +37,9 @@ class OperatorFeatures:
         self.cache = None
         self.snapshot = None
         self.annotator = None
+        self.clips = None
+        self.alerts = None
+        self.console = None
         self._captures: dict = {}
         self._live: dict[str, bool] = {}
 
@@ -46,12 +55,17 @@ class OperatorFeatures:
     def start(self, publisher, context, *, net, device: str, model_info: dict) -> None:
         cfg = self.config
         streams = [s.stream for s in self.stats]
+        if cfg.clips.enabled:
+            from streamer.ops.clips import ClipRecorder
+
+            self.clips = ClipRecorder(cfg.clips, self.stats, root=Path(cfg.clips.dir), fps_for=self._fps,
+                                      live_for=lambda stream: self._live.get(stream, True))
         if cfg.events.enabled:
             from streamer.ops.events import EventStage
 
             labels = [net.id2label[i] for i in range(len(net.id2label))]
             cfg.events.check_labels(labels)
-            self.events = EventStage(cfg.events, publisher.publish, fps_for=self._media_fps,
+            self.events = EventStage(cfg.events, self._event_publisher(publisher), fps_for=self._media_fps,
                                      live_for=lambda stream: self._live.get(stream, True))
             publisher.listeners.append(self.events.on_sent)
         if cfg.snapshot.address is not None:
@@ -81,13 +95,52 @@ class OperatorFeatures:
                 self.annotator = annotator
                 publisher.listeners.append(annotator.on_sent)
                 annotator.start()
+        self._start_console(publisher, streams)
+
+    def _start_console(self, publisher, streams: list[str]) -> None:
+        """Clips, alerts and the web page: listeners after the ones above, so they see events as sent."""
+        cfg = self.config
+        if self.clips is not None:
+            publisher.listeners.append(self.clips.on_sent)
+            self.clips.start()
+        if cfg.alerts:
+            from streamer.ops.alerts import Alerts
+
+            self.alerts = Alerts(cfg.alerts, self.stats)
+            publisher.listeners.append(self.alerts.on_sent)
+            self.alerts.start()
+        if cfg.ui.enabled:
+            from streamer.ops.console.server import Console
+
+            self.console = Console(cfg.ui, streams, clips_root=Path(cfg.clips.dir) if self.clips else None)
+            if self.clips is not None:
+                self.clips.on_clip = self.console.on_clip
+            publisher.listeners.append(self.console.on_sent)
+            self.console.start_and_wait()  # a busy port fails here, before any camera opens
+
+    def _event_publisher(self, publisher) -> Callable:
+        """``publisher.publish`` for events: an ``end`` carries the path of its clip when one is written."""
+        if self.clips is None:
+            return publisher.publish
+        clips = self.clips
+
+        def publish(topic: str, msg: dict) -> bool:
+            if msg.get("phase") == "end":
+                clip = clips.clip_for(msg["stream"], msg["id"])
+                if clip is not None:
+                    msg["clip"] = clip
+            return publisher.publish(topic, msg)
+
+        return publish
 
     def tap(self, plan, preprocess: Callable) -> Callable:
-        """The capture thread's preprocess, wrapped so the annotator sees raw frames (if annotating)."""
+        """The capture thread's preprocess, wrapped so the annotator, the clip recorder and the console's
+        previews see the raw frames (those that are on)."""
         self._live[plan.id] = plan.live
-        if self.annotator is None:
-            return preprocess
-        return self.annotator.tap(plan.id, preprocess, wait=not plan.live)
+        if self.annotator is not None:
+            preprocess = self.annotator.tap(plan.id, preprocess, wait=not plan.live)
+        sinks = [sink.on_frame for sink in (self.clips, self.console) if sink is not None]
+        return raw_frames(plan.id, preprocess, sinks) if sinks else preprocess
 
     def attach(self, captures: list) -> None:
         """The capture threads, for the source frame rates they found on open."""
@@ -108,6 +161,9 @@ class OperatorFeatures:
     def stop(self) -> str | None:
         """Stop the threads this owns; returns an error to report (the annotator failed), else None."""
         error = None
+        for feature in (self.clips, self.alerts, self.console):  # the clips first: the page may show the last
+            if feature is not None:
+                feature.stop()
         if self.annotator is not None:
             self.annotator.stop()
             if self.annotator.error:
@@ -119,3 +175,18 @@ class OperatorFeatures:
         if self.metrics is not None:
             self.metrics.stop()
         return error
+
+
+def raw_frames(stream: str, preprocess: Callable, sinks: list[Callable]) -> Callable:
+    """Wrap ``preprocess`` so each raw frame also goes to every ``sink(stream, index, wall, frame)``
+    first (capture thread; a sink only keeps a reference, it never copies, encodes or waits).
+    ``index`` counts the frames handed to preprocessing, as the annotator's frame numbers do."""
+    counter = iter(range(1 << 62))
+
+    def tapped(frame):
+        index, wall = next(counter), time.time()
+        for sink in sinks:
+            sink(stream, index, wall, frame)
+        return preprocess(frame)
+
+    return tapped

@@ -55,7 +55,7 @@ def result_message(*, stream: str, seq: int, frame_indices: list[int], frame_ts:
 
 
 def status_message(stream: str, url: str, snapshot: dict) -> dict:
-    return {
+    msg = {
         "type": "status",
         "version": VERSION,
         "stream": stream,
@@ -74,6 +74,9 @@ def status_message(stream: str, url: str, snapshot: dict) -> dict:
         "fps": snapshot["fps"],
         "published_ts": None,
     }
+    if snapshot.get("warnings"):  # side outputs falling behind or failing (clips, alerts)
+        msg["warnings"] = snapshot["warnings"]
+    return msg
 
 
 def encode(topic: str, payload: dict) -> list[bytes]:
