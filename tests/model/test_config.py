@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from model.config import TimesformerConfig
+from model.config import Sampling, TimesformerConfig
 from model.errors import CheckpointError, ConfigError
 from model.keymap import detect_format, native_to_hf, to_native
 
@@ -23,9 +23,11 @@ def test_hf_dict_round_trip_keeps_labels_in_id_order():
 def test_transformers_accepts_our_config_dict():
     from transformers import TimesformerConfig as HFConfig
 
-    cfg = TimesformerConfig(num_frames=4, labels=("walk", "run"))
+    cfg = TimesformerConfig(num_frames=4, labels=("walk", "run"), sampling=Sampling(4, stride=2), domain="yards")
     hf = HFConfig(**cfg.to_hf_dict())
     assert hf.num_frames == 4 and hf.id2label == {0: "walk", 1: "run"} and hf.layer_norm_eps == 1e-6
+    # our extra keys ride along untouched and come back
+    assert TimesformerConfig.from_hf_dict(hf.to_dict()) == cfg
 
 
 def test_frozen():

@@ -12,7 +12,7 @@ import pytest
 from model.errors import ConfigError
 from streamer.configfile import build_config
 from streamer.ops.events import ClassOverride, EventRule, EventsConfig, StreamEvents
-from streamer.sources.synthetic import CLASSES, Scene
+from model.demo.render import CLASSES, Scene
 
 FPS = 25.0
 NUM_FRAMES, STRIDE, HOP = 8, 2, 5
