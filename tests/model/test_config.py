@@ -66,3 +66,17 @@ def test_keymap_round_trip_and_detection():
     assert detect_format(["module.model.cls_token", "module.model.patch_embed.proj.weight"]) == "original"
     with pytest.raises(CheckpointError, match="unknown checkpoint layout"):
         detect_format(["foo"])
+
+
+def test_model_imports_neither_streamer_nor_zmq():
+    """Layers import downwards only: the model package, the demo's recipe and renderer included."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, model, model.checkpoint, model.views, model.demo.train, model.demo.render.__main__; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('streamer', 'zmq')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
