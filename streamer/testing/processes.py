@@ -65,6 +65,17 @@ def make_tiny_model(folder: Path, num_frames: int = 8, num_labels: int = 5) -> P
     return save_pretrained(TimeSformer(cfg), folder)
 
 
+def end_process(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """SIGTERM ``proc`` if it still runs, and SIGKILL it when it is not gone within ``grace_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace_s)
+
+
 def rss_kb(pid: int) -> int:
     """Resident set size of a live process, from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -180,13 +191,7 @@ class Recorder:
         return got[-1] if got else None
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc)
         self._fh.close()
         self._err.close()
 

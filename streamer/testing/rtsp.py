@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from streamer.testing.processes import free_port
+from streamer.testing.processes import end_process, free_port
 
 RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -91,13 +91,8 @@ class RtspServer:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            self.proc.send_signal(signal.SIGCONT)  # a frozen server must run to see SIGTERM
+        end_process(self.proc)
         if self.proc.stdout:
             self.proc.stdout.close()
 
