@@ -27,6 +27,7 @@ from model.timesformer import TimeSformer
 
 log = logging.getLogger(__name__)
 
+
 def load_model(
     source: str | Path,
     *,
