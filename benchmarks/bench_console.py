@@ -15,8 +15,8 @@ Then the clip writer alone, recording one stream continuously (an event that nev
 the synthetic renderer at 160x120 and 1280x720: CPU seconds per second of video = share of one core
 per recording stream.
 
-    python benchmarks/bench_console.py [--streams 8] [--pages 3] [--seconds 60] [--nice 19 0]
-    python benchmarks/bench_console.py --smoke        # 2 streams, 1 page, short runs, nothing written
+    python -m benchmarks.bench_console [--streams 8] [--pages 3] [--seconds 60] [--nice 19 0]
+    python -m benchmarks.bench_console --smoke        # 2 streams, 1 page, short runs, nothing written
 
 Prints tables and replaces its section of BENCHMARKS.md unless --no-write/--smoke.
 """
@@ -30,19 +30,15 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from streamer.sources.cvenv import prepare_opencv_environment  # noqa: E402
+from streamer.sources.cvenv import prepare_opencv_environment
 
 prepare_opencv_environment()  # before cv2 is imported
-from chromium import browser, missing_reason  # noqa: E402  (tests/fixtures/chromium.py)
-from feeds import free_port, free_tcp_address  # noqa: E402  (tests/fixtures/feeds.py)
-from harness import run_observed  # noqa: E402  (benchmarks/harness.py)
-from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
+from benchmarks.harness import run_observed  # noqa: E402
+from benchmarks.report import machine, write_section  # noqa: E402
+from streamer.testing.chromium import browser, missing_reason  # noqa: E402
+from streamer.testing.processes import free_port, free_tcp_address  # noqa: E402
 from streamer.configfile import build_config, load_yaml  # noqa: E402
 from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
 
@@ -51,7 +47,7 @@ WARMUP_S = 10.0  # results published before this are left out (model and page wa
 
 
 def config(streams: int, seconds: float, console: bool, clips_dir: Path, threads: int) -> tuple[dict, str]:
-    default = load_yaml(REPO / "configs" / "default.yaml")
+    default = load_yaml(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
     address = free_tcp_address()
     data = {
         "sources": [{"id": f"cam{i}", "url": f"synthetic://actions?seed={i}&fps=25&width=160&height=120",

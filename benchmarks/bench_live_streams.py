@@ -31,7 +31,7 @@ from streamer.sources.cvenv import prepare_opencv_environment  # noqa: E402
 prepare_opencv_environment()  # before cv2 is imported
 from streamer.configfile import build_config, load_yaml  # noqa: E402
 from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
-from streamer.sources.synthetic import CLASSES, Scene  # noqa: E402
+from model.demo.render import CLASSES, Scene  # noqa: E402
 from harness import run_observed  # noqa: E402  (benchmarks/harness.py)
 from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
 

@@ -13,13 +13,14 @@ import logging
 import threading
 import time
 
-from model.errors import ConfigError, RecognizerError
+from model.errors import RecognizerError
 from streamer.sources.capture import CaptureThread
-from streamer.config import AppConfig, WindowConfig
+from streamer.config import AppConfig
+from streamer.core.loading import load, resolve_window, warn_outside_domain
 from streamer.ops.features import OperatorFeatures
 from streamer.outputs.publisher import Publisher
 from streamer.core.ring import FrameRing
-from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan
+from streamer.core.scheduler import Scheduler, StreamCursor
 from streamer.sources.table import plan_source
 from streamer.core.stats import StatsRegistry
 from streamer.ops.statusline import StatusLine
@@ -29,57 +30,6 @@ log = logging.getLogger(__name__)
 
 _STUCK_INFERENCE_S = 30.0
 _CAPTURE_JOIN_S = 1.5  # a thread blocked in OpenCV open/read longer is abandoned at exit (run_stream.py)
-
-
-def resolve_window(cfg: WindowConfig, model_num_frames: int) -> WindowPlan:
-    """Fill the window's defaults: num_frames from the model; stride 1; hop = one sample interval."""
-    num_frames = cfg.num_frames or model_num_frames
-    stride, span_s = cfg.stride, cfg.span_s
-    if stride is None and span_s is None:
-        stride = 1
-    hop, hop_s = cfg.hop, cfg.hop_s
-    if hop is None and hop_s is None:
-        if stride is not None:
-            hop = stride
-        else:
-            hop_s = span_s / num_frames
-    return WindowPlan(num_frames=num_frames, stride=stride, span_s=span_s, hop=hop, hop_s=hop_s,
-                      freshness_s=cfg.freshness_s)
-
-
-def resolve_device(device: str, precision: str, model_source: str | None = None, batch: int = 1) -> tuple[str, str]:
-    """``auto`` device: CUDA if present, else CPU; ``auto`` precision: what ``--bench`` measured for this
-    device, model and batch (streamer/core/precision.py), else int8 on CUDA, fp32 on CPU."""
-    if device == "auto" or device.startswith("cuda"):
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-        if device == "auto":
-            device = "cuda" if has_cuda else "cpu"
-        elif not has_cuda:
-            raise ConfigError(f"model.device: {device!r} asked for but no CUDA device is present; use --device cpu")
-    if precision == "auto":
-        from streamer.core import precision as measured
-
-        precision = (measured.choose(device, model_source, batch) if model_source is not None
-                     else measured.fallback_precision(device))
-    return device, precision
-
-
-def load(cfg: AppConfig):
-    """Load the model as configured; returns (model, device, precision)."""
-    import model as model_pkg
-
-    device, precision = resolve_device(cfg.model.device, cfg.model.precision, cfg.model.source, cfg.batching.max_batch)
-    if cfg.model.threads:
-        import torch
-
-        torch.set_num_threads(cfg.model.threads)
-    net = model_pkg.load_model(cfg.model.source, precision=precision, device=device,
-                               int8_threshold=cfg.model.int8_threshold)
-    from model.views import with_views
-
-    return with_views(net, cfg.model.views), device, precision
 
 
 #: How long a Python thread may hold the GIL while another waits (CPython's default is 5 ms, which
@@ -112,25 +62,22 @@ class Pipeline:
         import zmq
 
         from model.preprocess import Preprocessor
-        from model.views import view_count
         from streamer.core.inference import InferenceWorker
 
         cfg = self.config
-        net, device, precision = load(cfg)
-        window = resolve_window(cfg.window, net.config.num_frames)
-        views = view_count(net)
-        log.info("model %s (%s on %s, %d view%s a window), window %s", getattr(net, "name", cfg.model.source),
-                 precision, device, views, "" if views == 1 else "s", window)
-        from streamer.core.device import DeviceStage, model_input_dtype
+        model, device = load(cfg)
+        window = resolve_window(cfg.window, model)
+        warn_outside_domain(model, self.plans)
+        log.info("model %s (%s on %s, %d view%s a window), window %s", model.name, model.precision, device,
+                 model.views, "" if model.views == 1 else "s", window)
+        from streamer.core.device import DeviceStage
         from streamer.core.runner import ModelRunner
 
         # frames go up as uint8 and stay on the model's device (CPU too: the same code path)
-        frame_dtype = model_input_dtype(net)
+        frame_dtype = model.input_dtype
 
         def stage():
-            return DeviceStage(Preprocessor(net.preprocess_config, device=device, input_order="BGR"), frame_dtype)
-        model_info = {"name": str(getattr(net, "name", cfg.model.source)), "precision": precision,
-                      "license": str(getattr(net, "license", "unknown")), "views": views}
+            return DeviceStage(Preprocessor(model.preprocess, device=device, input_order="BGR"), frame_dtype)
 
         cursors = []
         rings = []
@@ -145,7 +92,7 @@ class Pipeline:
         try:
             self.publisher = Publisher(cfg.publisher, self.stats, ctx)
             self.publisher.start(stop)
-            self.operate.start(self.publisher, ctx, net=net, device=device, model_info=model_info)
+            self.operate.start(self.publisher, ctx, model=model, device=device)
             for plan, ring in zip(self.plans, rings):
                 fixed = plan.config.options.ring_capacity
 
@@ -160,15 +107,15 @@ class Pipeline:
             self.operate.attach(self.captures)
             if stop.is_set():
                 return 0
-            runner = ModelRunner(net, max_batch=cfg.batching.max_batch, compile=cfg.model.compile,
+            runner = ModelRunner(model.network, max_batch=cfg.batching.max_batch, compile=cfg.model.compile,
                                  cuda_graphs=cfg.model.cuda_graphs)
-            pc = net.preprocess_config
+            pc = model.preprocess
             if runner.sizes and (pc.crop_size is not None or pc.size is not None):  # the window's shape is known
                 runner.prepare((window.num_frames, 3, *pc.output_size(1, 1)), frame_dtype)
             for thread in self.captures:
                 thread.start()
-            self.inference = InferenceWorker(runner, scheduler, self.publisher, device=device, top_k=cfg.model.top_k,
-                                             model_info=model_info, max_results=cfg.run.max_windows)
+            self.inference = InferenceWorker(runner, scheduler, self.publisher, model=model, device=device,
+                                             top_k=cfg.model.top_k, max_results=cfg.run.max_windows)
             self.inference.start()
             self._wait(stop, status_line)
         finally:
@@ -230,4 +177,4 @@ class Pipeline:
             ctx.term()
 
 
-__all__ = ["Pipeline", "resolve_window", "resolve_device", "RecognizerError"]
+__all__ = ["Pipeline", "RecognizerError"]

@@ -5,25 +5,31 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING, Callable
 
 from streamer.outputs import protocol
 from streamer.outputs.publisher import Publisher
 from streamer.core.scheduler import Scheduler
 
+if TYPE_CHECKING:
+    from model.loaded import LoadedModel
+
 log = logging.getLogger(__name__)
 
 
 class InferenceWorker(threading.Thread):
-    def __init__(self, model, scheduler: Scheduler, publisher: Publisher, *, device: str, top_k: int,
-                 model_info: dict, max_results: int | None = None) -> None:
+    """``run`` (the :class:`streamer.core.runner.ModelRunner` of ``model``'s network) on every batch."""
+
+    def __init__(self, run: Callable, scheduler: Scheduler, publisher: Publisher, *, model: LoadedModel,
+                 device: str, top_k: int, max_results: int | None = None) -> None:
         super().__init__(name="inference", daemon=False)
-        self.model = model
+        self.run_model = run
         self.scheduler = scheduler
         self.publisher = publisher
         self.device = device
-        self.top_k = min(top_k, len(model.id2label))
-        self.labels = [model.id2label[i] for i in range(len(model.id2label))]
-        self.model_info = model_info
+        self.labels = model.labels
+        self.top_k = min(top_k, len(self.labels))
+        self.model_info = model.info()
         self.max_results = max_results
         self.stop_event = threading.Event()
         self.finished = threading.Event()  # set when the thread ends, for whatever reason
@@ -58,7 +64,7 @@ class InferenceWorker(threading.Thread):
         start = time.monotonic()
         self.busy_since = start
         x = batch.to(self.device, non_blocking=True) if self.device != "cpu" else batch
-        logits = self.model(x)
+        logits = self.run_model(x)
         probs = torch.softmax(logits.float(), dim=-1)
         scores, indices = probs.topk(self.top_k, dim=-1)
         scores, indices = scores.cpu().tolist(), indices.cpu().tolist()

@@ -23,7 +23,7 @@ import sys
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from model.errors import SourceError
 from streamer.config import ANNOTATE_FORMATS as _FOURCC, AnnotateConfig

@@ -19,11 +19,14 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from model.errors import PublisherError
 from streamer.config import AppConfig
 from streamer.core.stats import StatsRegistry
+
+if TYPE_CHECKING:
+    from model.loaded import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class OperatorFeatures:
         """Events measure time in media seconds for file-mode sources, wall clock for live ones."""
         return None if self._live.get(stream, True) else self._fps(stream)
 
-    def start(self, publisher, context, *, net, device: str, model_info: dict) -> None:
+    def start(self, publisher, context, *, model: LoadedModel, device: str) -> None:
         cfg = self.config
         streams = [s.stream for s in self.stats]
         if cfg.clips.enabled:
@@ -63,8 +66,7 @@ class OperatorFeatures:
         if cfg.events.enabled:
             from streamer.ops.events import EventStage
 
-            labels = [net.id2label[i] for i in range(len(net.id2label))]
-            cfg.events.check_labels(labels)
+            cfg.events.check_labels(list(model.labels))
             self.events = EventStage(cfg.events, self._event_publisher(publisher), fps_for=self._media_fps,
                                      live_for=lambda stream: self._live.get(stream, True))
             publisher.listeners.append(self.events.on_sent)
@@ -81,9 +83,9 @@ class OperatorFeatures:
                                            secure=curve.secure if curve is not None else None)
             self.snapshot.start_and_wait()
         if cfg.metrics.enabled:
-            from streamer.ops.metrics import Metrics, model_bytes
+            from streamer.ops.metrics import Metrics
 
-            self.metrics = Metrics(cfg.metrics, self.stats, model_info=model_info, model_size=model_bytes(net),
+            self.metrics = Metrics(cfg.metrics, self.stats, model_info=model.info(), model_size=model.weight_bytes(),
                                    device=device, publisher_counts=lambda: (publisher.sent, publisher.dropped))
             publisher.listeners.append(self.metrics.on_sent)
             self.metrics.start()

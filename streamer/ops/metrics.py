@@ -23,7 +23,7 @@ message the publisher sent (:meth:`Metrics.on_sent`, publisher thread):
 | ``timesformer_events_total`` | counter (events started) | stream, label |
 | ``timesformer_open_events`` | gauge | stream |
 | ``timesformer_publisher_sent_total``, ``timesformer_publisher_dropped_total`` | counter | |
-| ``timesformer_model_bytes`` | gauge (parameters + buffers) | model, precision, device |
+| ``timesformer_model_bytes`` | gauge (the weights: ``model.loaded.weight_bytes``) | model, precision, device |
 | ``timesformer_cuda_memory_allocated_bytes`` | gauge (CUDA only) | device |
 
 plus the standard ``process_*`` metrics (resident memory, CPU seconds, open files).
@@ -45,12 +45,6 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 
 
-def model_bytes(net) -> int:
-    """Bytes held by the model's parameters and buffers (int8 weights count one byte each)."""
-    total = 0
-    for tensor in list(net.parameters()) + list(net.buffers()):
-        total += tensor.numel() * tensor.element_size()
-    return total
 
 
 def _quiet_handler():
@@ -134,7 +128,7 @@ class Metrics:
         self.open_events = Gauge(p + "open_events", "Action events open now.", ["stream"], registry=self.registry)
         if model_size is not None:
             info = model_info or {}
-            g = Gauge(p + "model_bytes", "Bytes of the model's parameters and buffers.",
+            g = Gauge(p + "model_bytes", "Bytes of the model's weights (state dict, int8 scales included).",
                       ["model", "precision", "device"], registry=self.registry)
             g.labels(str(info.get("name", "")), str(info.get("precision", "")), device).set(model_size)
         self.registry.register(_StatsCollector(stats, publisher_counts,

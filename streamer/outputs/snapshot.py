@@ -24,7 +24,7 @@ import json
 import logging
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 from model.errors import PublisherError
 from streamer.config import SnapshotConfig

@@ -19,7 +19,6 @@ frame rate by the capture thread in ``mode: live``.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,12 +81,8 @@ def _testpattern_capture(url: str, options: SourceOptions):
 
 
 def _synthetic_capture(url: str, options: SourceOptions):
-    try:
-        synthetic = importlib.import_module("streamer.sources.synthetic")
-        open_capture = getattr(synthetic, "open_capture")
-    except (ImportError, AttributeError):
-        raise SourceError("the synthetic source (streamer.sources.synthetic.open_capture) is not available in this "
-                          "install; use testpattern:// instead") from None
+    from streamer.sources.synthetic import open_capture
+
     try:
         return open_capture(_query(url))
     except (ConfigError, ValueError) as exc:

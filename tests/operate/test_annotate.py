@@ -7,7 +7,7 @@ import numpy as np
 
 from streamer.ops.annotate import AnnotateConfig, Annotator, draw, output_path
 from streamer.core.stats import StatsRegistry
-from streamer.sources.synthetic import Scene, write_video
+from model.demo.render import Scene, write_video
 
 BOX = (slice(0, 20), slice(0, 60))  # where the text box is on a 160x120 frame
 AWAY = (slice(70, 120), slice(100, 160))  # far from it

@@ -13,7 +13,7 @@ from model.errors import ConfigError
 from streamer.configfile import build_config
 from streamer.config import ClassOverride, EventRule, EventsConfig
 from streamer.ops.events import StreamEvents
-from streamer.sources.synthetic import CLASSES, Scene
+from model.demo.render import CLASSES, Scene
 
 FPS = 25.0
 NUM_FRAMES, STRIDE, HOP = 8, 2, 5

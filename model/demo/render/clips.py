@@ -13,8 +13,8 @@ import math
 import cv2
 import numpy as np
 
-from streamer.sources.synthetic.actions import WIDE, Ranges
-from streamer.sources.synthetic.scene import Scene
+from model.demo.render.actions import WIDE, Ranges
+from model.demo.render.scene import Scene
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:

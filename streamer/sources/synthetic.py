@@ -1,4 +1,4 @@
-"""A live synthetic source with the ``cv2.VideoCapture`` shape, built from URL query parameters.
+"""The ``synthetic://`` source: the demo renderer (``model.demo.render``) with the ``cv2.VideoCapture`` shape.
 
 ``synthetic://actions?seed=3&fps=25&width=160&height=120`` renders frames on demand: ``read()``
 never sleeps (the pipeline paces live sources) and ``label`` names the action of the last frame read.
@@ -12,44 +12,9 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
-from model.errors import ConfigError
-from streamer.sources.synthetic.scene import Scene
+from model.demo.render import Scene, parse_params
 
 log = logging.getLogger(__name__)
-
-# name -> (type, default, low, high): what a synthetic URL may say, checked before rendering.
-PARAMS: dict[str, tuple[type, float | int | None, float, float]] = {
-    "seed": (int, 0, 0, 2**31 - 1),
-    "fps": (float, 25.0, 1.0, 240.0),
-    "width": (int, 160, 16, 4096),
-    "height": (int, 120, 16, 4096),
-    "frames": (int, None, 1, 2**31 - 1),  # end of stream after this many frames (default: never)
-}
-
-
-def parse_params(params: Mapping[str, object]) -> dict:
-    """Validate query parameters (strings or numbers) into typed values; unknown keys are errors."""
-    unknown = sorted(set(params) - set(PARAMS))
-    if unknown:
-        raise ConfigError(
-            f"synthetic source: unknown parameter(s) {', '.join(unknown)}; use {', '.join(PARAMS)}"
-        )
-    out = {}
-    for name, (kind, default, low, high) in PARAMS.items():
-        raw = params.get(name, default)
-        if isinstance(raw, (list, tuple)):  # parse_qs gives lists
-            raw = raw[-1] if raw else default
-        if raw is None:
-            out[name] = None
-            continue
-        try:
-            value = kind(str(raw).strip()) if isinstance(raw, str) else kind(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"synthetic source: {name}={raw!r} is not a {kind.__name__}") from None
-        if not low <= value <= high:
-            raise ConfigError(f"synthetic source: {name}={value} is out of range; use {low}..{high}")
-        out[name] = value
-    return out
 
 
 class SyntheticCapture:
@@ -76,10 +41,6 @@ class SyntheticCapture:
         self.index += 1
         return True, frame
 
-    def grab(self) -> bool:
-        ok, _ = self.read()
-        return ok
-
     def get(self, prop: int) -> float:
         if prop == cv2.CAP_PROP_FPS:
             return self.scene.fps
@@ -103,3 +64,6 @@ class SyntheticCapture:
 def open_capture(params: Mapping[str, object]) -> SyntheticCapture:
     """Build a live synthetic source from URL query parameters (``seed``, ``fps``, ``width``, ...)."""
     return SyntheticCapture(**parse_params(params))
+
+
+__all__ = ["SyntheticCapture", "open_capture"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 
 from model.errors import SourceError
-from streamer.sources.synthetic.actions import CLASSES
-from streamer.sources.synthetic.scene import Scene
+from model.demo.render.actions import CLASSES
+from model.demo.render.scene import Scene
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,15 @@ _FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 def sidecar_path(video: Path) -> Path:
     """``clip.mp4`` -> ``clip.json``."""
     return Path(video).with_suffix(".json")
+
+
+def is_rendered(video: str | Path) -> bool:
+    """Whether ``video`` was written by :func:`write_video` (its sidecar says so)."""
+    sidecar = sidecar_path(Path(video))
+    try:
+        return json.loads(sidecar.read_text(encoding="utf-8")).get("format") == SIDECAR_FORMAT
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):  # no sidecar, or not ours
+        return False
 
 
 def ground_truth(scene: Scene, num_frames: int) -> dict:

@@ -1,6 +1,6 @@
 """Render a labeled synthetic action video plus its JSON sidecar of per-frame ground truth.
 
-    python tools/render_actions.py --seed 1234 --seconds 60 --out demo.mp4
+    python -m model.demo.render --seed 1234 --seconds 60 --out demo.mp4
     # writes demo.mp4 and demo.json (per-frame labels, segments, fps, size, seed)
 """
 
@@ -11,15 +11,12 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model.errors import RecognizerError  # noqa: E402
-from streamer.sources.synthetic import Scene, write_video  # noqa: E402
-from streamer.sources.synthetic.capture import PARAMS  # noqa: E402
+from model.demo.render import PARAMS, Scene, write_video
+from model.errors import RecognizerError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m model.demo.render", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="video file to write (.mp4 or .avi)")
     parser.add_argument("--seed", type=int, default=0, help="scene seed (same seed, same video)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the video in seconds")

@@ -2,13 +2,16 @@
 
 Every range is in units that do not depend on the frame's resolution: lengths are fractions of the
 frame's shorter side (written ``S``), rates are per second. ``DOCUMENTED`` is what
-``docs/DEMO_MODEL.md`` promises and what ``tools/render_actions.py`` and the live source render;
+``docs/DEMO_MODEL.md`` promises and what ``python -m model.demo.render`` and the live source render;
 ``WIDE`` is the much broader variety the demo model is trained on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+#: The demo model's ``domain`` (config.json): all it has seen is what this renderer draws.
+DOMAIN = "synthetic-shapes"
 
 CLASSES: tuple[str, ...] = (
     "move_left",
@@ -34,6 +37,16 @@ REVERSED: dict[str, str] = {
     "shrink": "grow",
     "still": "still",
 }
+
+#: How classes change when the frames are mirrored left-right (unlisted classes stay).
+HFLIP: dict[str, str] = {"move_left": "move_right", "move_right": "move_left",
+                         "rotate_cw": "rotate_ccw", "rotate_ccw": "rotate_cw"}
+#: ... mirrored top-bottom.
+VFLIP: dict[str, str] = {"move_up": "move_down", "move_down": "move_up",
+                         "rotate_cw": "rotate_ccw", "rotate_ccw": "rotate_cw"}
+#: ... transposed (x and y swapped).
+TRANSPOSE: dict[str, str] = {"move_left": "move_up", "move_up": "move_left", "move_right": "move_down",
+                             "move_down": "move_right", "rotate_cw": "rotate_ccw", "rotate_ccw": "rotate_cw"}
 
 #: Unit direction of each translation in image coordinates (x right, y down).
 MOVES: dict[str, tuple[int, int]] = {

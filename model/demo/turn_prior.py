@@ -1,7 +1,7 @@
 """A fixed "which way do the edges turn" detector added to the motion prior: weights only.
 
-The shipped motion prior (``train_demo.motion_prior_init``) gives the network frame differences and
-"is a feature appearing or fading", enough for moves, grow/shrink and still. Rotation direction is
+The motion prior (:mod:`model.demo.motion_prior`) gives the network frame differences and "is a
+feature appearing or fading", enough for moves, grow/shrink and still. Rotation direction is
 not a local appearing/fading pattern: it is a turn of edge orientation, a product of a product
 (orientation is quadratic in the gradients, its turn a cross product of two orientations), which the
 network does not find by itself on CPU in minutes. :func:`turn_prior_init` adds, on top of the
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from flow_prior import (_uniform_head, _Units, add_turn_stage, cls_after,  # tools/, beside this script
-                        corner_windows, fix_last_head_masks, protect_channels, protect_masks)
+from model.demo.circuits import (Units, add_turn_stage, cls_after, corner_windows, fix_last_head_masks,
+                                 protect_channels, protect_masks, uniform_head)
 from model.timesformer import TimeSformer
 
 GRID = 4  # gradients at the GRID-1 x GRID-1 inner corners of a GRID x GRID cut of each patch
@@ -115,7 +115,7 @@ def turn_prior_init(model: TimeSformer, motion_units: int) -> Layout:
     protect_channels(model, lay.protected)
     # block 0's MLP: orientation, after the motion prior's units
     b0 = model.blocks[0]
-    units = _Units(b0.mlp.fc1, b0.mlp.fc2, ref)
+    units = Units(b0.mlp.fc1, b0.mlp.fc2, ref)
     units.next = motion_units
     a, b = lay.orient
     for c in range(COLOURS):
@@ -131,7 +131,7 @@ def turn_prior_init(model: TimeSformer, motion_units: int) -> Layout:
                       TURN_GAIN) != UNITS_1:
         raise RuntimeError("turn prior: turn units miscounted")
     # block 2's last spatial head: every token (the cls too) gets its frame's mean turn
-    _uniform_head(model.blocks[2].attn, heads, dim, hd, torch.tensor([lay.turn]), ref, MEAN_GAIN)
+    uniform_head(model.blocks[2].attn, heads, dim, hd, torch.tensor([lay.turn]), ref, MEAN_GAIN)
     return lay
 
 

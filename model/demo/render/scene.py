@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from streamer.sources.synthetic import looks
-from streamer.sources.synthetic.actions import CLASSES, DOCUMENTED, MOVES, Ranges
+from model.demo.render import looks
+from model.demo.render.actions import CLASSES, DOCUMENTED, MOVES, Ranges
 
 
 @dataclass(frozen=True)
