@@ -146,13 +146,11 @@ class Pipeline:
             self.publisher = Publisher(cfg.publisher, self.stats, ctx)
             self.publisher.start(stop)
             self.operate.start(self.publisher, ctx, net=net, device=device, model_info=model_info)
+
+            def capacity_for(fps: float) -> int:  # each capture thread sizes its ring from this (R10)
+                return frames_needed(window.num_frames, window.stride, window.span_s, window.hop, window.hop_s, fps)
+
             for plan, ring in zip(self.plans, rings):
-                fixed = plan.config.options.ring_capacity
-
-                def capacity_for(fps: float, fixed=fixed) -> int:
-                    return fixed or frames_needed(window.num_frames, window.stride, window.span_s,
-                                                  window.hop, window.hop_s, fps)
-
                 thread = CaptureThread(plan, ring, self.operate.tap(plan, stage()), self.stats[plan.id],
                                        capacity_for=capacity_for,
                                        on_frame=scheduler.notify, on_state=self.publisher.publish_status)

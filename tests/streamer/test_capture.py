@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from model.errors import ConfigError
-from streamer.sources.capture import CaptureThread, backoff_delay
+from streamer.sources.capture import CaptureThread
+from streamer.sources.pacing import backoff_delay
 from streamer.config import SourceConfig, SourceOptions
 from streamer.redact import redact
 from streamer.core.ring import FrameRing
@@ -98,9 +99,13 @@ class ScriptedCapture:
         pass
 
 
-def run_capture(kind_name: str, openers, *, live=True, options=None, until=None):
-    """Run a capture thread whose opener pops from ``openers``; returns (thread, states, ring, stats)."""
-    kind = dataclasses.replace(KINDS[kind_name], opener=lambda url, opts: openers.pop(0) if openers else None)
+def run_capture(kind_name: str, openers, *, live=True, options=None, until=None, catches_up=False):
+    """Run a capture thread whose opener pops from ``openers``; returns (thread, states, ring, stats).
+
+    Scripted captures hand out frames instantly, like a catch-up burst: they do not catch up unless asked.
+    """
+    kind = dataclasses.replace(KINDS[kind_name], opener=lambda url, opts: openers.pop(0) if openers else None,
+                               catches_up=catches_up)
     plan = dataclasses.replace(plan_source(SourceConfig(id="cam", url="rtsp://u:pw@h/x" if kind.reconnects else "x.mp4",
                                                         options=options or SourceOptions())),
                                kind=kind, live=live, pace=False)
@@ -144,6 +149,34 @@ def test_lost_live_source_backs_off_reconnects_and_never_inserts_fake_frames():
     assert ring.frame_no[:8].tolist() == list(range(8))  # frame numbers count on across reconnects
     assert stats.reconnects == 3
     assert all("pw" not in reason for _, reason in states)
+
+
+class BurstThenLive(ScriptedCapture):
+    """Like a network stream just opened: ``burst`` frames that queued meanwhile come at once, then one
+    every 40 ms (25 fps) as the source sends them, then the connection is lost."""
+
+    def __init__(self, burst: int, live: int):
+        super().__init__([True] * (burst + live) + [False])
+        self.burst = burst
+
+    def read(self):
+        if self.burst <= self.i < len(self.script) - 1:
+            __import__("time").sleep(0.04)
+        return super().read()
+
+
+def test_the_catch_up_burst_after_each_connect_is_dropped_and_each_connection_is_its_own_segment():
+    opts = SourceOptions(backoff_initial_s=0.01, backoff_max_s=0.02)
+    _, states, ring, stats = run_capture(
+        "rtsp", [BurstThenLive(20, 10), BurstThenLive(20, 10)], options=opts, catches_up=True,
+        until=lambda st: sum(s == "backoff" for s, _ in st) == 2)
+    # the burst and the first read that waited are dropped; from the second read that waited on, frames go in
+    assert stats.drops["catchup"] == 2 * 21 and stats.frames == ring.head == 2 * 9
+    numbers = ring.frame_no[: ring.head].tolist()
+    assert numbers == list(range(21, 30)) + list(range(51, 60))
+    segments = ring.segment[: ring.head].tolist()
+    assert len(set(segments[:9])) == 1 and len(set(segments[9:])) == 1 and segments[9] != segments[0]
+    assert [s for s, _ in states][:4] == ["connecting", "running", "backoff", "connecting"]
 
 
 class BlockingCapture(ScriptedCapture):

@@ -1,4 +1,5 @@
-"""Ring buffer: wrap-around, ordering, torn-read detection under a concurrent writer, file-mode backpressure."""
+"""Ring buffer: wrap-around, ordering, torn-read detection under a concurrent writer, file-mode backpressure,
+growing while readers read."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from streamer.core.ring import FrameRing, reserve
+from streamer.core.ring import FrameRing
 
 
 def push(ring: FrameRing, value: int, **kw) -> bool:
@@ -94,10 +95,60 @@ def test_blocking_push_gives_up_when_stopped():
     assert ring.head == 2
 
 
-def test_reserve_grows_only_an_empty_ring():
+def test_grow_keeps_every_intact_frame_with_its_seq():
     ring = FrameRing(4)
-    reserve(ring, 10)
-    assert ring.capacity == 10 and len(ring.t) == 10
-    push(ring, 0)
-    reserve(ring, 20)
-    assert ring.capacity == 10
+    for i in range(10):  # seqs 6..9 intact, in slots 2, 3, 0, 1
+        push(ring, i)
+    ring.grow(7)
+    assert ring.capacity == 7 and len(ring.t) == 7 and ring.frames.shape[0] == 7
+    assert ring.low == 6 and ring.head == 10
+    out = torch.empty((4, 3, 4, 4))
+    assert ring.gather([6, 7, 8, 9], out)
+    assert out[:, 0, 0, 0].tolist() == [6.0, 7.0, 8.0, 9.0]
+    assert ring.times(6, 10).tolist() == pytest.approx([0.6, 0.7, 0.8, 0.9])
+    assert ring.frame_no[ring.slots([6, 9])].tolist() == [6, 9]
+    for i in range(10, 13):  # room for 7 now: nothing older than 6 comes back, nothing is lost early
+        push(ring, i)
+    assert ring.low == 6 and ring.gather([6, 9, 12], out[:3])
+    push(ring, 13)
+    assert ring.low == 7 and not ring.gather([6], out[:1])
+    ring.grow(5)  # never shrinks
+    assert ring.capacity == 7
+
+
+def test_growing_under_a_reader_never_yields_a_torn_window():
+    """The writer grows the ring while it pushes; a reader holding the ring's lock (as the scheduler
+    does) only ever gathers whole windows of the frames it asked for."""
+    ring = FrameRing(8)
+    stop = threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set() and i < 5_000_000:
+            push(ring, i)
+            if i % 500 == 499 and ring.capacity < 64:
+                ring.grow(ring.capacity + 8)
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    out = torch.empty((3, 3, 4, 4))
+    good = 0
+    try:
+        while good < 300 and thread.is_alive():
+            with ring.lock:
+                head = ring.head
+                if head < 8:
+                    continue
+                seqs = [head - 7, head - 4, head - 1]
+                t = ring.times(head - 7, head).tolist()
+                ok = ring.gather(seqs, out)  # checks last that nothing from head - 7 on was overwritten
+            if ok:
+                assert out.flatten(1).min(1).values.tolist() == [float(s) for s in seqs]
+                assert out.flatten(1).max(1).values.tolist() == [float(s) for s in seqs]
+                assert t == pytest.approx([s / 10 for s in range(head - 7, head)])
+                good += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert good == 300 and ring.capacity > 8
