@@ -20,7 +20,7 @@ from streamer.ops.features import OperatorFeatures
 from streamer.outputs.publisher import Publisher
 from streamer.core.ring import FrameRing
 from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan
-from streamer.sources.table import plan_source
+from streamer.sources.table import check_available, plan_source
 from streamer.core.stats import StatsRegistry
 from streamer.ops.statusline import StatusLine
 from streamer.core.windows import frames_needed
@@ -98,6 +98,8 @@ class Pipeline:
     def __init__(self, config: AppConfig, *, mode_override: str | None = None) -> None:
         self.config = config
         self.plans = [plan_source(s, mode_override) for s in config.sources]  # ConfigError before anything opens
+        for plan in self.plans:
+            check_available(plan)  # SourceError: a missing camera fails at start, it is not retried forever
         self.stats = StatsRegistry()
         for plan in self.plans:
             self.stats.add(plan.id, plan.display_url)

@@ -47,7 +47,7 @@ class NativeLogCapture:
 
     def start(self) -> "NativeLogCapture":
         self._saved = os.dup(self.fd)
-        if self.fd == 2:  # Python keeps writing to the real stderr, through a duplicate of it
+        if _writes_to(sys.stderr, self.fd):  # Python keeps writing to the real stderr, through a duplicate of it
             sys.stderr.flush()
             self._stderr = sys.stderr
             sys.stderr = os.fdopen(os.dup(self._saved), "w", buffering=1, encoding=self._stderr.encoding,
@@ -100,6 +100,15 @@ class NativeLogCapture:
             return
         self.causes.add(cause)
         log.warning("native: %s", line)
+
+
+def _writes_to(stream, fd: int) -> bool:
+    """Whether ``stream`` writes to file descriptor ``fd`` (not when a test or an embedding program
+    has replaced ``sys.stderr`` with something of its own: that is left alone)."""
+    try:
+        return stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last two
+        return False
 
 
 def _repoint_handlers(old, new) -> None:

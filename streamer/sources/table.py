@@ -20,7 +20,7 @@ each (re)connect, a burst of frames that queued while they opened (dropped: see 
 Files are decoded with PyAV (:mod:`streamer.sources.avfile`: true frame sizes, corrupt packets told
 from the end of the file); cameras and network streams with OpenCV's FFmpeg backend (open and read
 timeouts, measured thread safety). A camera that does not exist is refused when the source is
-planned (:func:`streamer.sources.cameras.check_camera_exists`).
+checked before it starts (:func:`check_available`).
 """
 
 from __future__ import annotations
@@ -166,8 +166,7 @@ class SourcePlan:
 
 
 def plan_source(config: SourceConfig, mode_override: str | None = None) -> SourcePlan:
-    """Resolve a source's config against its kind; a mode the kind cannot do is a ConfigError, a
-    local camera that does not exist a SourceError."""
+    """Resolve a source's config against its kind; a mode the kind cannot do is a ConfigError."""
     kind = kind_of(config.url)
     mode = mode_override or config.mode or kind.default_mode
     if mode == "file" and not kind.finite:
@@ -175,7 +174,12 @@ def plan_source(config: SourceConfig, mode_override: str | None = None) -> Sourc
                           f"synthetic); {kind.name} sources run in 'live' mode")
     if config.options.loop and not kind.finite:
         raise ConfigError(f"sources[{config.id}].options.loop: only finite sources can loop, not {kind.name}")
-    check_camera_exists(config.id, config.url)  # SourceError: a one-line error at start, not endless retries
     live = mode == "live"
     return SourcePlan(config=config, kind=kind, live=live, pace=live and not kind.self_paced,
                       loop=config.options.loop)
+
+
+def check_available(plan: SourcePlan) -> None:
+    """What must hold before a planned source starts (the pipeline checks every source at start; so
+    must anything that adds one later): a local camera must exist. Raises a one-line SourceError."""
+    check_camera_exists(plan.id, plan.config.url)

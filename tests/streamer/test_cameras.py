@@ -17,7 +17,7 @@ from model.errors import SourceError
 from streamer.config import SourceConfig
 from streamer.sources.cameras import available_cameras, camera_device, check_camera_exists
 from streamer.sources.nativelog import NativeLogCapture, cause_of
-from streamer.sources.table import plan_source
+from streamer.sources.table import check_available, plan_source
 
 NO_VIDEO7 = pytest.mark.skipif(Path("/dev/video7").exists(), reason="this machine has a /dev/video7")
 
@@ -50,9 +50,10 @@ def test_a_missing_camera_is_one_line_naming_the_cameras_that_exist(dev):
 
 @NO_VIDEO7
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="cameras are device files on Linux only")
-def test_planning_a_missing_camera_fails_before_anything_opens():
+def test_a_planned_missing_camera_is_not_available():
+    plan = plan_source(SourceConfig(id="c", url="7"))  # the config is fine ...
     with pytest.raises(SourceError, match=r"camera 7 \(/dev/video7\) does not exist"):
-        plan_source(SourceConfig(id="c", url="7"))
+        check_available(plan)  # ... the camera is not there
 
 
 @NO_VIDEO7
