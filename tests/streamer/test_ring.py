@@ -31,18 +31,32 @@ def test_wrap_around_keeps_the_newest_capacity_frames():
     assert ring.frames.shape == (5, 3, 4, 4)  # preallocated once, never grown
 
 
-def test_concurrent_writer_never_yields_a_torn_or_misordered_window():
-    ring = FrameRing(16)
-    stop = threading.Event()
+def start_writer(ring: FrameRing, stop: threading.Event, limit: int, grow_every: int = 0) -> threading.Thread:
+    """A thread pushing frames 0, 1, 2, ... until ``stop`` (growing the ring by 8 every ``grow_every``)."""
 
     def writer():
         i = 0
-        while not stop.is_set() and i < 200_000:
+        while not stop.is_set() and i < limit:
             push(ring, i)
+            if grow_every and i % grow_every == grow_every - 1 and ring.capacity < 64:
+                ring.grow(ring.capacity + 8)
             i += 1
 
     thread = threading.Thread(target=writer)
     thread.start()
+    return thread
+
+
+def assert_whole(out: torch.Tensor, seqs: list[int]) -> None:
+    """Every frame of a gathered window is whole and is the frame asked for."""
+    assert out.flatten(1).min(1).values.tolist() == [float(s) for s in seqs]
+    assert out.flatten(1).max(1).values.tolist() == [float(s) for s in seqs]
+
+
+def test_concurrent_writer_never_yields_a_torn_or_misordered_window():
+    ring = FrameRing(16)
+    stop = threading.Event()
+    thread = start_writer(ring, stop, 200_000)
     out = torch.empty((4, 3, 4, 4))
     good = torn = 0
     try:
@@ -52,9 +66,7 @@ def test_concurrent_writer_never_yields_a_torn_or_misordered_window():
                 continue
             seqs = [head - 10, head - 7, head - 4, head - 1]
             if ring.gather(seqs, out):
-                # every frame of an accepted window is whole and is the frame asked for
-                assert out.flatten(1).min(1).values.tolist() == [float(s) for s in seqs]
-                assert out.flatten(1).max(1).values.tolist() == [float(s) for s in seqs]
+                assert_whole(out, seqs)
                 good += 1
             else:
                 torn += 1
@@ -121,17 +133,7 @@ def test_growing_under_a_reader_never_yields_a_torn_window():
     does) only ever gathers whole windows of the frames it asked for."""
     ring = FrameRing(8)
     stop = threading.Event()
-
-    def writer():
-        i = 0
-        while not stop.is_set() and i < 5_000_000:
-            push(ring, i)
-            if i % 500 == 499 and ring.capacity < 64:
-                ring.grow(ring.capacity + 8)
-            i += 1
-
-    thread = threading.Thread(target=writer)
-    thread.start()
+    thread = start_writer(ring, stop, 5_000_000, grow_every=500)
     out = torch.empty((3, 3, 4, 4))
     good = 0
     try:
@@ -144,8 +146,7 @@ def test_growing_under_a_reader_never_yields_a_torn_window():
                 t = ring.times(head - 7, head).tolist()
                 ok = ring.gather(seqs, out)  # checks last that nothing from head - 7 on was overwritten
             if ok:
-                assert out.flatten(1).min(1).values.tolist() == [float(s) for s in seqs]
-                assert out.flatten(1).max(1).values.tolist() == [float(s) for s in seqs]
+                assert_whole(out, seqs)
                 assert t == pytest.approx([s / 10 for s in range(head - 7, head)])
                 good += 1
     finally:
