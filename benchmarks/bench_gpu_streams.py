@@ -81,7 +81,7 @@ def model_bound(net, device: str, streams: int, batch: int, seconds: float, grap
         for s, ring in enumerate(rings):
             for _ in range(HOP if n_frames[s] else t):
                 k = n_frames[s]
-                ring.push(frames[k % len(frames)], t=k / FPS, mono=time.monotonic(), wall=0.0, pts=k / FPS,
+                ring.push(frames[k % len(frames)], t=k / FPS, mono=time.monotonic(), wall=0.0,
                           frame_no=k, segment=0)
                 n_frames[s] = k + 1
 
@@ -136,7 +136,7 @@ def decoded(video: Path, net, device: str, decoders: int, seconds: float) -> dic
                     cap = cv2.VideoCapture(str(video))
                     continue
                 n = counts[i]
-                ring.push(stage(frame), t=n / FPS, mono=0.0, wall=0.0, pts=0.0, frame_no=n, segment=0)
+                ring.push(stage(frame), t=n / FPS, mono=0.0, wall=0.0, frame_no=n, segment=0)
                 counts[i] = n + 1
         finally:
             cap.release()

@@ -39,7 +39,6 @@ class FrameRing:
         self.t = np.zeros(capacity, np.float64)  # sampling clock: capture monotonic (live) or media time (file)
         self.mono = np.zeros(capacity, np.float64)  # capture time, time.monotonic()
         self.wall = np.zeros(capacity, np.float64)  # capture time, time.time()
-        self.pts = np.full(capacity, np.nan, np.float64)  # the source's own timestamp (s) if it has one
         self.frame_no = np.zeros(capacity, np.int64)  # frame number as the source counts reads
         self.segment = np.zeros(capacity, np.int64)  # bumps after a time gap; a window never spans two
         self.labels: list[str | None] = [None] * capacity  # ground truth, when the capture provides it
@@ -60,8 +59,8 @@ class FrameRing:
         self.frames = torch.empty((self.capacity, *frame_shape), dtype=dtype or torch.float32, device=self.device)
         self._on_cuda = self.frames.is_cuda
 
-    def push(self, frame, *, t: float, mono: float, wall: float, pts: float, frame_no: int,
-             segment: int, label: str | None = None, stop: threading.Event | None = None) -> bool:
+    def push(self, frame, *, t: float, mono: float, wall: float, frame_no: int, segment: int,
+             label: str | None = None, stop: threading.Event | None = None) -> bool:
         """Store one preprocessed frame; False if ``stop`` was set while waiting for space (blocking mode)."""
         seq = self.head
         if seq >= self.capacity:
@@ -82,7 +81,6 @@ class FrameRing:
         self.t[slot] = t
         self.mono[slot] = mono
         self.wall[slot] = wall
-        self.pts[slot] = pts
         self.frame_no[slot] = frame_no
         self.segment[slot] = segment
         self.labels[slot] = label
@@ -99,9 +97,9 @@ class FrameRing:
         keep = range(max(self.low, self.head - self.capacity), self.head)  # seqs still intact
         old, new = self.slots(keep), [s % capacity for s in keep]
         with self.lock:
-            for name in ("t", "mono", "wall", "pts", "frame_no", "segment"):
+            for name in ("t", "mono", "wall", "frame_no", "segment"):
                 before = getattr(self, name)
-                after = np.full(capacity, np.nan) if name == "pts" else np.zeros(capacity, before.dtype)
+                after = np.zeros(capacity, before.dtype)
                 after[new] = before[old]
                 setattr(self, name, after)
             labels: list[str | None] = [None] * capacity

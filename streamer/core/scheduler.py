@@ -115,7 +115,7 @@ class StreamCursor:
         if seqs is None:  # live: not enough history in the ring yet
             self.done = ended
             return None
-        self._advance(end, now)
+        self._advance(end)
         if self.live:
             age = now - float(ring.mono[end % ring.capacity])
             if age > p.freshness_s:
@@ -153,7 +153,7 @@ class StreamCursor:
         self._due = due
         return end
 
-    def _advance(self, end: int, now: float) -> None:
+    def _advance(self, end: int) -> None:
         p = self.plan
         if self.live and self.last_end >= 0:
             if p.hop is not None:

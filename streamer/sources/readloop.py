@@ -135,14 +135,14 @@ class FrameReader:
             link.failures = 0
         if not self._admit(link, frame, mono, mono - started):
             return None
-        t, pts = self._clock(link, mono)
+        t = self._clock(link, mono)
         try:
             x = self.preprocess(frame)
         except Exception:
             log.exception("[%s] preprocessing frame %d failed", self.plan.id, self.frame_no)
             self.stats.drop("preprocess_error")
             return None
-        if not self.ring.push(x, t=t, mono=mono, wall=wall, pts=pts, frame_no=self.frame_no, segment=self.segment,
+        if not self.ring.push(x, t=t, mono=mono, wall=wall, frame_no=self.frame_no, segment=self.segment,
                               label=getattr(link.cap, "label", None), stop=self.stop):
             return "stopped", ""
         self._pushed(t, mono)
@@ -211,14 +211,13 @@ class FrameReader:
             self.segment += 1  # a window never mixes the two sizes
         self._shape = shape
 
-    def _clock(self, link: _Link, mono: float) -> tuple[float, float]:
-        """The frame's sampling-clock time and the source's own timestamp; starts segments at gaps and reconnects."""
-        pts_ms = link.cap.get(Prop.POS_MSEC)
-        pts = pts_ms / 1000.0 if pts_ms is not None and pts_ms >= 0 else math.nan
+    def _clock(self, link: _Link, mono: float) -> float:
+        """The frame's time on the sampling clock; starts a segment at a gap or a reconnect."""
         if self.plan.live:
             t = mono
         else:  # media time: the source's PTS while it increases, else one interval on
-            t = pts + self.t_offset if math.isfinite(pts) else -math.inf
+            pts_ms = link.cap.get(Prop.POS_MSEC)
+            t = pts_ms / 1000.0 + self.t_offset if pts_ms is not None and pts_ms >= 0 else -math.inf
             if link.frames > 1 and t <= self.last_t:
                 t = self.last_t + self.interval
             elif link.frames == 1 and not math.isfinite(t):
@@ -230,7 +229,7 @@ class FrameReader:
             self._meter.restart()
         link.first_frame = False
         self.last_t = t
-        return t, pts
+        return t
 
     def _pushed(self, t: float, mono: float) -> None:
         self.stats.frame(mono)

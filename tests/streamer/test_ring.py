@@ -13,7 +13,7 @@ from streamer.core.ring import FrameRing
 
 def push(ring: FrameRing, value: int, **kw) -> bool:
     frame = torch.full((3, 4, 4), float(value))
-    return ring.push(frame, t=value / 10, mono=value, wall=1e9 + value, pts=value / 10, frame_no=value,
+    return ring.push(frame, t=value / 10, mono=value, wall=1e9 + value, frame_no=value,
                      segment=0, **kw)
 
 

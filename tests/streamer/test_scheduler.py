@@ -37,7 +37,7 @@ class Feeder:
         self.t += self.ring.interval if dt is None else dt
         self.segment += new_segment
         self.ring.push(torch.full((3, 2, 2), float(self.n)), t=self.t, mono=time.monotonic() if mono is None else mono,
-                       wall=1e9 + self.t, pts=self.t, frame_no=self.n, segment=self.segment)
+                       wall=1e9 + self.t, frame_no=self.n, segment=self.segment)
         self.n += 1
 
 
