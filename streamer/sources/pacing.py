@@ -1,7 +1,9 @@
-"""Rates and delays of a capture thread: backoff between reconnects, the flood cap, the measured frame rate."""
+"""Rates, delays and clocks of a capture thread: backoff between reconnects, the flood cap, the
+measured frame rate, the capture time of live frames."""
 
 from __future__ import annotations
 
+import math
 import random
 
 
@@ -64,3 +66,34 @@ class RateMeter:
         rate = self._n / (t - self._t0)
         self._t0, self._n = t, 0
         return rate
+
+
+class CaptureClock:
+    """When live frames were captured, on the monotonic clock, from the source's own timestamps.
+
+    Arrival times carry every delay between the camera and the capture thread: a thread kept off the
+    CPU for 60 ms reads the frames it missed in a burst, and windows cut by arrival time then take
+    uneven frames. A source's timestamps (RTP for RTSP, V4L2 buffer times) are spaced as the frames
+    were captured. Frame i's capture time is ``pts_i + d``, ``d`` the lowest delay (arrival - pts)
+    seen on this connection: ``d`` may creep up by ``drift`` seconds per second of stream (the two
+    clocks drift apart) and is measured anew when timestamps stop increasing or when a frame would be
+    more than ``max_delay_s`` older than its arrival (the source paused, or its clock jumped). A
+    frame without an increasing timestamp (MJPEG over HTTP has none) keeps its arrival time.
+    """
+
+    def __init__(self, max_delay_s: float = 1.0, drift: float = 1e-3) -> None:
+        self.max_delay_s, self.drift = max_delay_s, drift
+        self._last_pts = -math.inf
+        self._delay = math.inf
+
+    def time(self, arrival: float, pts: float) -> float:
+        """The capture time of a frame that arrived at ``arrival`` with timestamp ``pts`` (NaN: none)."""
+        if not pts > self._last_pts:  # none, or not increasing: measure the delay anew from the next one
+            self._last_pts = pts if math.isfinite(pts) else -math.inf
+            self._delay = math.inf
+            return arrival
+        self._delay = min(arrival - pts, self._delay + self.drift * (pts - self._last_pts))
+        self._last_pts = pts
+        if arrival - (pts + self._delay) > self.max_delay_s:
+            self._delay = arrival - pts
+        return pts + self._delay

@@ -25,12 +25,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from streamer.core.ring import FrameRing
 from streamer.core.stats import StreamStats
-from streamer.sources.pacing import RateMeter, TokenBucket, nominal_fps
+from streamer.sources.pacing import CaptureClock, RateMeter, TokenBucket, nominal_fps
 from streamer.sources.props import Prop
 from streamer.sources.table import SourcePlan
 
@@ -61,6 +61,7 @@ class _Link:
     paced_start: float = 0.0
     paced_n: int = 0
     first_frame: bool = True  #: the next frame starts this link's segment
+    clock: CaptureClock = field(default_factory=CaptureClock)  #: live: capture times from the source's timestamps
 
 
 class FrameReader:
@@ -136,6 +137,7 @@ class FrameReader:
         if not self._admit(link, frame, mono, mono - started):
             return None
         t = self._clock(link, mono)
+        wall -= max(0.0, mono - t) if self.plan.live else 0.0  # live: published as the capture time, not the arrival
         try:
             x = self.preprocess(frame)
         except Exception:
@@ -212,16 +214,22 @@ class FrameReader:
         self._shape = shape
 
     def _clock(self, link: _Link, mono: float) -> float:
-        """The frame's time on the sampling clock; starts a segment at a gap or a reconnect."""
-        if self.plan.live:
+        """The frame's time on the sampling clock; starts a segment at a gap or a reconnect.
+
+        Live, self-paced: the capture time (:class:`CaptureClock`: the source's timestamps, so a late
+        read does not bunch frames); live, paced by us: the arrival time; files: media time (the
+        source's timestamps while they increase, else one interval on)."""
+        pts_ms = link.cap.get(Prop.POS_MSEC) if not self.plan.pace else None
+        if self.plan.pace:
             t = mono
-        else:  # media time: the source's PTS while it increases, else one interval on
-            pts_ms = link.cap.get(Prop.POS_MSEC)
+        elif self.plan.live:
+            t = link.clock.time(mono, pts_ms / 1000.0 if pts_ms is not None and pts_ms > 0 else math.nan)
+        else:
             t = pts_ms / 1000.0 + self.t_offset if pts_ms is not None and pts_ms >= 0 else -math.inf
-            if link.frames > 1 and t <= self.last_t:
-                t = self.last_t + self.interval
-            elif link.frames == 1 and not math.isfinite(t):
-                t = self.t_offset
+        if link.frames > 1 and t <= self.last_t:
+            t = self.last_t + self.interval
+        elif link.frames == 1 and not math.isfinite(t):
+            t = self.t_offset
         reconnected = link.first_frame and self.plan.kind.reconnects and self.ring.head > 0
         gap = t - self.last_t > max(self.plan.config.options.max_gap_intervals * self.interval, _MIN_GAP_S)
         if reconnected or (gap and self.last_t != -math.inf):

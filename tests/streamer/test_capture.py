@@ -12,7 +12,7 @@ import pytest
 
 from model.errors import ConfigError
 from streamer.sources.capture import CaptureThread
-from streamer.sources.pacing import backoff_delay
+from streamer.sources.pacing import CaptureClock, backoff_delay
 from streamer.config import SourceConfig, SourceOptions
 from streamer.redact import redact
 from streamer.core.ring import FrameRing
@@ -74,6 +74,22 @@ def test_backoff_is_exponential_capped_and_jittered():
         delays = [backoff_delay(failures, 0.5, 5.0, rng) for _ in range(200)]
         assert low <= min(delays) and max(delays) <= high
         assert len(set(delays)) > 150  # jittered
+
+
+def test_capture_clock_spaces_late_reads_by_the_sources_timestamps():
+    clock = CaptureClock(max_delay_s=1.0)
+    pts = [0.04 * k for k in range(1, 41)]
+    arrival = [p + 0.1 for p in pts]  # 100 ms from camera to reader ...
+    for k in range(10, 15):
+        arrival[k] = arrival[15]  # ... except frames 10-14, read in one burst after a 200 ms stall
+    times = [clock.time(a, p) for a, p in zip(arrival, pts)]
+    assert times == pytest.approx([p + 0.1 for p in pts], abs=1e-3)  # as captured (give or take the drift allowance)
+    assert all(t <= a for t, a in zip(times, arrival))  # never later than the frame arrived
+    assert clock.time(arrival[-1] + 0.04, pts[-1]) == arrival[-1] + 0.04  # a timestamp that does not move on: arrival
+    assert clock.time(10.0, 1.7) == 10.0  # nor does one after it: the delay is measured anew
+    assert clock.time(10.04, 1.74) == pytest.approx(10.04)
+    assert clock.time(15.0, 1.78) == 15.0  # 5 s late: the source paused; arrival time again (then a gap)
+    assert CaptureClock().time(3.0, float("nan")) == 3.0  # no timestamps at all (MJPEG over HTTP)
 
 
 class ScriptedCapture:
