@@ -115,7 +115,8 @@ class ScriptedCapture:
         pass
 
 
-def run_capture(kind_name: str, openers, *, live=True, options=None, until=None, catches_up=False):
+def run_capture(kind_name: str, openers, *, live=True, options=None, until=None, catches_up=False,
+                capacity_for=lambda fps: 64):
     """Run a capture thread whose opener pops from ``openers``; returns (thread, states, ring, stats).
 
     Scripted captures hand out frames instantly, like a catch-up burst: they do not catch up unless asked.
@@ -125,7 +126,7 @@ def run_capture(kind_name: str, openers, *, live=True, options=None, until=None,
     plan = dataclasses.replace(plan_source(SourceConfig(id="cam", url="rtsp://u:pw@h/x" if kind.reconnects else "x.mp4",
                                                         options=options or SourceOptions())),
                                kind=kind, live=live, pace=False)
-    ring = FrameRing(64, blocking=not live)
+    ring = FrameRing(plan.config.options.ring_capacity or 64, blocking=not live)
     stats = StreamStats("cam", plan.display_url)
     states = []
     done = threading.Event()
@@ -136,7 +137,7 @@ def run_capture(kind_name: str, openers, *, live=True, options=None, until=None,
             done.set()
 
     thread = CaptureThread(plan, ring, lambda f: __import__("torch").from_numpy(f.astype(np.float32)), stats,
-                           capacity_for=lambda fps: 64, on_frame=lambda: None, on_state=on_state)
+                           capacity_for=capacity_for, on_frame=lambda: None, on_state=on_state)
     thread.start()
     if until is not None:
         assert done.wait(20), states
@@ -193,6 +194,32 @@ def test_the_catch_up_burst_after_each_connect_is_dropped_and_each_connection_is
     segments = ring.segment[: ring.head].tolist()
     assert len(set(segments[:9])) == 1 and len(set(segments[9:])) == 1 and segments[9] != segments[0]
     assert [s for s, _ in states][:4] == ["connecting", "running", "backoff", "connecting"]
+
+
+class FastCapture(ScriptedCapture):
+    """Declares 25 fps (as OpenCV does for any MJPEG stream) and delivers 100 a second."""
+
+    def read(self):
+        __import__("time").sleep(0.01)
+        return super().read()
+
+
+def test_the_ring_grows_to_the_measured_frame_rate():
+    _, states, ring, stats = run_capture("http", [FastCapture([True] * 200)], capacity_for=lambda fps: int(2 * fps),
+                                         until=lambda st: st[-1][0] == "backoff")
+    assert 60 <= 1 / ring.interval <= 110  # measured (about 100 a second; less on a busy machine), not the declared 25
+    assert ring.capacity > 64 and abs(ring.capacity - 2 / ring.interval) <= 1  # grown for that rate
+    assert ring.head == stats.frames and ring.frame_no[(ring.head - 1) % ring.capacity] == stats.frames - 1
+    assert all(reason == "" for state, reason in states if state == "running")
+
+
+def test_a_fixed_ring_too_small_for_a_window_says_so_in_status():
+    _, states, ring, _ = run_capture("file", [ScriptedCapture([True] * 10)], live=False,
+                                     options=SourceOptions(ring_capacity=16), capacity_for=lambda fps: int(2 * fps))
+    assert ring.capacity == 16  # configured: never grown
+    running = [reason for state, reason in states if state == "running"]
+    assert running == ["the ring holds 16 frames (0.64 s at 25 fps), fewer than the 50 a window and its hop need: "
+                       "windows are lost; set sources[cam].options.ring_capacity to 50 or more"]
 
 
 class BlockingCapture(ScriptedCapture):

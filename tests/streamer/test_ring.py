@@ -153,3 +153,14 @@ def test_growing_under_a_reader_never_yields_a_torn_window():
         stop.set()
         thread.join()
     assert good == 300 and ring.capacity > 8
+
+
+@pytest.mark.gpu
+def test_grow_on_the_device_keeps_every_frame():
+    ring = FrameRing(4, device="cuda")
+    for i in range(6):
+        push(ring, i)
+    ring.grow(8)
+    out = torch.empty((4, 3, 4, 4), device="cuda")
+    assert ring.frames.is_cuda and ring.gather([2, 3, 4, 5], out)
+    assert out[:, 0, 0, 0].tolist() == [2.0, 3.0, 4.0, 5.0]
