@@ -5,7 +5,7 @@ the sampling clock, the measured frame rate) and :meth:`FrameReader.read_until_d
 capture until it ends, is lost, or the thread is stopped. The capture thread (capture.py) owns the
 capture object, the states and the reconnects; this module never opens or releases anything.
 
-Rules it keeps (RELIABILITY.md):
+Properties it keeps (the R-numbers the code tags):
 - R6 no fake frames: a failed read never inserts a frame. Windows never span two *segments*; a new
   one starts after a pause longer than ``max_gap_intervals`` frame intervals, at every reconnect,
   and at a resolution change.
