@@ -48,6 +48,12 @@ class CaptureThread(threading.Thread):
         self._watch: deque[tuple[float, int]] = deque()  # stall watchdog samples (main thread)
         self._arrivals: deque[float] = deque(maxlen=_MIN_FRAMES_PER_STALL)  # capture thread only
 
+    @property
+    def interval(self) -> float:
+        """Seconds between frames on the sampling clock: the source's measured (or declared) frame rate.
+        Events and the annotated video read it (streamer/ops/features.py)."""
+        return self.reader.interval
+
     # ---- control ------------------------------------------------------------------------------
     def stop(self) -> None:
         self.stop_event.set()

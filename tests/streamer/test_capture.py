@@ -148,8 +148,9 @@ def run_capture(kind_name: str, openers, *, live=True, options=None, until=None,
 
 
 def test_file_ends_with_an_explicit_end_of_stream():
-    _, states, ring, stats = run_capture("file", [ScriptedCapture([True] * 10, label="wave")], live=False)
+    thread, states, ring, stats = run_capture("file", [ScriptedCapture([True] * 10, label="wave")], live=False)
     assert [s for s, _ in states] == ["connecting", "running", "ended"]
+    assert thread.interval == pytest.approx(1 / 25)  # the source's frame rate, as events and annotation read it
     assert ring.ended and ring.head == 10 and stats.frames == 10 and stats.reconnects == 0
     assert ring.labels[9] == "wave"  # ground truth travels with the frame
 
