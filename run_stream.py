@@ -27,6 +27,7 @@ from pathlib import Path  # noqa: E402
 
 from model.errors import ConfigError, RecognizerError  # noqa: E402
 from streamer.redact import redact  # noqa: E402
+from streamer.sources.nativelog import NativeLogCapture  # noqa: E402
 
 log = logging.getLogger("run_stream")
 
@@ -150,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
     try:
-        return _run(argv, stop, starting)
+        with NativeLogCapture():  # OpenCV's and FFmpeg's own output goes through our log, once per cause
+            return _run(argv, stop, starting)
     except _StoppedWhileStarting:
         return 0
     finally:

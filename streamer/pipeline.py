@@ -21,7 +21,7 @@ from streamer.ops.features import OperatorFeatures
 from streamer.outputs.publisher import Publisher
 from streamer.core.ring import FrameRing
 from streamer.core.scheduler import Scheduler, StreamCursor
-from streamer.sources.table import plan_source
+from streamer.sources.table import check_available, plan_source
 from streamer.core.stats import StatsRegistry
 from streamer.ops.statusline import StatusLine
 from streamer.core.windows import frames_needed
@@ -48,6 +48,8 @@ class Pipeline:
     def __init__(self, config: AppConfig, *, mode_override: str | None = None) -> None:
         self.config = config
         self.plans = [plan_source(s, mode_override) for s in config.sources]  # ConfigError before anything opens
+        for plan in self.plans:
+            check_available(plan)  # SourceError: a missing camera fails at start, it is not retried forever
         self.stats = StatsRegistry()
         for plan in self.plans:
             self.stats.add(plan.id, plan.display_url)
@@ -93,13 +95,11 @@ class Pipeline:
             self.publisher = Publisher(cfg.publisher, self.stats, ctx)
             self.publisher.start(stop)
             self.operate.start(self.publisher, ctx, model=model, device=device)
+
+            def capacity_for(fps: float) -> int:  # each capture thread sizes its ring from this (R10)
+                return frames_needed(window.num_frames, window.stride, window.span_s, window.hop, window.hop_s, fps)
+
             for plan, ring in zip(self.plans, rings):
-                fixed = plan.config.options.ring_capacity
-
-                def capacity_for(fps: float, fixed=fixed) -> int:
-                    return fixed or frames_needed(window.num_frames, window.stride, window.span_s,
-                                                  window.hop, window.hop_s, fps)
-
                 thread = CaptureThread(plan, ring, self.operate.tap(plan, stage()), self.stats[plan.id],
                                        capacity_for=capacity_for,
                                        on_frame=scheduler.notify, on_state=self.publisher.publish_status)

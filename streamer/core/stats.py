@@ -15,7 +15,7 @@ from collections import deque
 STATES = ("connecting", "running", "stalled", "backoff", "ended", "failed", "stopped")
 
 #: Why a frame or window was dropped (the keys of ``drops``).
-DROP_REASONS = ("stale", "gap", "overwritten", "oversize", "rate", "preprocess_error", "shape_mismatch",
+DROP_REASONS = ("stale", "gap", "overwritten", "oversize", "rate", "catchup", "preprocess_error", "shape_mismatch",
                 "publish_queue_full")
 
 

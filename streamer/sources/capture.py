@@ -2,8 +2,8 @@
 
 The thread owns its capture object (opened in ``run``, released in ``finally``) and stops on an
 Event. It never waits for a consumer in live mode (the ring overwrites the oldest frame); in file
-mode it waits for ring space so every window is seen. A failed read never inserts a frame; a pause
-longer than ``max_gap_intervals`` frame intervals starts a new segment, and windows never span two.
+mode it waits for ring space so every window is seen. The read loop itself (what gets into the
+ring, segments, catch-up, decode errors, ring sizing) is :mod:`streamer.sources.readloop`.
 
 States (published): connecting -> running <-> stalled; lost live sources go to backoff and
 reconnect with capped exponential backoff plus jitter; files end with ``ended`` (or loop);
@@ -13,8 +13,6 @@ a source that cannot be opened and does not reconnect is ``failed``; ``stopped``
 from __future__ import annotations
 
 import logging
-import math
-import random
 import threading
 import time
 from collections import deque
@@ -22,28 +20,16 @@ from typing import Callable
 
 from model.errors import SourceError
 from streamer.redact import redact
-from streamer.core.ring import FrameRing, reserve
+from streamer.core.ring import FrameRing
+from streamer.sources.pacing import backoff_delay
+from streamer.sources.readloop import FrameReader
 from streamer.sources.table import SourcePlan
 from streamer.core.stats import StreamStats
 
 log = logging.getLogger(__name__)
 
-_CAP_PROP_POS_MSEC = 0
-_CAP_PROP_FPS = 5
-_MAX_DECODE_ERRORS_IN_A_ROW = 50
 _STABLE_S = 10.0  # a connection that delivered frames this long resets the backoff
 _MIN_FRAMES_PER_STALL = 3  # fewer frames than this within stall_timeout_s counts as a stall
-
-
-def backoff_delay(failures: int, initial: float, cap: float, rng: random.Random = random) -> float:
-    """Capped exponential backoff with jitter: uniform in [d/2, d], d = min(cap, initial * 2**(failures-1))."""
-    d = min(cap, initial * (2.0 ** max(0, failures - 1)))
-    return rng.uniform(d / 2.0, d)
-
-
-def nominal_fps(reported: float, hint: float) -> float:
-    """The source's frame rate if plausible, else the configured hint (some streams report 0 or 90000)."""
-    return reported if 0.5 <= reported <= 240.0 else hint
 
 
 class CaptureThread(threading.Thread):
@@ -53,23 +39,20 @@ class CaptureThread(threading.Thread):
         super().__init__(name=f"capture-{plan.id}", daemon=False)
         self.plan = plan
         self.ring = ring
-        self.preprocess = preprocess
         self.stats = stats
-        self.capacity_for = capacity_for
-        self.on_frame = on_frame
-        self.on_state = on_state
         self.stop_event = threading.Event()
-        self.interval = 1.0 / plan.config.options.fps_hint  # nominal seconds between frames
-        self._frame_no = -1
-        self._segment = 0
-        self._last_t = -math.inf
-        self._rate = TokenBucket(plan.config.options.max_fps)
-        self._t_offset = 0.0  # media-time offset added per loop of a file
+        self.reader = FrameReader(plan, ring, preprocess, stats, capacity_for=capacity_for, on_frame=on_frame,
+                                  arrived=self._arrived, stop=self.stop_event)
+        self.on_state = on_state
         self._announced = False  # the first state is always announced
-        self._shape: tuple[int, int] | None = None  # (H, W) of the last frame read
-        self._note = ""  # reason shown while running (a resolution change, R8)
         self._watch: deque[tuple[float, int]] = deque()  # stall watchdog samples (main thread)
         self._arrivals: deque[float] = deque(maxlen=_MIN_FRAMES_PER_STALL)  # capture thread only
+
+    @property
+    def interval(self) -> float:
+        """Seconds between frames on the sampling clock: the source's measured (or declared) frame rate.
+        Events and the annotated video read it (streamer/ops/features.py)."""
+        return self.reader.interval
 
     # ---- control ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -120,160 +103,70 @@ class CaptureThread(threading.Thread):
             self.set_state("failed", f"{type(exc).__name__}: {exc}"[:200])
         finally:
             self.ring.end()
-            self.on_frame()  # wake the scheduler so it sees the end
+            self.reader.on_frame()  # wake the scheduler so it sees the end
             if self.stats.state not in ("ended", "failed"):
                 self.set_state("stopped")
 
     def _connect_loop(self) -> None:
-        opts = self.plan.config.options
         failures = 0
         while not self.stop_event.is_set():
             self.set_state("connecting")
             try:
-                cap = self.plan.open()
+                outcome, reason, stable = self._open_and_read()
             except SourceError as exc:
                 self.set_state("failed", str(exc))
                 return
-            opened_at = time.monotonic()
-            frames_before = self.stats.frames
-            try:
-                if cap is None or not cap.isOpened():
-                    outcome, reason = "lost", f"could not open {self.plan.display_url}"
-                    if self.plan.kind.finite:
-                        reason += " (empty, truncated or not a video); check that the file plays, e.g. with ffprobe"
-                else:
-                    outcome, reason = self._read_frames(cap)
-            finally:
-                if cap is not None:
-                    cap.release()
             if outcome == "stopped" or self.stop_event.is_set():
                 return
             if outcome == "ended":
-                if self.plan.loop and self.stats.frames > frames_before:
-                    self._t_offset = self._last_t + self.interval
+                if self.plan.loop and stable is not None:
+                    self.reader.t_offset = self.reader.last_t + self.reader.interval
                     continue
-                self.set_state("ended", "end of stream")
+                self.set_state("ended", reason or "end of stream")
                 return
             if not self.plan.kind.reconnects:
                 self.set_state("failed", reason)
                 return
-            stable = self.stats.frames > frames_before and time.monotonic() - opened_at >= _STABLE_S
             failures = 1 if stable else failures + 1
-            delay = backoff_delay(failures, opts.backoff_initial_s, opts.backoff_max_s)
-            self.stats.reconnects += 1
-            self.set_state("backoff", f"{reason}; retry {failures} in {delay:.1f} s")
-            self.stop_event.wait(delay)
+            self._back_off(failures, reason)
+
+    def _open_and_read(self) -> tuple[str, str, bool | None]:
+        """Open, read until done, release: (outcome, reason, stable) where ``stable`` is None when no
+        frame arrived, else whether frames came for at least ``_STABLE_S`` (which resets the backoff)."""
+        started = time.monotonic()
+        cap = self.plan.open()
+        opened_at = time.monotonic()
+        frames_before = self.stats.frames
+        try:
+            if cap is None or not cap.isOpened():
+                outcome, reason = "lost", f"could not open {self.plan.display_url}"
+                if self.plan.kind.finite:
+                    reason += " (empty, truncated or not a video); check that the file plays, e.g. with ffprobe"
+            else:
+                outcome, reason = self.reader.read_until_done(cap, opened_at - started)
+        finally:
+            if cap is not None:
+                cap.release()
+        if self.stats.frames == frames_before:
+            return outcome, reason, None
+        return outcome, reason, time.monotonic() - opened_at >= _STABLE_S
+
+    def _back_off(self, failures: int, reason: str) -> None:
+        opts = self.plan.config.options
+        delay = backoff_delay(failures, opts.backoff_initial_s, opts.backoff_max_s)
+        self.stats.reconnects += 1
+        self.set_state("backoff", f"{reason}; retry {failures} in {delay:.1f} s")
+        self.stop_event.wait(delay)
 
     def _flowing_again(self, limit: float) -> bool:
         """Out of ``stalled`` only when frames come at a pace again, not on one stale frame."""
         a = self._arrivals
         return len(a) == a.maxlen and a[-1] - a[0] <= limit
 
-    def _resolution_changed(self, shape: tuple[int, int]) -> None:
-        """A new frame size (R8): frames are still resized to the model input; a new segment starts."""
-        if self._shape is not None:
-            (h0, w0), (h, w) = self._shape, shape
-            self._note = f"resolution changed to {w}x{h} (was {w0}x{h0}); frames are resized to the model input"
-            log.warning("[%s] %s", self.plan.id, self._note)
-            self._segment += 1  # a window never mixes the two sizes
-        self._shape = shape
-
-    def _read_frames(self, cap) -> tuple[str, str]:
-        """Read until the source ends, is lost, or we are stopped. Returns (outcome, reason)."""
-        plan, opts, ring, stats = self.plan, self.plan.config.options, self.ring, self.stats
-        fps = nominal_fps(float(cap.get(_CAP_PROP_FPS) or 0.0), opts.fps_hint)
-        self.interval = ring.interval = 1.0 / fps
-        reserve(ring, self.capacity_for(fps))
-        max_gap = opts.max_gap_intervals * self.interval
-        stop = self.stop_event
-        live, pace = plan.live, plan.pace
-        paced_start, paced_n = time.monotonic(), 0
-        errors_in_a_row = 0
-        frames_this_open = 0
-        while not stop.is_set():
-            if pace:
-                due = paced_start + paced_n * self.interval
-                now = time.monotonic()
-                if now < due:
-                    if stop.wait(due - now):
-                        return "stopped", ""
-                elif now - due > 2 * self.interval:  # fell behind: restart the clock, never burst
-                    paced_start, paced_n = now, 0
-                paced_n += 1
-            try:
-                ok, frame = cap.read()
-            except Exception as exc:  # cv2.error from a corrupt packet (R7)
-                stats.decode_errors += 1
-                errors_in_a_row += 1
-                if errors_in_a_row >= _MAX_DECODE_ERRORS_IN_A_ROW:
-                    return ("ended" if plan.kind.finite else "lost"), f"{errors_in_a_row} decode errors in a row: {exc}"
-                continue
-            mono, wall = time.monotonic(), time.time()
-            if not ok:
-                return ("ended", "") if plan.kind.finite else ("lost", "read failed or timed out")
-            if frame is None or getattr(frame, "ndim", 0) != 3 or frame.shape[2] != 3:
-                stats.decode_errors += 1
-                errors_in_a_row += 1
-                continue
-            errors_in_a_row = 0
-            self._frame_no += 1
-            if frame.shape[:2] != self._shape:
-                self._resolution_changed(frame.shape[:2])
-            frames_this_open += 1
-            if frame.shape[0] * frame.shape[1] > opts.max_pixels:
-                stats.drop("oversize")
-                continue
-            if live and not self._rate.take(mono):  # a flood: at most max_fps on average (S9)
-                stats.drop("rate")
-                continue
-            pts_ms = cap.get(_CAP_PROP_POS_MSEC)
-            pts = pts_ms / 1000.0 if pts_ms is not None and pts_ms >= 0 else math.nan
-            if live:
-                t = mono
-            else:
-                # media time: the source's PTS while it increases, else one nominal interval on
-                t = pts + self._t_offset if math.isfinite(pts) else -math.inf
-                if frames_this_open > 1 and t <= self._last_t:
-                    t = self._last_t + self.interval
-                elif frames_this_open == 1 and not math.isfinite(t):
-                    t = self._t_offset
-            if t - self._last_t > max_gap and self._last_t != -math.inf:
-                self._segment += 1
-            self._last_t = t
-            try:
-                x = self.preprocess(frame)
-            except Exception:
-                log.exception("[%s] preprocessing frame %d failed", plan.id, self._frame_no)
-                stats.drop("preprocess_error")
-                continue
-            if not ring.push(x, t=t, mono=mono, wall=wall, pts=pts, frame_no=self._frame_no,
-                             segment=self._segment, label=getattr(cap, "label", None), stop=stop):
-                return "stopped", ""
-            stats.frame(mono)
-            self.on_frame()
-            self._arrivals.append(mono)
-            if stats.state != "running" or stats.reason != self._note:
-                if stats.state != "stalled" or self._flowing_again(opts.stall_timeout_s):
-                    self.set_state("running", self._note)
-        return "stopped", ""
-
-
-class TokenBucket:
-    """At most ``rate`` events a second on average, with bursts of up to one second's worth: a
-    camera that delivers a buffered batch at once keeps its frames; a source flooding faster than
-    ``rate`` loses the excess."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate)
-        self.tokens = self.capacity
-        self.last: float | None = None
-
-    def take(self, now: float) -> bool:
-        if self.last is not None:
-            self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
+    def _arrived(self, mono: float, note: str) -> None:
+        """A frame entered the ring (capture thread): running, with ``note`` as the reason."""
+        self._arrivals.append(mono)
+        stats = self.stats
+        if stats.state != "running" or stats.reason != note:
+            if stats.state != "stalled" or self._flowing_again(self.plan.config.options.stall_timeout_s):
+                self.set_state("running", note)

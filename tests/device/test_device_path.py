@@ -90,7 +90,7 @@ def test_windows_gathered_on_the_device_from_a_thread_writer(device):
     def write() -> None:
         for n in range(60):
             f = np.full((16, 16, 3), n, np.uint8)  # every pixel is the frame number
-            if not ring.push(stage(f), t=n / 30, mono=time.monotonic(), wall=0.0, pts=n / 30, frame_no=n,
+            if not ring.push(stage(f), t=n / 30, mono=time.monotonic(), wall=0.0, frame_no=n,
                              segment=0, stop=stop):
                 return
             scheduler.notify()
@@ -117,7 +117,7 @@ def test_windows_gathered_on_the_device_from_a_thread_writer(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_ring_storage_lives_on_its_device(device):
     ring = FrameRing(4, device=device)
-    ring.push(torch.ones(3, 2, 2, device=device), t=0, mono=0, wall=0, pts=0, frame_no=0, segment=0)
+    ring.push(torch.ones(3, 2, 2, device=device), t=0, mono=0, wall=0, frame_no=0, segment=0)
     assert ring.frames.device.type == device
     out = torch.empty(1, 3, 2, 2, device=device)
     assert ring.gather([0], out) and out.sum().item() == 12
