@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import threading
+import time
 
 import pytest
 import zmq
 
 from model.errors import PublisherError
 from streamer.config import PublisherConfig
+from streamer.outputs import protocol
 from streamer.outputs.publisher import Publisher
 from streamer.core.stats import StatsRegistry
 from streamer.subscribe import Collector, Subscriber, format_result
@@ -30,6 +33,28 @@ def test_any_topic_and_dict_goes_out_with_publish_time(tcp_address):
         finally:
             pub.stop()
     assert topic == "event.cam0" and msg["what"] == "fall" and isinstance(msg["published_ts"], float)
+
+
+def test_the_dict_handed_over_is_never_changed_what_is_sent_is_stamped(tcp_address):
+    stats = StatsRegistry()
+    s = stats.add("cam0", "x")
+    seen = []
+    msg = protocol.result_message(stream="cam0", seq=0, frame_indices=[0, 2], frame_ts=[1.0, 1.1],
+                                  top_k=[{"label": "a", "score": 1.0}], model={}, inference_ms=1.0, age_ms=2.0,
+                                  batch_size=1)
+    before = copy.deepcopy(msg)
+    with Subscriber(tcp_address, topics=("result.",)) as sub:
+        pub = started(tcp_address, stats, wait_subscribers=1)
+        pub.listeners.append(lambda topic, payload: seen.append(payload) if topic.startswith("result.") else None)
+        try:
+            assert pub.publish("result.cam0", msg, capture_mono=time.monotonic() - 0.05, stats=s)
+            _, got = sub.recv(timeout=10)
+        finally:
+            pub.stop()
+    assert msg == before  # the publisher copied it: the inference thread's dict is untouched
+    assert msg["published_ts"] is None and msg["latency_ms"]["capture_to_publish"] is None
+    assert isinstance(got["published_ts"], float) and got["latency_ms"]["capture_to_publish"] >= 50.0
+    assert seen == [got] and s.last_result == got  # listeners and the stats see what went out
 
 
 def test_collector_gathers_in_the_background_until_closed(tcp_address):
