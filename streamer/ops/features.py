@@ -70,7 +70,7 @@ class OperatorFeatures:
             from streamer.ops.metrics import Metrics, model_bytes
 
             self.metrics = Metrics(cfg.metrics, self.stats, model_info=model_info, model_size=model_bytes(net),
-                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.dropped))
+                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.queue_dropped))
             publisher.listeners.append(self.metrics.on_sent)
             self.metrics.start()
         if cfg.annotate.active:
