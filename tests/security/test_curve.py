@@ -49,6 +49,19 @@ def test_keys_command_writes_secret_0600_and_never_overwrites(tmp_path):
     assert security.load_secret_key(secret) == (pub, sec)  # untouched
 
 
+def test_keys_command_makes_every_folder_it_creates_0700_under_umask_000(tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    os.chmod(base, 0o755)
+    folder = base / "keys" / "server"  # keys/ does not exist either
+    done = subprocess.run([sys.executable, "-m", "streamer.keys", str(folder)], cwd=feeds.REPO, env=feeds.ENV,
+                          capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.umask(0))
+    assert done.returncode == 0, done.stderr
+    assert mode(base / "keys") == 0o700 and mode(folder) == 0o700
+    assert mode(folder / "server.key_secret") == 0o600 and mode(folder / "server.key") == 0o644
+    assert mode(base) == 0o755  # a folder that existed is left alone
+
+
 def test_secret_key_readable_by_others_is_refused(tmp_path):
     _, secret = security.generate_keypair(tmp_path, "server")
     os.chmod(secret, 0o644)
