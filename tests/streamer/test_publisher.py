@@ -161,3 +161,42 @@ def test_human_readable_result_shows_the_ground_truth_only_when_the_source_has_o
     assert format_result(labeled).endswith("[truth: shrink]")
     assert "truth" not in format_result(base)
     assert "frames 0-8: grow 0.90" in format_result(base)
+
+
+def test_human_readable_lines_round_and_label_their_numbers():
+    result = {"type": "result", "stream": "demo", "seq": 3, "top_k": [{"label": "grow", "score": 0.9}],
+              "latency_ms": {"capture_to_publish": 4543.229}, "window": {"frame_indices": [0, 8]}}
+    assert format_result(result).endswith("(capture to publish 4543 ms)")
+    event = {"type": "event", "stream": "demo", "phase": "end", "label": "grow", "id": "r-demo-1",
+             "start_frame": 10, "end_frame": 90, "peak_score": 0.982069}
+    assert format_result(event).endswith("peak 0.98") and "0.982069" not in format_result(event)
+
+
+def test_the_cli_prints_events_by_default_and_status_with_all(tcp_address, capsys):
+    from streamer import subscribe
+
+    ctx = zmq.Context.instance()
+    pub = ctx.socket(zmq.XPUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(tcp_address)
+    try:
+        for argv, kinds in (([], {b"result.", b"event."}), (["--all"], {b"result.", b"event.", b"status."})):
+            done = {}
+            cli = threading.Thread(target=lambda: done.update(rc=subscribe.main(
+                [tcp_address, "--count", "1", "--timeout", "20", *argv])))
+            cli.start()
+            subscribed = set()
+            while subscribed != kinds:
+                assert pub.poll(10_000), subscribed
+                subscribed.add(pub.recv()[1:])
+            pub.send_multipart(protocol.encode("status.demo", {"type": "status", "stream": "demo", "state": "running"}))
+            pub.send_multipart(protocol.encode("event.demo", {"type": "event", "stream": "demo", "phase": "start",
+                                                              "label": "grow", "id": "r-demo-1", "peak_score": 0.9}))
+            pub.send_multipart(protocol.encode("result.demo", {"type": "result", "stream": "demo", "seq": 0,
+                                                               "top_k": [{"label": "grow", "score": 0.9}]}))
+            cli.join(30)
+            printed = capsys.readouterr().out
+            assert done == {"rc": 0} and "event start grow" in printed and "#0" in printed
+            assert ("status running" in printed) == ("--all" in argv)
+    finally:
+        pub.close(0)
