@@ -130,3 +130,45 @@ def test_every_message_type_a_run_produces_is_valid_for_both_validators(tiny_mod
     done = ajv_check(ajv, messages)
     assert done.returncode == 0, done.stdout[:3000] + done.stderr
     assert json.loads(done.stdout)["checked"] == len(messages)
+
+
+def doc_block(text: str, heading: str, lang: str, nth: int = 0) -> str:
+    """The ``nth`` fenced ``lang`` block after ``heading`` in a markdown text."""
+    section = text[text.index(heading):]
+    fence = f"```{lang}\n"
+    start = -1
+    for _ in range(nth + 1):
+        start = section.index(fence, start + 1)
+    return section[start + len(fence):section.index("```", start + len(fence))]
+
+
+def test_protocol_doc_and_readme_match_the_code(validate):
+    import yaml
+
+    from streamer.core.stats import DROP_REASONS
+    from streamer.outputs.snapshot import SnapshotConfig
+
+    doc = (feeds.REPO / "docs" / "PROTOCOL.md").read_text()
+    readme = (feeds.REPO / "README.md").read_text()
+    # the status example is a valid message with every drop reason, and every field has a row in the table
+    status = json.loads(doc_block(doc, "## `status.<stream>`", "json"))
+    validate(status)
+    assert set(status["counters"]["drops"]) == set(DROP_REASONS)
+    built = protocol.status_message("s", "u", StreamStats("s", "u").snapshot())
+    fields = [f for f in built if f not in ("type", "version", "stream", "counters")]
+    fields += [f"counters.{c}" for c in built["counters"] if c != "drops"] + ["counters.drops.<reason>"]
+    for field in fields:
+        assert f"| `{field}` |" in doc, field
+    # the events settings shown as the embedded default are configs/default.yaml's
+    shipped = yaml.safe_load((feeds.REPO / "configs" / "default.yaml").read_text())["events"]
+    shown = yaml.safe_load(doc_block(doc, "## `event.<stream>`", "yaml"))["events"]
+    assert shown["default"] == shipped["default"] and "classes" not in shipped and "classes" not in shown
+    # snapshot: on by default, its limits, the answer for unknown ids, CURVE
+    default_address = yaml.safe_load((feeds.REPO / "configs" / "default.yaml").read_text())["snapshot"]["address"]
+    assert "**on by default**" in doc and default_address in doc and f"bound by default on\n  `{default_address}`" in readme
+    assert f"`snapshot.max_request_bytes` (default {SnapshotConfig().max_request_bytes})" in doc
+    assert f"at most {MAX_REQUEST_FRAMES} frames" in doc and '`"streams": {}`' in doc
+    assert "the snapshot socket is a CURVE server with the same key" in doc
+    assert "SIGHUP" in doc and "CZMQ" in doc  # allow folder re-read; key file format named
+    # README's status line: what statusline.format_status prints (a cumulative result count, not a rate)
+    assert "windows/s" not in readme and "(state, fps, results so far, latency p50, drops)" in readme
