@@ -19,7 +19,8 @@ Limits (S9), so a hostile peer cannot make the process grow or starve the publis
 of more than :data:`MAX_REQUEST_FRAMES` frames or ``max_request_bytes`` bytes in all is refused with
 an error reply, its frames freed unread; a peer gets one answer per :data:`PEER_INTERVAL_S` (more
 requests are dropped unanswered); and the thread reads at most ``_READS_PER_TICK`` requests per
-``_TICK_S``, so a flood waits in ZeroMQ (``RCVHWM`` a peer) and TCP instead of taking the CPU.
+``_TICK_S``, so a flood waits in ZeroMQ (``RCVHWM`` a peer), a fixed kernel buffer and TCP instead of
+taking the CPU; ZeroMQ queues fairly between peers, so another client's request is still read soon.
 ZeroMQ itself holds a multipart message whole before handing it over, so one oversized request
 costs its size for as long as it takes to read and drop it; then the memory is freed and handed
 back to the OS (:func:`release_freed_memory`).
@@ -49,6 +50,7 @@ MAX_REQUEST_FRAMES = 1 + 64  #: ``snapshot`` and at most 64 stream ids (``run.ma
 PEER_INTERVAL_S = 0.1  #: a peer gets at most one answer in this time (10 a second)
 _READS_PER_TICK, _TICK_S = 5, 0.025  # at most 200 requests read a second, whoever sends them
 _RCVHWM = 8  # requests ZeroMQ queues per peer before TCP pushes back
+_RCVBUF = 64 * 1024  # kernel receive buffer per connection (no autotuning up to megabytes of requests)
 _MAX_PEERS = 4096  # peers remembered for the per-peer limit
 _TRIM_INTERVAL_S = 1.0  # at most one malloc_trim a second
 
@@ -155,6 +157,7 @@ class SnapshotServer(threading.Thread):
         self._stop_event = threading.Event()
         self.ready = threading.Event()
         self.error: BaseException | None = None
+        self.read = 0  #: requests read off the socket (at most ``_READS_PER_TICK`` per ``_TICK_S``)
         self.served = 0
         self.refused = 0  #: malformed, or over the frame/byte limits
         self.limited = 0  #: dropped unanswered: the peer asked again within PEER_INTERVAL_S
@@ -186,6 +189,7 @@ class SnapshotServer(threading.Thread):
             # one frame over the request limit disconnects the peer before ZeroMQ buffers it (S9)
             sock.setsockopt(zmq.MAXMSGSIZE, min(cfg.max_request_bytes, protocol.MAX_REQUEST_FRAME_BYTES))
             sock.setsockopt(zmq.RCVHWM, _RCVHWM)
+            sock.setsockopt(zmq.RCVBUF, _RCVBUF)  # a fixed kernel buffer: a flood waits on its sender's side
             sock.setsockopt(zmq.SNDHWM, 100)
             if self._secure is not None:
                 self._secure(sock)
@@ -221,6 +225,7 @@ class SnapshotServer(threading.Thread):
                 frames, within_limits = self._read(sock, zmq)
             except zmq.Again:
                 return
+            self.read += 1
             self._answer(sock, frames, within_limits, zmq)
         self._stop_event.wait(max(0.0, tick_end - time.monotonic()))
 
