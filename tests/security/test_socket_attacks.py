@@ -14,6 +14,7 @@ would fail at random; 3x still catches what the attacks did before (p99 20 ms ->
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,6 +65,20 @@ def port_of(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
 
+@contextlib.contextmanager
+def snapshot_server(**config):
+    """A SnapshotServer for one stream ``a`` on a free loopback port: yields (server, context, address)."""
+    ctx = zmq.Context()
+    address = feeds.free_tcp_address()
+    server = SnapshotServer(SnapshotConfig(address=address, **config), LastValueCache(["a"]), ctx)
+    server.start_and_wait()
+    try:
+        yield server, ctx, address
+    finally:
+        server.stop()
+        ctx.term()
+
+
 # ---- the options themselves, in process -----------------------------------------------------------
 def test_publisher_disconnects_a_subscription_frame_over_the_limit(tcp_address):
     pub = Publisher(PublisherConfig(address=tcp_address), StatsRegistry(), zmq.Context.instance())
@@ -80,12 +95,7 @@ def test_publisher_disconnects_a_subscription_frame_over_the_limit(tcp_address):
 
 
 def test_snapshot_socket_refuses_requests_over_the_frame_and_byte_limits():
-    cache = LastValueCache(["a"])
-    ctx = zmq.Context()
-    address = feeds.free_tcp_address()
-    server = SnapshotServer(SnapshotConfig(address=address, max_request_bytes=1024), cache, ctx)
-    server.start_and_wait()
-    try:
+    with snapshot_server(max_request_bytes=1024) as (server, ctx, address):
         with pytest.raises(PublisherError, match="over 65 frames or 1024 bytes"):
             request_snapshot(address, streams=[f"s{i}" for i in range(MAX_REQUEST_FRAMES)], context=ctx)
         with pytest.raises(PublisherError, match="over 65 frames or 1024 bytes"):
@@ -97,58 +107,42 @@ def test_snapshot_socket_refuses_requests_over_the_frame_and_byte_limits():
             peer.send_large_frame(2048, b"snapshot")
             assert peer.closed_by_peer(5.0)
         assert server.refused == 2 and server.served == 2
-    finally:
-        server.stop()
-        ctx.term()
 
 
 def test_one_peer_gets_one_answer_per_interval():
-    cache = LastValueCache(["a"])
-    ctx = zmq.Context()
-    address = feeds.free_tcp_address()
-    server = SnapshotServer(SnapshotConfig(address=address), cache, ctx)
-    server.start_and_wait()
-    sock = ctx.socket(zmq.DEALER)
-    try:
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(address)
-        for _ in range(50):
-            sock.send_multipart([protocol.SNAPSHOT_REQUEST])
-        answers = 0
-        while sock.poll(1000):
-            sock.recv_multipart()
-            answers += 1
+    with snapshot_server() as (server, ctx, address):
+        sock = ctx.socket(zmq.DEALER)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(address)
+            for _ in range(50):
+                sock.send_multipart([protocol.SNAPSHOT_REQUEST])
+            answers = 0
+            while sock.poll(1000):
+                sock.recv_multipart()
+                answers += 1
+        finally:
+            sock.close()
         assert 1 <= answers <= 3  # the 50 arrived within far less than 3 intervals
         assert server.limited == 50 - answers
-    finally:
-        sock.close()
-        server.stop()
-        ctx.term()
 
 
 def test_a_flood_is_read_at_a_bounded_rate_and_a_fair_client_still_gets_its_answer():
     from streamer.outputs import snapshot
 
-    cache = LastValueCache(["a"])
-    ctx = zmq.Context()
-    address = feeds.free_tcp_address()
-    server = SnapshotServer(SnapshotConfig(address=address), cache, ctx)
-    server.start_and_wait()
-    flood = subprocess.Popen([sys.executable, "-c", FLOOD, address], stdout=subprocess.PIPE, text=True)
-    try:
-        assert flood.stdout.readline().strip() == "ready"
-        assert feeds.wait_until(lambda: server.read >= 50, 10)
-        read0, t0 = server.read, time.monotonic()
-        start = time.monotonic()
-        fair = request_snapshot(address, context=ctx, timeout=5.0)  # another peer, in the middle of the flood
-        waited = time.monotonic() - start
-        time.sleep(max(0.0, 2.0 - (time.monotonic() - t0)))
-        rate = (server.read - read0) / (time.monotonic() - t0)
-    finally:
-        flood.kill()
-        flood.wait(10)
-        server.stop()
-        ctx.term()
+    with snapshot_server() as (server, ctx, address):
+        flood = subprocess.Popen([sys.executable, "-c", FLOOD, address], stdout=subprocess.PIPE, text=True)
+        try:
+            assert flood.stdout.readline().strip() == "ready"
+            assert feeds.wait_until(lambda: server.read >= 50, 10)
+            read0, t0 = server.read, time.monotonic()
+            fair = request_snapshot(address, context=ctx, timeout=5.0)  # another peer, in the middle of the flood
+            waited = time.monotonic() - t0
+            time.sleep(max(0.0, 2.0 - (time.monotonic() - t0)))
+            rate = (server.read - read0) / (time.monotonic() - t0)
+        finally:
+            flood.kill()
+            flood.wait(10)
     limit = snapshot._READS_PER_TICK / snapshot._TICK_S
     assert fair is not None and waited < 2.0, waited  # fair queueing: one read in two is the other peer's
     assert 0.5 * limit <= rate <= 1.1 * limit, rate  # the flood is read as fast as allowed, and no faster
