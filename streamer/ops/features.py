@@ -86,7 +86,7 @@ class OperatorFeatures:
             from streamer.ops.metrics import Metrics
 
             self.metrics = Metrics(cfg.metrics, self.stats, model_info=model.info(), model_size=model.weight_bytes(),
-                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.dropped))
+                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.queue_dropped))
             publisher.listeners.append(self.metrics.on_sent)
             self.metrics.start()
         if cfg.annotate.active:

@@ -22,7 +22,8 @@ message the publisher sent (:meth:`Metrics.on_sent`, publisher thread):
 | ``timesformer_batch_size`` | histogram (windows per batch, observed once per window) | |
 | ``timesformer_events_total`` | counter (events started) | stream, label |
 | ``timesformer_open_events`` | gauge | stream |
-| ``timesformer_publisher_sent_total``, ``timesformer_publisher_dropped_total`` | counter | |
+| ``timesformer_publisher_sent_total`` | counter (messages handed to ZeroMQ) | |
+| ``timesformer_publisher_queue_dropped_total`` | counter (messages dropped before ZeroMQ: the publisher's queue was full; *not* ZeroMQ's drops at a slow subscriber's SNDHWM, which PUB cannot count: subscribers see those as ``seq`` gaps) | |
 | ``timesformer_model_bytes`` | gauge (the weights: ``model.loaded.weight_bytes``) | model, precision, device |
 | ``timesformer_cuda_memory_allocated_bytes`` | gauge (CUDA only) | device |
 
@@ -93,8 +94,11 @@ class _StatsCollector:
         yield from (drops, state, fps)
         if self.publisher_counts is not None:
             sent, dropped = self.publisher_counts()
-            yield CounterMetricFamily(p + "publisher_sent", "Messages sent on the ZeroMQ socket.", value=sent)
-            yield CounterMetricFamily(p + "publisher_dropped", "Messages the publisher dropped.", value=dropped)
+            yield CounterMetricFamily(p + "publisher_sent", "Messages handed to the ZeroMQ socket.", value=sent)
+            yield CounterMetricFamily(p + "publisher_queue_dropped",
+                                      "Messages dropped before ZeroMQ because the publisher's queue was full. "
+                                      "Does not count what ZeroMQ drops for a slow subscriber at SNDHWM "
+                                      "(PUB cannot see it; subscribers find it by seq gaps).", value=dropped)
         if self.cuda_device is not None:
             import torch
 

@@ -1,7 +1,8 @@
 """The ZeroMQ PUB side: one thread owns the socket and sends ``[topic, json]`` messages from a bounded queue.
 
 Any thread may call :meth:`Publisher.publish` with any ``(topic, dict)`` (results, status, events);
-it never blocks: a full queue drops the message and counts it. Status of every stream goes out at
+it never blocks: a full queue drops the message and counts it (``queue_dropped``; what ZeroMQ drops
+for a subscriber at its SNDHWM cannot be counted here: PUB does not report it). Status of every stream goes out at
 each state change (``publish_status``) and every ``heartbeat_s`` even when nothing else happens (R17).
 
 ZeroMQ facts built in (docs RELIABILITY.md): PUB is at-most-once and drops silently at SNDHWM, so
@@ -50,9 +51,12 @@ class Publisher:
         self._stop = threading.Event()
         self.ready = threading.Event()  # bound (and enough subscribers, if asked)
         self.sent = 0
-        self.dropped = 0
+        #: messages dropped inside this process, before ZeroMQ: the queue was full. Not what ZeroMQ drops
+        #: for a slow subscriber at SNDHWM: PUB cannot count those (subscribers see them as seq gaps)
+        self.queue_dropped = 0
         #: called as ``fn(topic, payload)`` in the publisher thread after each successful send (events,
-        #: metrics, snapshot cache, annotation); a listener may call :meth:`publish`, never block
+        #: metrics, snapshot cache, annotation) with the dict that was sent, which nothing changes any
+        #: more (listeners may keep it, never modify it); a listener may call :meth:`publish`, never block
         self.listeners: list = []
         self._error: BaseException | None = None
         self._curve = None  # streamer.outputs.security.CurveServer when publisher.curve_secret_key is set
@@ -66,7 +70,7 @@ class Publisher:
             self._queue.put_nowait(_Outgoing(topic, payload, capture_mono, stats))
             return True
         except queue.Full:
-            self.dropped += 1
+            self.queue_dropped += 1
             if stats is not None:
                 stats.drop("publish_queue_full")
             return False
@@ -130,6 +134,8 @@ class Publisher:
         sock = self._ctx.socket(zmq.XPUB if cfg.wait_subscribers else zmq.PUB)
         sock.setsockopt(zmq.SNDHWM, cfg.sndhwm)
         sock.setsockopt(zmq.LINGER, cfg.linger_ms)
+        # what subscribers send is subscriptions only: a larger frame disconnects the peer unread (S9)
+        sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_SUBSCRIPTION_BYTES)
         if self._curve is not None:
             self._curve.secure(sock)
         try:
@@ -227,20 +233,17 @@ class Publisher:
         self._send(sock, item, zmq)
 
     def _send(self, sock, item: _Outgoing, zmq) -> None:
-        payload = item.payload
-        payload["published_ts"] = time.time()
-        if item.capture_mono is not None:
-            ms = (time.monotonic() - item.capture_mono) * 1000.0
-            payload["latency_ms"]["capture_to_publish"] = round(ms, 3)
-            if item.stats is not None:
-                item.stats.latency_ms.append(ms)
-                item.stats.results += 1
-                item.stats.last_result = payload
+        ms = None if item.capture_mono is None else (time.monotonic() - item.capture_mono) * 1000.0
+        payload = protocol.stamp(item.payload, published_ts=time.time(), capture_to_publish_ms=ms)
+        if ms is not None and item.stats is not None:
+            item.stats.latency_ms.append(ms)
+            item.stats.results += 1
+            item.stats.last_result = payload
         try:
             sock.send_multipart(protocol.encode(item.topic, payload), flags=zmq.NOBLOCK)
             self.sent += 1
-        except zmq.Again:
-            self.dropped += 1
+        except zmq.Again:  # PUB and XPUB never raise it (they drop at SNDHWM unseen); counted if one ever does
+            self.queue_dropped += 1
             return
         except (TypeError, ValueError):
             log.exception("message on %s is not JSON-serializable; dropped", item.topic)
