@@ -39,6 +39,7 @@ class SourceOptions:
     open_timeout_s: float = 5.0  #: OpenCV open timeout, passed at construction (R1)
     read_timeout_s: float = 5.0  #: OpenCV read timeout, passed at construction (R2)
     stall_timeout_s: float = 5.0  #: no frame for this long -> state "stalled" (watchdog)
+    stall_reopen: bool = False  #: live sources: a stalled source is also reopened (through backoff), not only labelled
     backoff_initial_s: float = 0.5  #: first reconnect delay; doubles per failure (R3)
     backoff_max_s: float = 30.0  #: cap of the reconnect delay
     loop: bool = False  #: files: start again at the end instead of ending

@@ -20,6 +20,7 @@ allow-list (``secure``), so it never leaks what the PUB socket protects.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import threading
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from model.errors import ConfigError, PublisherError
+from streamer.endpoints import bound_endpoint
 from streamer.redact import redact
 from streamer.outputs.security import is_loopback
 
@@ -105,7 +107,10 @@ class SnapshotServer(threading.Thread):
         self._secure = secure
         self._stop_event = threading.Event()
         self.ready = threading.Event()
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # the bind failed (raised by start_and_wait)
+        #: what ended the thread after the bind, for the supervisor (streamer/supervisor.py), which logs it
+        self.failure: BaseException | None = None
+        self.endpoint: str | None = None  # the address actually bound (a ``*`` port resolved)
         self.served = 0
         self.refused = 0
 
@@ -116,8 +121,16 @@ class SnapshotServer(threading.Thread):
         if self.error is not None:
             raise self.error
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def again(self) -> "SnapshotServer":
+        """A new server on the endpoint this one had bound (same port, even if it was ``*``), not started."""
+        config = self.config if self.endpoint is None else dataclasses.replace(self.config, address=self.endpoint)
+        return SnapshotServer(config, self.cache, self._ctx, secure=self._secure)
+
+    def request_stop(self) -> None:
         self._stop_event.set()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self.request_stop()
         if self.ident is not None:
             self.join(timeout)
             if self.is_alive():
@@ -143,15 +156,16 @@ class SnapshotServer(threading.Thread):
                 self.error = PublisherError(f"cannot bind the snapshot socket to {redact(cfg.address)}: "
                                             f"{exc.strerror}; pick a free address with --snapshot")
                 return
-            log.info("snapshots on %s", redact(cfg.address))
+            self.endpoint = bound_endpoint(sock, cfg.address)
+            log.info("snapshots on %s", redact(self.endpoint))
             self.ready.set()
             while not self._stop_event.is_set():
                 if not sock.poll(100, zmq.POLLIN):
                     continue
                 frames = sock.recv_multipart()
                 self._answer(sock, frames, zmq)
-        except Exception:
-            log.exception("snapshot thread failed")
+        except Exception as exc:  # a defect: the supervisor logs it once and restarts the server
+            self.failure = exc
         finally:
             self.ready.set()
             sock.close(linger=cfg.linger_ms)

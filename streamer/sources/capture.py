@@ -5,9 +5,17 @@ Event. It never waits for a consumer in live mode (the ring overwrites the oldes
 mode it waits for ring space so every window is seen. A failed read never inserts a frame; a pause
 longer than ``max_gap_intervals`` frame intervals starts a new segment, and windows never span two.
 
-States (published): connecting -> running <-> stalled; lost live sources go to backoff and
-reconnect with capped exponential backoff plus jitter; files end with ``ended`` (or loop);
-a source that cannot be opened and does not reconnect is ``failed``; ``stopped`` at shutdown.
+States (:class:`StreamState`, published): connecting -> running <-> stalled; lost live sources go
+to backoff and reconnect with capped exponential backoff plus jitter; files end with ``ended`` (or
+loop); a source that cannot be opened and does not reconnect is ``failed``; ``stopped`` at shutdown.
+Every change goes through :meth:`CaptureThread.set_state` (one method, under the stats' lock),
+whether the capture thread or the main thread's stall watchdog makes it.
+
+The watchdog (:meth:`CaptureThread.check_stall`) measures from the later of the last (re)connect
+and the end of the last wait for ring space: a source that just came back is not judged on the
+frames it did not deliver while it was away, and a file waiting for a slow model is waiting on the
+consumer, not stalled (R26). With ``options.stall_reopen`` a stalled live source is also reopened
+(through the usual backoff), instead of only being labelled.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from model.errors import SourceError
 from streamer.redact import redact
 from streamer.core.ring import FrameRing, reserve
 from streamer.sources.table import SourcePlan
-from streamer.core.stats import StreamStats
+from streamer.core.stats import StreamState, StreamStats
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,7 @@ _CAP_PROP_FPS = 5
 _MAX_DECODE_ERRORS_IN_A_ROW = 50
 _STABLE_S = 10.0  # a connection that delivered frames this long resets the backoff
 _MIN_FRAMES_PER_STALL = 3  # fewer frames than this within stall_timeout_s counts as a stall
+_NOT_STALLED = tuple(s for s in StreamState if s is not StreamState.STALLED)
 
 
 def backoff_delay(failures: int, initial: float, cap: float, rng: random.Random = random) -> float:
@@ -70,26 +79,42 @@ class CaptureThread(threading.Thread):
         self._note = ""  # reason shown while running (a resolution change, R8)
         self._watch: deque[tuple[float, int]] = deque()  # stall watchdog samples (main thread)
         self._arrivals: deque[float] = deque(maxlen=_MIN_FRAMES_PER_STALL)  # capture thread only
+        self._pushing_since: float | None = None  # set while a push may wait for ring space (file mode)
+        self._resumed = 0.0  # monotonic end of the last wait for ring space that took longer than a frame
+        self._reopen = threading.Event()  # set by the watchdog: drop the connection and reconnect
+        self._stop_reason = ""  # the reason the final ``stopped`` state carries
 
     # ---- control ------------------------------------------------------------------------------
-    def stop(self) -> None:
+    def stop(self, reason: str = "") -> None:
+        """Tell the thread to stop; ``reason`` goes with its final ``stopped`` state (e.g. the pipeline failed)."""
+        self._stop_reason = reason
         self.stop_event.set()
 
     def join_or_warn(self, timeout: float) -> None:
         self.join(timeout)
         if self.is_alive():
-            log.warning("[%s] capture thread still alive %.1f s after stop (blocked in the capture backend)",
-                        self.plan.id, timeout)
+            log.warning("[%s] capture thread still alive %.1f s after stop (%s)", self.plan.id, timeout, self.doing())
 
-    def set_state(self, state: str, reason: str = "") -> None:
-        reason = redact(reason)  # exception texts may carry the URL (S6)
-        if self._announced and self.stats.state == state and self.stats.reason == reason:
-            return
-        self._announced = True
-        self.stats.state, self.stats.reason, self.stats.state_since = state, reason, time.time()
-        level = logging.WARNING if state in ("stalled", "backoff", "failed") else logging.INFO
-        log.log(level, "[%s] %s%s", self.plan.id, state, f": {reason}" if reason else "")
-        self.on_state(self.stats)
+    def doing(self) -> str:
+        """What the thread may be blocked in (named when shutdown leaves it behind)."""
+        if self.stats.state is StreamState.CONNECTING:
+            return "opening the source in the capture backend"
+        if self._pushing_since is not None:
+            return "waiting for ring space"
+        return "reading from the capture backend"
+
+    def set_state(self, state: StreamState, reason: str = "", *, only_from: tuple[StreamState, ...] = ()) -> bool:
+        """The one way a stream's state changes (capture thread or watchdog); logged and published once."""
+        return self.stats.set_state(state, redact(reason), only_from=only_from,  # exception texts may carry the URL (S6)
+                                    announce=self._announce)
+
+    def _announce(self, stats: StreamStats) -> None:
+        level = logging.WARNING if stats.state in (StreamState.STALLED, StreamState.BACKOFF, StreamState.FAILED) \
+            else logging.INFO
+        # a stopped stream's reason is the pipeline's failure, logged once where it happened
+        shown = stats.reason if stats.reason and stats.state is not StreamState.STOPPED else ""
+        log.log(level, "[%s] %s%s", self.plan.id, stats.state, f": {shown}" if shown else "")
+        self.on_state(stats)
 
     def check_stall(self, now: float) -> None:
         """Watchdog (called from the main thread): running, but no frame, or fewer than
@@ -97,19 +122,32 @@ class CaptureThread(threading.Thread):
 
         The count matters: a frozen RTSP server makes OpenCV hand back a stale buffered frame after
         each read timeout, so "no frame at all" alone would never fire. The capture thread leaves
-        ``stalled`` once that many frames arrive within one stall timeout again.
+        ``stalled`` once that many frames arrive within one stall timeout again. The window starts
+        again at every (re)connect and after every wait for ring space (see the module docstring).
         """
+        stats, samples = self.stats, self._watch  # samples: written by this (main) thread only
+        if stats.state is not StreamState.RUNNING or self._pushing_since is not None:
+            samples.clear()  # not running, or waiting on the consumer: no stall to judge
+            return
         limit = self.plan.config.options.stall_timeout_s
-        samples = self._watch  # (monotonic time, frames so far), written by this (main) thread only
-        samples.append((now, self.stats.frames))
+        since = max(stats.state_mono, self._resumed)
+        if samples and samples[0][0] < since:
+            samples.clear()
+        samples.append((now, stats.frames))
         while len(samples) > 1 and samples[1][0] <= now - limit:
             samples.popleft()
-        if self.stats.state != "running":
+        if now - max(stats.last_frame_mono, since) > limit:
+            reason = f"no frame for {limit:g} s"
+        elif samples[0][0] <= now - limit and stats.frames - samples[0][1] < _MIN_FRAMES_PER_STALL:
+            reason = f"fewer than {_MIN_FRAMES_PER_STALL} frames in {limit:g} s"
+        else:
             return
-        if now - self.stats.last_frame_mono > limit:
-            self.set_state("stalled", f"no frame for {limit:g} s")
-        elif samples[0][0] <= now - limit and self.stats.frames - samples[0][1] < _MIN_FRAMES_PER_STALL:
-            self.set_state("stalled", f"fewer than {_MIN_FRAMES_PER_STALL} frames in {limit:g} s")
+        if self.set_state(StreamState.STALLED, reason, only_from=(StreamState.RUNNING,)) and self._may_reopen():
+            log.info("[%s] reopening the stalled source", self.plan.id)
+            self._reopen.set()
+
+    def _may_reopen(self) -> bool:
+        return self.plan.config.options.stall_reopen and self.plan.kind.reconnects
 
     # ---- the thread ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -121,8 +159,8 @@ class CaptureThread(threading.Thread):
         finally:
             self.ring.end()
             self.on_frame()  # wake the scheduler so it sees the end
-            if self.stats.state not in ("ended", "failed"):
-                self.set_state("stopped")
+            if self.stats.state not in (StreamState.ENDED, StreamState.FAILED):
+                self.set_state(StreamState.STOPPED, self._stop_reason)
 
     def _connect_loop(self) -> None:
         opts = self.plan.config.options
@@ -164,6 +202,19 @@ class CaptureThread(threading.Thread):
             self.set_state("backoff", f"{reason}; retry {failures} in {delay:.1f} s")
             self.stop_event.wait(delay)
 
+    def _push(self, ring: FrameRing, x, **where) -> bool:
+        """``ring.push``, marked for the watchdog: a wait for ring space (file mode) is not a stall."""
+        if not ring.blocking:
+            return ring.push(x, **where)
+        self._pushing_since = time.monotonic()
+        try:
+            return ring.push(x, **where)
+        finally:
+            done = time.monotonic()
+            if done - self._pushing_since > self.interval:
+                self._resumed = done  # waited on the consumer: the stall window starts again
+            self._pushing_since = None
+
     def _flowing_again(self, limit: float) -> bool:
         """Out of ``stalled`` only when frames come at a pace again, not on one stale frame."""
         a = self._arrivals
@@ -190,7 +241,10 @@ class CaptureThread(threading.Thread):
         paced_start, paced_n = time.monotonic(), 0
         errors_in_a_row = 0
         frames_this_open = 0
+        self._reopen.clear()
         while not stop.is_set():
+            if self._reopen.is_set():  # the watchdog found the source stalled (options.stall_reopen)
+                return "lost", "stalled; reopening"
             if pace:
                 due = paced_start + paced_n * self.interval
                 now = time.monotonic()
@@ -246,15 +300,16 @@ class CaptureThread(threading.Thread):
                 log.exception("[%s] preprocessing frame %d failed", plan.id, self._frame_no)
                 stats.drop("preprocess_error")
                 continue
-            if not ring.push(x, t=t, mono=mono, wall=wall, pts=pts, frame_no=self._frame_no,
-                             segment=self._segment, label=getattr(cap, "label", None), stop=stop):
+            if not self._push(ring, x, t=t, mono=mono, wall=wall, pts=pts, frame_no=self._frame_no,
+                              segment=self._segment, label=getattr(cap, "label", None), stop=stop):
                 return "stopped", ""
             stats.frame(mono)
             self.on_frame()
             self._arrivals.append(mono)
-            if stats.state != "running" or stats.reason != self._note:
-                if stats.state != "stalled" or self._flowing_again(opts.stall_timeout_s):
-                    self.set_state("running", self._note)
+            if stats.state is not StreamState.RUNNING or stats.reason != self._note:
+                # out of stalled only when frames flow again; checked and set under the state lock
+                self.set_state(StreamState.RUNNING, self._note, only_from=() if self._flowing_again(
+                    opts.stall_timeout_s) else _NOT_STALLED)
         return "stopped", ""
 
 
