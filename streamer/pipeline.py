@@ -147,7 +147,7 @@ class Pipeline:
         self.terminal = terminal or Terminal()
         self.printer = ResultPrinter(self.terminal) if print_results else None
         self.error: str | None = None
-        self._stuck_warned = False
+        self._stuck_batch: float | None = None  # busy_since of the batch reported as maybe stuck
 
     def listens(self) -> list[Listen]:
         """Every address this pipeline will listen on (a later listener, e.g. a control socket, adds its own)."""
@@ -306,15 +306,18 @@ class Pipeline:
 
     def _watch_batch(self, now: float) -> None:
         """One ERROR when a batch runs far longer than this model's batches do (R11), one INFO if it ends after all."""
+        busy = self.inference.busy_since
+        if self._stuck_batch is not None:
+            if busy != self._stuck_batch:  # that batch is over (another may have started since)
+                self._stuck_batch = None
+                log.info("the long inference batch has finished; results flow again")
+            return
         overdue = self.inference.overdue(now)
-        if overdue is not None and not self._stuck_warned:
-            self._stuck_warned = True
+        if overdue is not None:
+            self._stuck_batch = busy
             slowest = self.inference.slowest_s
             log.error("inference has been running one batch for %.0f s (the slowest batch before took %s); it may "
                       "be stuck", overdue, "nothing: it is the first" if slowest is None else f"{slowest:.1f} s")
-        elif self._stuck_warned and self.inference.busy_since is None:
-            self._stuck_warned = False
-            log.info("the long inference batch has finished; results flow again")
 
     # ---- shutdown ------------------------------------------------------------------------------
     def _shutdown(self, ctx, status_line: StatusLine, *, requested: bool) -> None:
