@@ -335,11 +335,11 @@ class Pipeline:
         sup.join(sources, deadline, reserve=max(PUBLISH_RESERVE_S, total - SOURCES_S))
         if self.publisher is not None:
             self.operate.close_events(self.publisher)  # after the last result: end the open events
-            self._final_status()
+            final_status(self.publisher, self.stats)  # counts every result queued before it
             self.publisher.request_stop()
             sup.join(["publisher"], deadline)
         self.operate.request_stop(servers=False)  # the annotator, once every result has reached it
-        sup.join(sup.names(), deadline)
+        sup.join([name for name in sup.names() if name not in sources], deadline)  # the sources had their share
         self.error = self.error or sup.report_late()
         behind = sup.left_behind()
         if behind:
@@ -353,17 +353,17 @@ class Pipeline:
         else:
             ctx.term()
 
-    def _final_status(self) -> None:
-        """Every stream's status, built in the publisher thread after every result queued so far was
-        sent, so ``counters.results`` counts them all."""
-        publisher = self.publisher
 
-        def send() -> None:
-            for stats in self.stats:
-                publisher.publish_status(stats)
+def final_status(publisher: Publisher, stats: StatsRegistry) -> None:
+    """Queue every stream's status, built in the publisher thread after every result queued so far was
+    sent (results are counted as they are sent), so ``counters.results`` counts them all."""
 
-        if not publisher.call_soon(send):
-            send()  # queue full: the counters may then miss results still queued
+    def send() -> None:
+        for s in stats:
+            publisher.publish_status(s)
+
+    if not publisher.call_soon(send):
+        send()  # queue full: the counters may then miss results still queued
 
 
-__all__ = ["Pipeline", "resolve_window", "resolve_device", "RecognizerError"]
+__all__ = ["Pipeline", "final_status", "resolve_window", "resolve_device", "RecognizerError"]

@@ -229,7 +229,7 @@ def test_a_file_waiting_for_a_slow_model_is_not_stalled():
 
 
 class LosingCapture(TrickleCapture):
-    """Frames at full speed, then a failed read (the connection is lost)."""
+    """A 25 fps camera that delivers ``frames`` frames, then fails a read (the connection is lost)."""
 
     def __init__(self, frames: int) -> None:
         super().__init__(threading.Event(), threading.Event(), gap=0.0)
@@ -237,18 +237,19 @@ class LosingCapture(TrickleCapture):
 
     def read(self):
         self.left -= 1
-        time.sleep(0.01)
+        time.sleep(0.04)
         return (self.left >= 0), self.frame
 
 
 def test_the_stall_window_starts_again_at_each_reconnect():
     # an outage longer than the stall timeout: the source comes back after 1.2 s away
     opts = SourceOptions(stall_timeout_s=0.5, backoff_initial_s=1.2, backoff_max_s=1.2)
-    thread, stats, states, opens = watched_thread(lambda n: LosingCapture(60 if n < 3 else 10_000), opts)
+    thread, stats, states, opens = watched_thread(lambda n: LosingCapture(30 if n < 3 else 10_000), opts)
     thread.start()
-    try:
-        assert watch(thread, 15, lambda: opens[0] == 3 and stats.state == "running" and stats.frames > 150), states
-        watch(thread, 1.0)
+    try:  # the watchdog runs every 0.1 s, as in the pipeline: a few frames in after each reconnect
+        assert watch(thread, 20, lambda: opens[0] == 3 and stats.state == "running" and stats.frames > 75,
+                     every=0.1), states
+        watch(thread, 1.0, every=0.1)
     finally:
         thread.stop()
         thread.join(10)
