@@ -182,29 +182,12 @@ def test_a_frozen_source_is_reopened_when_asked_and_only_labelled_otherwise():
             thread.join(10)
 
 
-class EndlessCapture:
-    """A file that always has another frame, read as fast as asked."""
-
-    def __init__(self) -> None:
-        self.frame = np.zeros((8, 8, 3), np.uint8)
-
-    def isOpened(self) -> bool:  # noqa: N802
-        return True
-
-    def read(self):
-        return True, self.frame
-
-    def get(self, prop: int) -> float:
-        return 0.0
-
-    def release(self) -> None:
-        pass
-
-
 def test_a_file_waiting_for_a_slow_model_is_not_stalled():
     ring = FrameRing(8, blocking=True)  # file mode: the capture waits for ring space
     opts = SourceOptions(stall_timeout_s=0.3)
-    thread, stats, states, _ = watched_thread(lambda n: EndlessCapture(), opts, kind="file", ring=ring)
+    endless = threading.Event()  # never set: frames come as fast as asked (every 10 ms)
+    thread, stats, states, _ = watched_thread(lambda n: TrickleCapture(endless, endless, gap=0.0), opts, kind="file",
+                                              ring=ring)
     stop = threading.Event()
 
     def slow_model() -> None:  # takes one window's worth of frames every 0.5 s
