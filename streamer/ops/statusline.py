@@ -40,6 +40,7 @@ class Terminal:
         self.out = out or sys.stdout
         self.lock = threading.RLock()
         self._line = ""  # the status line as drawn now ("" when none is)
+        self.out_closed = False
 
     def draw(self, line: str) -> None:
         width = shutil.get_terminal_size((300, 24)).columns - 1  # one row: erase-line clears all of it
@@ -62,11 +63,16 @@ class Terminal:
                 self.err.flush()
 
     def print_out(self, text: str) -> None:
-        """One line on stdout, never run into the status line."""
+        """One line on stdout, never run into the status line (nothing once stdout is closed, e.g. ``| head``)."""
         with self.lock:
+            if self.out_closed:
+                return
             self.erase()
-            self.out.write(text + "\n")
-            self.out.flush()
+            try:
+                self.out.write(text + "\n")
+                self.out.flush()
+            except (OSError, ValueError):  # a closed pipe: the reader has gone, the run goes on
+                self.out_closed = True
             self.redraw()
 
     def finish(self) -> None:

@@ -74,7 +74,6 @@ class CaptureThread(threading.Thread):
         self._last_t = -math.inf
         self._rate = TokenBucket(plan.config.options.max_fps)
         self._t_offset = 0.0  # media-time offset added per loop of a file
-        self._announced = False  # the first state is always announced
         self._shape: tuple[int, int] | None = None  # (H, W) of the last frame read
         self._note = ""  # reason shown while running (a resolution change, R8)
         self._watch: deque[tuple[float, int]] = deque()  # stall watchdog samples (main thread)
@@ -89,11 +88,6 @@ class CaptureThread(threading.Thread):
         """Tell the thread to stop; ``reason`` goes with its final ``stopped`` state (e.g. the pipeline failed)."""
         self._stop_reason = reason
         self.stop_event.set()
-
-    def join_or_warn(self, timeout: float) -> None:
-        self.join(timeout)
-        if self.is_alive():
-            log.warning("[%s] capture thread still alive %.1f s after stop (%s)", self.plan.id, timeout, self.doing())
 
     def doing(self) -> str:
         """What the thread may be blocked in (named when shutdown leaves it behind)."""

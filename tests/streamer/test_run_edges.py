@@ -3,6 +3,8 @@ terminal (``--print``, a status line that log lines never run into), one line pe
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pty
 import re
@@ -21,6 +23,7 @@ from model.errors import PublisherError
 from streamer.config import PublisherConfig
 from streamer.core.stats import StatsRegistry
 from streamer.endpoints import Listen, check_free
+from streamer.ops.statusline import Terminal
 from streamer.outputs import protocol
 from streamer.outputs.publisher import Publisher
 from streamer.pipeline import final_status
@@ -172,3 +175,18 @@ def test_a_missing_file_is_said_once(tiny_model, tmp_path):
     errors = [line for line in said if line.startswith("error:")]
     assert len(errors) == 1 and len(said) <= 2, said  # the error line, and at most the stream's state in the log
     assert not [line for line in said if " ERROR " in line], said
+
+
+def test_a_closed_stdout_ends_the_printing_not_the_run():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # e.g. run_stream.py --print | head -3, after head has exited
+    out = os.fdopen(write_end, "w")
+    err = io.StringIO()
+    terminal = Terminal(err=err, out=out)
+    terminal.draw("cam: running")
+    terminal.print_out("[cam] #0 frames 0-7: still 0.90")  # the reader is gone: no exception
+    assert terminal.out_closed
+    terminal.print_out("[cam] #1 frames 4-11: still 0.91")
+    assert err.getvalue().endswith("\x1b[2Kcam: running")  # the status line is still drawn
+    with contextlib.suppress(OSError):
+        out.close()
