@@ -142,11 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     starting = threading.Event()
     starting.set()
+    aborted = threading.Event()  # a signal interrupted start-up
 
     def on_signal(signum, frame) -> None:
         stop.set()
         if starting.is_set():
             starting.clear()  # once: a second signal must not interrupt the unwinding
+            aborted.set()
             raise _StoppedWhileStarting
 
     previous = {}
@@ -155,7 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
     try:
-        return _run(argv, stop, starting)
+        return _run(argv, stop, starting, aborted)
+    except Exception:
+        # a library the signal interrupted (safetensors, say) may turn the exception into its own
+        # error: after an abort that error is a consequence of the stop, not a failure to report
+        if not aborted.is_set():
+            raise
+        log.info("stop requested during start-up")
+        return 0
     except _StoppedWhileStarting:
         log.info("stop requested during start-up")
         return 0
@@ -164,12 +173,15 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, handler)
 
 
-def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Event) -> int:
+def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Event,
+         aborted: threading.Event) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = load_app_config(args)
     except ConfigError as exc:
+        if aborted.is_set():
+            raise  # main() treats it as the stop it is
         return _error(exc)
     from streamer.ops.statusline import Terminal
 
@@ -194,6 +206,8 @@ def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Even
             print(f"error: {redact(pipeline.error)}", file=sys.stderr)  # the one line that says why
         return code
     except RecognizerError as exc:  # ConfigError included (exit code 2)
+        if aborted.is_set():
+            raise  # main() treats it as the stop it is
         return _error(exc)
 
 
