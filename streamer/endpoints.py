@@ -46,8 +46,9 @@ def split_tcp(address: str) -> tuple[str, str] | None:
 def _bind_error(host: str, port: int) -> str | None:
     """Why a listener could not bind ``host:port`` now (None if it could, or if this cannot tell)."""
     bind_host = "" if host in ("*", "0.0.0.0") else host
+    family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET  # names resolve as ZeroMQ and http.server do
     try:
-        infos = socket.getaddrinfo(bind_host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(bind_host or None, port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror:
         return None  # an interface name or a host this cannot resolve: the real bind will say
     family, _, _, _, sockaddr = infos[0]

@@ -168,7 +168,7 @@ class Pipeline:
         import zmq
 
         check_free(self.listens())  # every clash in one error, before the (slow) model load
-        log.info("loading model %s", self.config.model.source)
+        log.debug("loading model %s", self.config.model.source)  # a bad source is then the only line
         built = self._build()
         started()
         if stop.is_set():

@@ -87,8 +87,8 @@ class Supervisor:
     def watch(self, watched: Watched) -> None:
         self._watched[watched.name] = watched
 
-    def names(self, policy: Policy | None = None) -> list[str]:
-        return [w.name for w in self._watched.values() if policy is None or w.policy is policy]
+    def names(self) -> list[str]:
+        return list(self._watched)
 
     def stop_watching(self) -> None:
         """From here on threads end because they were told to: no more checks, no restarts."""

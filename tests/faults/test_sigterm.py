@@ -124,7 +124,7 @@ def test_sigterm_while_an_int8_base_model_loads_exits_0_within_3_s_and_binds_not
     rng = random.Random(8)
     failures = []
     for i, delay in enumerate([0.1] + [rng.uniform(0.5, 4.0) for _ in range(2)]):
-        with base_run(base_model, tmp_path / f"load{i}.log") as p:
+        with base_run(base_model, tmp_path / f"load{i}.log", "--log-level", "DEBUG") as p:
             assert feeds.wait_until(lambda: "loading model" in p.stderr(), 120, interval=0.02), p.stderr()
             loaded = feeds.wait_until(lambda: "loaded model" in p.stderr(), delay, interval=0.02)
             code, took = sigterm(p)
