@@ -12,15 +12,24 @@ Exit status: 0 on a clean stop (SIGINT/SIGTERM, end of files, run limit), 1 on a
 from __future__ import annotations
 
 import os
+import signal
 
-from streamer.sources.cvenv import prepare_opencv_environment
+
+def _stop_before_main(signum, frame) -> None:
+    raise SystemExit(0)  # nothing has started yet: a clean stop (main() installs the real handler)
+
+
+if __name__ == "__main__":  # first thing the process does, before any project import (R19)
+    for _sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_sig, _stop_before_main)
+
+from streamer.sources.cvenv import prepare_opencv_environment  # noqa: E402
 
 # The CLI owns the process: OpenCV reads these only before cv2 is first imported.
 prepare_opencv_environment()
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
