@@ -59,6 +59,8 @@ class SourceOptions(Section):
     open_timeout_s: PositiveFloat = Field(5.0, description="OpenCV open timeout, passed at construction (R1)")
     read_timeout_s: PositiveFloat = Field(5.0, description="OpenCV read timeout, passed at construction (R2)")
     stall_timeout_s: PositiveFloat = Field(5.0, description="no frame for this long: state 'stalled' (watchdog)")
+    stall_reopen: bool = Field(False, description="live sources: a stalled source is also reopened (through "
+                                                  "backoff), not only labelled")
     backoff_initial_s: PositiveFloat = Field(0.5, description="first reconnect delay; doubles per failure (R3)")
     backoff_max_s: PositiveFloat = Field(30.0, description="cap of the reconnect delay")
     loop: bool = Field(False, description="files: start again at the end instead of ending")

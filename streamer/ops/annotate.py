@@ -96,7 +96,13 @@ class Annotator(threading.Thread):
             log.warning("annotate: no display (DISPLAY is not set); not showing a window")
             self.show = False
         self.dropped = 0  # frames not annotated because the queue was full
-        self.error: str | None = None
+        #: what ended the thread, for the supervisor (streamer/supervisor.py), which logs it
+        self.failure: BaseException | None = None
+
+    @property
+    def error(self) -> str | None:
+        """What ended the thread, as one line (None while it runs or after a clean stop)."""
+        return None if self.failure is None else f"{type(self.failure).__name__}: {self.failure}"
 
     # ---- capture threads ------------------------------------------------------------------------
     def tap(self, stream: str, preprocess: Callable, *, wait: bool) -> Callable:
@@ -132,9 +138,13 @@ class Annotator(threading.Thread):
             s.covered = max(s.covered, end)
 
     # ---- the thread -----------------------------------------------------------------------------
-    def stop(self, timeout: float = 10.0) -> None:
-        """Write what is pending, close the files, join."""
+    def request_stop(self) -> None:
+        """Tell the thread to write what is pending, close the files and end; does not wait."""
         self._stop_event.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """:meth:`request_stop`, then join."""
+        self.request_stop()
         if self.ident is not None:
             self.join(timeout)
             if self.is_alive():
@@ -157,9 +167,8 @@ class Annotator(threading.Thread):
                     break
                 self.streams[stream].pending.append((frame_no, frame, state))
             self._flush(final=True)
-        except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("annotate thread failed")
+        except Exception as exc:  # the supervisor logs it once and stops the pipeline
+            self.failure = exc
         finally:
             for s in self.streams.values():
                 if s.writer is not None:

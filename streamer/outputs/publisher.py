@@ -25,6 +25,7 @@ from streamer.outputs import protocol
 from streamer.config import PublisherConfig
 from streamer.redact import redact
 from streamer.outputs.security import CurveServer, is_loopback
+from streamer.endpoints import bound_endpoint
 from streamer.core.stats import StatsRegistry, StreamStats
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class _Outgoing(NamedTuple):
 
 
 _STOP = object()
+
 
 
 class Publisher:
@@ -58,7 +60,10 @@ class Publisher:
         #: metrics, snapshot cache, annotation) with the dict that was sent, which nothing changes any
         #: more (listeners may keep it, never modify it); a listener may call :meth:`publish`, never block
         self.listeners: list = []
-        self._error: BaseException | None = None
+        self._error: BaseException | None = None  # a set-up failure (bind, keys), raised by start()
+        #: what ended the thread after set-up, for the supervisor (streamer/supervisor.py), which logs it
+        self.failure: BaseException | None = None
+        self.endpoint: str | None = None  # the address actually bound (a ``*`` port resolved)
         self._curve = None  # streamer.outputs.security.CurveServer when publisher.curve_secret_key is set
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=False)
 
@@ -99,20 +104,28 @@ class Publisher:
         if self._error is not None:
             raise self._error
 
-    def stop(self, timeout: float = 3.0) -> None:
-        """Send what is queued (bounded by linger), close the socket, join the thread."""
+    def request_stop(self) -> None:
+        """Tell the thread to send what is queued (bounded by linger), close the socket and end; does not wait."""
         self._stop.set()
         try:
             self._queue.put_nowait(_STOP)
         except queue.Full:
-            pass
-        if self._thread.is_alive() or self._thread.ident is not None:
+            pass  # the thread also looks at the stop flag whenever the queue runs dry
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """:meth:`request_stop`, then join the thread for at most ``timeout`` seconds."""
+        self.request_stop()
+        if self._thread.ident is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("publisher thread still alive %.1f s after stop", timeout)
 
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
 
     @property
     def curve(self):
@@ -148,7 +161,8 @@ class Publisher:
             log.warning("PUBLISHER NOT ENCRYPTED on %s, which other machines can reach: anyone there can read "
                         "every result. Bind tcp://127.0.0.1:PORT, or set publisher.curve_secret_key and "
                         "publisher.curve_allow_dir (keys: python -m streamer.keys)", redact(cfg.address))
-        log.info("publishing on %s (SNDHWM %d)", redact(cfg.address), cfg.sndhwm)
+        self.endpoint = bound_endpoint(sock, cfg.address)
+        log.info("publishing on %s (SNDHWM %d)", redact(self.endpoint), cfg.sndhwm)
         return sock
 
     def _wait_for_subscribers(self, sock) -> None:
@@ -203,8 +217,10 @@ class Publisher:
                     if xpub:
                         self._drain_subscriptions(sock)
                 try:
-                    item = self._queue.get(timeout=max(0.0, next_beat - time.monotonic()))
+                    item = self._queue.get(timeout=max(0.0, min(next_beat - time.monotonic(), 0.1)))
                 except queue.Empty:
+                    if self._stop.is_set():  # _STOP did not fit in a full queue
+                        break
                     continue
                 if item is _STOP:
                     break
@@ -217,8 +233,8 @@ class Publisher:
                     break
                 if item is not _STOP:
                     self._handle(sock, item, zmq)
-        except Exception:
-            log.exception("publisher thread failed")
+        except Exception as exc:  # a defect: the supervisor logs it once and stops the pipeline
+            self.failure = exc
         finally:
             sock.close(linger=self.config.linger_ms)
             self._stop_curve()

@@ -40,6 +40,7 @@ from typing import Callable, NamedTuple
 
 from model.errors import PublisherError
 from streamer.config import SnapshotConfig
+from streamer.endpoints import bound_endpoint
 from streamer.outputs import protocol
 from streamer.redact import redact
 from streamer.outputs.security import is_loopback
@@ -140,7 +141,10 @@ class SnapshotServer(threading.Thread):
         self._secure = secure
         self._stop_event = threading.Event()
         self.ready = threading.Event()
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # the bind failed (raised by start_and_wait)
+        #: what ended the thread after the bind, for the supervisor (streamer/supervisor.py), which logs it
+        self.failure: BaseException | None = None
+        self.endpoint: str | None = None  # the address actually bound (a ``*`` port resolved)
         self.read = 0  #: requests read off the socket (at most ``_READS_PER_TICK`` per ``_TICK_S``)
         self.served = 0
         self.refused = 0  #: malformed, or over the frame/byte limits
@@ -156,8 +160,16 @@ class SnapshotServer(threading.Thread):
         if self.error is not None:
             raise self.error
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def again(self) -> "SnapshotServer":
+        """A new server on the endpoint this one had bound (same port, even if it was ``*``), not started."""
+        config = self.config if self.endpoint is None else self.config.model_copy(update={"address": self.endpoint})
+        return SnapshotServer(config, self.cache, self._ctx, secure=self._secure)
+
+    def request_stop(self) -> None:
         self._stop_event.set()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self.request_stop()
         if self.ident is not None:
             self.join(timeout)
             if self.is_alive():
@@ -186,7 +198,8 @@ class SnapshotServer(threading.Thread):
                 self.error = PublisherError(f"cannot bind the snapshot socket to {redact(cfg.address)}: "
                                             f"{exc.strerror}; pick a free address with --snapshot")
                 return
-            log.info("snapshots on %s", redact(cfg.address))
+            self.endpoint = bound_endpoint(sock, cfg.address)
+            log.info("snapshots on %s", redact(self.endpoint))
             self.ready.set()
             while not self._stop_event.is_set():
                 if sock.poll(100, zmq.POLLIN):
@@ -194,8 +207,8 @@ class SnapshotServer(threading.Thread):
                 if self._trim_due and time.monotonic() - self._last_trim >= _TRIM_INTERVAL_S:
                     self._trim_due, self._last_trim = False, time.monotonic()
                     release_freed_memory()
-        except Exception:
-            log.exception("snapshot thread failed")
+        except Exception as exc:  # a defect: the supervisor logs it once and restarts the server
+            self.failure = exc
         finally:
             self.ready.set()
             sock.close(linger=cfg.linger_ms)

@@ -67,9 +67,12 @@ class _Link:
 class FrameReader:
     def __init__(self, plan: SourcePlan, ring: FrameRing, preprocess: Callable, stats: StreamStats, *,
                  capacity_for: Callable[[float], int], on_frame: Callable[[], None],
-                 arrived: Callable[[float, str], None], stop) -> None:
+                 arrived: Callable[[float, str], None], stop, reopen=None, push: Callable | None = None) -> None:
+        """``stop``: ends the loop; ``reopen`` (an Event): ends this link as lost, to reconnect; ``push``:
+        how a frame goes into the ring (``ring.push`` unless the owner wraps it)."""
         self.plan, self.ring, self.preprocess, self.stats = plan, ring, preprocess, stats
         self.capacity_for, self.on_frame, self.arrived, self.stop = capacity_for, on_frame, arrived, stop
+        self.reopen, self.push = reopen, push or ring.push
         self.interval = 1.0 / plan.config.options.fps_hint  # seconds between frames on the sampling clock
         self.frame_no = -1
         self.segment = 0
@@ -90,7 +93,11 @@ class FrameReader:
     def read_until_done(self, cap, opened_s: float) -> Outcome:
         """Read ``cap`` until the source ends, is lost, or we are stopped."""
         link = self._begin(cap, opened_s)
+        if self.reopen is not None:
+            self.reopen.clear()
         while not self.stop.is_set():
+            if self.reopen is not None and self.reopen.is_set():  # the watchdog found it stalled (stall_reopen)
+                return "lost", "stalled; reopening"
             if self.plan.pace and not self._wait_turn(link):
                 break
             outcome = self._read_one(link)
@@ -144,7 +151,7 @@ class FrameReader:
             log.exception("[%s] preprocessing frame %d failed", self.plan.id, self.frame_no)
             self.stats.drop("preprocess_error")
             return None
-        if not self.ring.push(x, t=t, mono=mono, wall=wall, frame_no=self.frame_no, segment=self.segment,
+        if not self.push(x, t=t, mono=mono, wall=wall, frame_no=self.frame_no, segment=self.segment,
                               label=getattr(link.cap, "label", None), stop=self.stop):
             return "stopped", ""
         self._pushed(t, mono)
