@@ -27,6 +27,9 @@ class StreamState(str, enum.Enum):
     ENDED = "ended"
     FAILED = "failed"
     STOPPED = "stopped"
+    #: cluster mode: the worker serving the stream was lost; the cluster head publishes this until another
+    #: worker serves it (streamer/cluster/)
+    REASSIGNING = "reassigning"
 
     def __str__(self) -> str:
         return self.value

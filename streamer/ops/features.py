@@ -185,20 +185,8 @@ class OperatorFeatures:
         threads = [self.clips, self.console] + (list(self.alerts.senders) if self.alerts is not None else [])
         return [t for t in threads if t is not None]
 
-    def _restart_snapshot(self, attempts: int = 5) -> None:
-        """Serve snapshots again on the same endpoint; ZeroMQ releases the old one asynchronously, so
-        a bind that finds it still taken is tried again a few times."""
-        for attempt in range(attempts):
-            server = self.snapshot.again()
-            try:
-                server.start_and_wait()
-            except PublisherError:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
-            else:
-                self.snapshot = server
-                return
+    def _restart_snapshot(self) -> None:
+        self.snapshot = restart_snapshot(self.snapshot)
 
     def request_stop(self, *, servers: bool) -> None:
         """Tell threads to end without waiting (the pipeline joins them against one deadline):
@@ -219,6 +207,20 @@ class OperatorFeatures:
             log.warning("annotate: %d frames were not annotated (queue full)", self.annotator.dropped)
         if self.alerts is not None:
             self.alerts.finish()
+
+
+def restart_snapshot(server, attempts: int = 5):
+    """A new snapshot server serving again on the endpoint ``server`` had bound, started; ZeroMQ releases
+    the old endpoint asynchronously, so a bind that finds it still taken is tried again a few times."""
+    for attempt in range(1, attempts + 1):
+        again = server.again()
+        try:
+            again.start_and_wait()
+            return again
+        except PublisherError:
+            if attempt >= attempts:
+                raise
+            time.sleep(0.1 * attempt)
 
 
 def raw_frames(stream: str, preprocess: Callable, sinks: list[Callable]) -> Callable:
