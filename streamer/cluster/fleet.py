@@ -118,8 +118,8 @@ class Fleet:
         """Tell every ready worker to stop its pipelines (their final status goes out through the hub) and
         wait up to ``seconds``; the streams no worker serves get a final ``stopped`` from the head."""
         calls = [self.backend.call(slot.handle, "stop") for slot in self.slots if slot.ready]
-        deadline = self.clock() + seconds
-        while calls and self.clock() < deadline:
+        deadline = time.monotonic() + seconds  # real time: this waits for other processes
+        while calls and time.monotonic() < deadline:
             calls = [c for c in calls if not c.done()]
             time.sleep(0.02)
         if calls:
@@ -294,7 +294,7 @@ class Fleet:
             snap.update({k: last["counters"][k] for k in ("frames", "windows", "results", "drops", "decode_errors",
                                                          "reconnects")})
         snap.update(state=str(stream.state), reason=redact(stream.reason), state_since=stream.since)
-        return protocol.status_message(sid, redact(stream.source.url), snap, worker=None)
+        return protocol.with_worker(protocol.status_message(sid, redact(stream.source.url), snap), None)
 
 
 __all__ = ["Fleet", "Slot", "Stream", "HEALTH_INTERVAL_S", "START_GRACE_S"]

@@ -23,7 +23,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +93,8 @@ class Pending:
         try:
             return ray.get(self._ref, timeout=0)
         except RayActorError as exc:
-            raise WorkerUnavailable(_one_line(exc)) from None
+            log.debug("worker call failed: %s", _one_line(exc))
+            raise WorkerUnavailable(_UNAVAILABLE.get(type(exc).__name__, "its actor failed")) from None
         except RayTaskError as exc:  # the worker raised: hand on its own error when it is one of ours
             cause = exc.cause
             if isinstance(cause, RecognizerError):
@@ -99,9 +102,26 @@ class Pending:
             raise ClusterError(f"worker call failed: {_one_line(cause or exc)}") from None
 
 
+#: Ray's errors for a call that found no actor, said briefly (Ray's own text, with ids, is logged at DEBUG)
+_UNAVAILABLE = {"ActorDiedError": "its actor died (process or node lost)",
+                "ActorUnavailableError": "its actor is unreachable or being restarted"}
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _signal_handlers() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 class RayBackend:
@@ -118,6 +138,7 @@ class RayBackend:
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         common = dict(namespace=NAMESPACE, runtime_env={"env_vars": {"PYTHONPATH": path}}, log_to_driver=True,
                       logging_level=logging.WARNING)
+        handlers = _signal_handlers()
         try:
             if cfg.local_workers is not None:
                 ray.init(num_cpus=max(1, math.ceil(cfg.local_workers * cfg.cpus_per_worker)),
@@ -127,6 +148,8 @@ class RayBackend:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ClusterError(f"cannot reach the Ray cluster at {cfg.address}: {_one_line(exc)}; start it with "
                                "`ray start --head` (docs/CLUSTER.md) or use --cluster local:N") from None
+        finally:
+            _restore(handlers)  # ray.init installs its own SIGTERM handler (sys.exit): the CLI's stops the head (R19)
         self._connected = True
         self.head_ip = ray.util.get_node_ip_address()
         log.info("ray: %s, %s", "local Ray started" if cfg.local_workers else f"joined {cfg.address}",
