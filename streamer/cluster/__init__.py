@@ -4,10 +4,10 @@
 the single-machine :class:`streamer.pipeline.Pipeline`:
 
 ```
- worker actor w0 (Ray, its own GPU):  Pipeline over its share --PUB-->\\
- worker actor w1 ...                                       --PUB-->  head: hub (XSUB per worker -> one XPUB) --> subscribers
-                                                                        |-- last-value cache --> snapshot socket
- head main thread: fleet (health checks, cost-balanced placement, reassignment on loss) -- Ray actor calls --^
+ worker actor w0 (Ray, its own GPU): Pipeline over its share --PUB--\
+ worker actor w1 ...:                Pipeline over its share --PUB--> head: hub (XSUB per feed -> XPUB) --> subscribers
+                                                                           `-- last-value cache --> snapshot socket
+ head main thread: fleet (health, cost-balanced placement, reassignment) --Ray actor calls--> the workers
 ```
 
 | module | job |

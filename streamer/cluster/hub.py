@@ -130,7 +130,8 @@ class Hub:
 
     @property
     def curve(self) -> CurveServer | None:
-        """The running CURVE server (keys and allow-list) when the publisher uses CURVE: the snapshot socket shares it."""
+        """The running CURVE server (keys and allow-list) when the publisher uses CURVE (the snapshot socket
+        shares it)."""
         return self._curve
 
     # ---- the thread --------------------------------------------------------------------------

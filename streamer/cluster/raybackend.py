@@ -172,7 +172,8 @@ class RayBackend:
         gpus = self.gpus_per_worker()
         if gpus > 0:
             return max(1, int(ray.cluster_resources().get("GPU", 0) // gpus))
-        return max(1, sum(1 for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= cfg.cpus_per_worker))
+        nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= cfg.cpus_per_worker]
+        return max(1, len(nodes))
 
     def spawn(self, name: str):
         """A worker actor (placed by Ray where there is room; its calls wait until it is)."""

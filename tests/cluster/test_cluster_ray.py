@@ -63,7 +63,8 @@ def stop_and_check_gone(head: feeds.Pipeline, pids: list[int]) -> None:
     """SIGTERM: exit 0, and every worker actor process gone, within 10 s."""
     began = time.monotonic()
     assert head.terminate(10.0) == 0, head.stderr()[-3000:]
-    left = feeds.wait_until(lambda: not any(clusterprocs.alive(p) for p in pids), max(0.1, 10.0 - (time.monotonic() - began)))
+    left = feeds.wait_until(lambda: not any(clusterprocs.alive(p) for p in pids),
+                            max(0.1, 10.0 - (time.monotonic() - began)))
     assert left, f"worker processes still running 10 s after SIGTERM: {[p for p in pids if clusterprocs.alive(p)]}"
 
 
@@ -91,7 +92,8 @@ def test_every_stream_through_one_address_and_a_lost_node_moves_only_its_streams
             time.sleep(2.0)  # a little more of everything
             after = workers_of(rec)
             for s in moved:  # the head said so meanwhile, then one survivor took over
-                assert after[s][:2] == [victim, None] and len(after[s]) == 3 and after[s][2] not in (victim, None), after
+                assert after[s][:2] == [victim, None] and len(after[s]) == 3, after
+                assert after[s][2] not in (victim, None), after
                 assert any(m["state"] == "reassigning" for m in rec.statuses(s))
                 assert seqs(rec, s) == sorted(set(seqs(rec, s)))  # never backwards, never twice (gaps allowed)
             for s in others:  # untouched: one worker throughout (after the head's "connecting"), every result

@@ -62,7 +62,8 @@ class Worker:
             self.count += 1
             share = f"{self.incarnation}-{self.count}"
             self.shares[share] = ([s.id for s in sources], dict(first_seq))
-            return {"share": share, "endpoint": f"tcp://127.0.0.1:{1000 + self.count}", "streams": [s.id for s in sources]}
+            return {"share": share, "endpoint": f"tcp://127.0.0.1:{1000 + self.count}",
+                    "streams": [s.id for s in sources]}
         if method == "release":
             self.shares.pop(args[0], None)
         return None
@@ -187,7 +188,8 @@ def test_a_lost_worker_fences_its_feed_and_its_streams_move_on_from_their_next_s
         assert "worker w1 lost (its actor died (process or node lost))" in dict(hub.states(stream))["reassigning"]
     survivors = backend.workers["w0"].streams() + backend.workers["w2"].streams()
     assert sorted(survivors) == [f"s{i}" for i in range(6)]
-    starts = {s: seq for w in ("w0", "w2") for ids, first in backend.workers[w].shares.values() for s, seq in first.items()}
+    starts = {s: seq for w in ("w0", "w2") for _, first in backend.workers[w].shares.values()
+              for s, seq in first.items()}
     assert starts[moved[0]] == 42 and starts[moved[1]] == 8  # seq goes on above what subscribers saw
 
 
