@@ -20,11 +20,10 @@ from model import keymap, sources
 from model.config import TimesformerConfig
 from model.errors import CheckpointError, ConfigError
 from model.preprocess import PreprocessConfig
+from model.quantize import PRECISIONS, apply_precision, quantized_as
 from model.timesformer import TimeSformer
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": None}
 
 
 def load_model(
@@ -64,14 +63,7 @@ def load_model(
     model.eval()
     model.requires_grad_(False)
     target = torch.device(device)
-    if precision == "int8":
-        from model.quantize import quantize_int8
-
-        # on CUDA the layers kept out of int8 run in fp16 (bitsandbytes' int8 kernels take fp16 input)
-        model = model.to(target, dtype=torch.float16 if target.type == "cuda" else torch.float32)
-        quantize_int8(model, threshold=int8_threshold)
-    else:
-        model = model.to(device=target, dtype=PRECISIONS[precision])
+    model, precision = apply_precision(model, precision, target, name=where.name, int8_threshold=int8_threshold)
     model.eval()
     model.license = licence
     model.name = where.name
@@ -275,7 +267,7 @@ def save_pretrained(model: TimeSformer, folder: str | Path, *, license: str | No
     With ``license`` (or the model's own ``license`` attribute) a README.md model card says so."""
     from safetensors.torch import save_file
 
-    if getattr(model, "precision", "fp32") == "int8":
+    if quantized_as(model) is not None:
         raise CheckpointError("cannot save an int8 model; save the fp32 model and quantize after loading")
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)

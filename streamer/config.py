@@ -17,7 +17,7 @@ from streamer.ops.metrics import MetricsConfig
 from streamer.outputs.snapshot import SnapshotConfig
 
 Mode = Literal["live", "file"]
-Precision = Literal["auto", "int8", "fp16", "bf16", "fp32"]
+Precision = Literal["auto", "int8", "fp16", "bf16", "fp32", "int8-x86", "int8-bnb", "int8-ao", "fp8"]
 Views = Literal["auto", "single", "symmetric"]
 StatusLine = Literal["auto", "on", "off"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -119,7 +119,7 @@ class ModelConfig:
     """Which checkpoint runs, where and how."""
 
     source: str = "motion-demo"  #: folder, .pyth/.pth file, hub id or built-in name
-    precision: Precision = "auto"  #: auto: the choice measured by --bench, else int8 on CUDA, fp32 on CPU
+    precision: Precision = "auto"  #: auto: the choice measured by --bench, else the CPU/GPU rule (README)
     device: str = "auto"  #: auto, cpu, cuda, cuda:N
     int8_threshold: float = 6.0
     top_k: int = 5

@@ -49,7 +49,8 @@ def resolve_window(cfg: WindowConfig, model_num_frames: int) -> WindowPlan:
 
 def resolve_device(device: str, precision: str, model_source: str | None = None, batch: int = 1) -> tuple[str, str]:
     """``auto`` device: CUDA if present, else CPU; ``auto`` precision: what ``--bench`` measured for this
-    device, model and batch (streamer/core/precision.py), else int8 on CUDA, fp32 on CPU."""
+    device, model and batch, else the rule in streamer/core/precision.py; ``int8``: the fastest 8-bit path
+    measured to agree (CUDA), else the device's own (int8-x86 on CPU)."""
     if device == "auto" or device.startswith("cuda"):
         import torch
 
@@ -63,6 +64,10 @@ def resolve_device(device: str, precision: str, model_source: str | None = None,
 
         precision = (measured.choose(device, model_source, batch) if model_source is not None
                      else measured.fallback_precision(device))
+    if precision == "int8":
+        from streamer.core import precision as measured
+
+        precision = measured.fast_8bit(device, model_source, batch)
     return device, precision
 
 
@@ -79,7 +84,7 @@ def load(cfg: AppConfig):
                                int8_threshold=cfg.model.int8_threshold)
     from model.views import with_views
 
-    return with_views(net, cfg.model.views), device, precision
+    return with_views(net, cfg.model.views), device, net.precision  # the backend that runs (int8-x86, ...)
 
 
 #: How long a Python thread may hold the GIL while another waits (CPython's default is 5 ms, which

@@ -134,8 +134,8 @@ def test_precision_attributes(tmp_path, hf):
         assert model.precision == precision and model.head.weight.dtype == dtype
         with torch.no_grad():
             assert model(torch.randn(1, 4, 3, 32, 32)).shape == (1, 5)
-    with pytest.raises(CheckpointError, match="precision 'fp8'"):
-        load_model(folder, precision="fp8")
+    with pytest.raises(CheckpointError, match="precision 'int4'"):
+        load_model(folder, precision="int4")
 
 
 # ---- bad checkpoints: one clear CheckpointError, one line, naming the file ----

@@ -1,10 +1,11 @@
-"""int8 weights: one post-load transform that swaps ``nn.Linear`` for bitsandbytes ``Linear8bitLt``.
+"""``int8-bnb``: bitsandbytes ``Linear8bitLt`` (LLM.int8()) in place of ``nn.Linear``; the memory-saving 8-bit.
 
 ``Linear8bitLt(has_fp16_weights=False)`` keeps int8 weights with one fp32 scale per output row and
 quantizes activations per row at run time (LLM.int8()); activation columns with a value above
 ``threshold`` go through a 16-bit side path (``threshold=0`` turns that off). bitsandbytes >= 0.47
 runs this on CPU as well as CUDA; the weights are quantized when the module is moved to its device.
-The network itself knows nothing about bitsandbytes.
+It saves memory, not time: its kernels are made for training (3-5x slower than fp16 at batch 1-4 on
+GPUs, bitsandbytes#347 and #490; slower than fp32 on CPU). The network itself knows nothing about it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from model.errors import QuantizationError
 
 log = logging.getLogger(__name__)
 
-SKIP = ("head",)  # the classifier stays in full precision
+NAME = "int8-bnb"
 _CAST_NOTICE = "MatMul8bitLt: inputs will be cast"
 
 
@@ -36,35 +37,20 @@ def _quiet_cast_notice() -> None:
         bnb_log.addFilter(_DropCastNotice())
 
 
-def quantize_int8(model: nn.Module, threshold: float = 6.0, skip: tuple[str, ...] = SKIP) -> int:
-    """Replace, in place, every ``nn.Linear`` not named in ``skip`` by ``Linear8bitLt`` on the same device.
-
-    Returns the number replaced (also logged); raises QuantizationError when bitsandbytes is missing
-    or there is nothing to replace.
-    """
+def _bnb():
     try:
         import bitsandbytes as bnb
     except ImportError:
-        raise QuantizationError("int8 needs bitsandbytes: pip install 'bitsandbytes>=0.47'") from None
+        raise QuantizationError("int8-bnb needs bitsandbytes: pip install 'bitsandbytes>=0.47'") from None
+    return bnb
+
+
+def convert(parent: nn.Module, attr: str, linear: nn.Linear, threshold: float) -> None:
+    """Replace ``parent.attr`` (``linear``) by ``Linear8bitLt`` on the same device."""
     if threshold < 0:
         raise QuantizationError(f"int8 outlier threshold must be >= 0, got {threshold}")
     _quiet_cast_notice()
-    targets = [(name, module) for name, module in model.named_modules()
-               if type(module) is nn.Linear and not _skipped(name, skip)]
-    if not targets:
-        raise QuantizationError("int8: no nn.Linear layer to replace (is the model already quantized?)")
-    for name, linear in targets:
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, attr, _to_int8(bnb, linear, threshold))
-    kept = [name for name, module in model.named_modules() if type(module) is nn.Linear]
-    log.info("int8: replaced %d nn.Linear layers with Linear8bitLt (threshold %s); kept in full precision: %s",
-             len(targets), threshold, ", ".join(kept) or "none")
-    return len(targets)
-
-
-def _skipped(name: str, skip: tuple[str, ...]) -> bool:
-    return any(name == s or name.startswith(s + ".") for s in skip)
+    setattr(parent, attr, _to_int8(_bnb(), linear, threshold))
 
 
 def _to_int8(bnb, linear: nn.Linear, threshold: float) -> nn.Module:
@@ -79,8 +65,3 @@ def _to_int8(bnb, linear: nn.Linear, threshold: float) -> nn.Module:
     if q.weight.dtype != torch.int8:
         raise QuantizationError(f"int8: bitsandbytes did not quantize the weights on {device}")
     return q.eval()
-
-
-def weight_bytes(model: nn.Module) -> int:
-    """Bytes of every parameter and buffer in the state dict (int8 weights, their scales, fp tensors)."""
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values() if isinstance(t, torch.Tensor))
