@@ -10,7 +10,7 @@ name        device what runs
 ``fp16``    CUDA   float16
 ``bf16``    any    bfloat16 weights and activations (LayerNorm and softmax accumulate in fp32 inside
                    PyTorch's kernels); fast on CPUs with AVX512_BF16 or AMX, emulated (slow) elsewhere
-``int8-x86`` CPU   int8 GEMMs with int8 activations through oneDNN (:mod:`model.quantize.x86`)
+``int8-x86`` CPU   int8 GEMMs with int8 activations, PyTorch x86 quantization (:mod:`model.quantize.x86`)
 ``int8-bnb`` both  bitsandbytes LLM.int8() (:mod:`model.quantize.bnb`): saves memory, not time
 ``int8-ao`` CUDA   torchao int8 dynamic activations x int8 weights, ``torch._int_mm`` (:mod:`model.quantize.ao`)
 ``fp8``     CUDA   torchao float8 e4m3 activations x weights, per-row scales; compute capability >= 8.9
@@ -139,8 +139,11 @@ def _convert_x86(model: nn.Module, targets: list[tuple[str, nn.Linear]]) -> None
     reason = x86.unavailable()
     if reason:
         raise QuantizationError(reason)
+    mapped = _mapped_ranges()
     for name, linear in targets:
         x86.convert(*_parent(model, name), linear)
+        _drop_mapped_pages(linear.weight, mapped)  # its fp32 pages leave RSS now, not at the end
+    _own_the_rest(model)
     _release_freed_memory()
 
 
@@ -167,6 +170,46 @@ def _skipped(name: str, skip: tuple[str, ...]) -> bool:
 def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     parent_name, _, attr = name.rpartition(".")
     return (model.get_submodule(parent_name) if parent_name else model), attr
+
+
+def _mapped_ranges() -> list[tuple[int, int]]:
+    """Address ranges of this process's file-backed mappings (e.g. a safetensors checkpoint read with mmap)."""
+    ranges = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            for line in maps:
+                fields = line.split()
+                if len(fields) >= 6 and fields[5].startswith("/") and not fields[5].startswith("/dev/"):
+                    lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                    ranges.append((lo, hi))
+    except OSError:  # not Linux: nothing is dropped early
+        pass
+    return ranges
+
+
+def _drop_mapped_pages(tensor: torch.Tensor, mapped: list[tuple[int, int]]) -> None:
+    """When ``tensor`` (no longer used) lies in a file-backed mapping, tell the kernel its whole pages are
+    not needed: they leave RSS at once (a private file mapping re-reads them from the file if touched)."""
+    import ctypes
+    import mmap
+
+    start, size = tensor.data_ptr(), tensor.numel() * tensor.element_size()
+    if not any(lo <= start and start + size <= hi for lo, hi in mapped):
+        return  # anonymous memory: freed with the tensor
+    page = mmap.PAGESIZE
+    first, last = -(-start // page) * page, (start + size) // page * page  # whole pages inside the tensor
+    if last > first:
+        ctypes.CDLL(None).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), 4)  # MADV_DONTNEED
+
+
+def _own_the_rest(model: nn.Module) -> None:
+    """Copy the tensors left in full precision into memory of their own, so that nothing keeps the
+    checkpoint's file mapping alive (and its pages resident) once quantization is done."""
+    with torch.no_grad():
+        for module in model.modules():
+            for key, tensor in list(module._parameters.items()) + list(module._buffers.items()):
+                if tensor is not None:
+                    tensor.data = tensor.data.clone()
 
 
 def _release_freed_memory() -> None:

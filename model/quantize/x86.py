@@ -1,14 +1,16 @@
-"""``int8-x86``: int8 GEMMs with int8 activations on x86 CPUs, through oneDNN, in eager mode.
+"""``int8-x86``: int8 GEMMs with int8 activations on x86 CPUs, in eager mode.
 
-PyTorch's dynamic quantized linear (``torch.ops.quantized.linear_dynamic``) with weights prepacked for
-its oneDNN engine. Per layer, once: the weight is quantized per output channel (symmetric, one fp32
-scale per row) and prepacked into oneDNN's blocked layout; the fp32 weight is dropped. Per call, inside
-one C++ op: the activation is quantized per tensor to uint8 (asymmetric: scale and zero point from its
+PyTorch's dynamic quantized linear (``torch.ops.quantized.linear_dynamic``, its x86 quantization) with
+weights prepacked for the FBGEMM engine. Per layer, once: the weight is quantized per output channel
+(symmetric, one fp32 scale per row) and prepacked into FBGEMM's blocked layout; the fp32 weight is
+dropped. Per call, inside one C++ op: the activation is quantized per tensor to uint8 (asymmetric: scale and zero point from its
 min and max, no calibration), the u8 x s8 -> s32 GEMM runs with the rescale and the bias fused, and fp32
 comes out. Everything around the GEMMs (LayerNorm, GELU, softmax, attention products, residuals) stays
 fp32. Measured here against the alternatives (benchmarks/bench_int8_backends.py): quantizing the
 activation with separate PyTorch ops before ``onednn::qlinear_pointwise`` cost twice the GEMM itself;
-the fbgemm engine needs 7-bit activations on CPUs without VNNI, which lost agreement.
+7-bit activations (``reduce_range``, PyTorch's default on CPUs without VNNI) lost agreement; weights
+packed for the oneDNN engine ran about as fast but held 2.7x the int8 bytes (it keeps a second copy
+for unpacking) against FBGEMM's 1.8x, which broke "steady memory <= half of fp32".
 
 CPUs without VNNI (AVX2 only, AVX-512 without VNNI) multiply u8 x s8 pairs into int16 with saturation
 (``vpmaddubsw``): two products of 255 x 127 overflow it. There the weights use 7 bits (|q| <= 63), so a
@@ -31,6 +33,7 @@ from model.errors import QuantizationError
 log = logging.getLogger(__name__)
 
 NAME = "int8-x86"
+ENGINE = "fbgemm"  #: PyTorch quantized engine the weights are packed for (the packed weights keep it)
 
 
 def has_vnni() -> bool:
@@ -41,8 +44,8 @@ def has_vnni() -> bool:
 
 def unavailable() -> str | None:
     """Why this backend cannot run here, or None when it can."""
-    if not torch.backends.mkldnn.is_available() or "onednn" not in torch.backends.quantized.supported_engines:
-        return "int8-x86 needs a PyTorch build with oneDNN (the x86 wheels from pytorch.org have it)"
+    if ENGINE not in torch.backends.quantized.supported_engines:
+        return f"int8-x86 needs a PyTorch build with the {ENGINE} quantized engine (the x86 wheels from pytorch.org)"
     caps = torch._C._cpu._get_cpu_capability()
     if caps.get("architecture") not in (None, "x86_64") or not caps.get("avx2"):
         return f"int8-x86 needs an x86-64 CPU with AVX2, this is {caps.get('cpu_name') or 'another CPU'}"
@@ -55,16 +58,16 @@ def weight_max() -> int:
 
 
 class Int8Linear(nn.Module):
-    """``nn.Linear`` as an int8 oneDNN GEMM, ``y = x W^T + b``, with ``x`` quantized at run time.
+    """``nn.Linear`` as an int8 GEMM, ``y = x W^T + b``, with ``x`` quantized at run time.
 
     Built from an fp32 ``nn.Linear`` by :meth:`from_linear`; CPU only. Moving or casting it raises
-    :class:`QuantizationError` (the prepacked weight lives in oneDNN's CPU layout).
+    :class:`QuantizationError` (the prepacked weight lives in a CPU layout).
     """
 
     def __init__(self, packed, in_features: int, out_features: int, has_bias: bool) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.packed = packed  # oneDNN LinearPackedParams: int8 weight, per-channel scales, fp32 bias
+        self.packed = packed  # LinearPackedParams: int8 weight, per-channel scales, fp32 bias
         # int8 weight, fp32 scale per row, fp32 bias: what the packed parameters hold
         self.packed_nbytes = in_features * out_features + 4 * out_features * (2 if has_bias else 1)
 
@@ -77,7 +80,7 @@ class Int8Linear(nn.Module):
         w = linear.weight.detach().float()  # (out, in)
         scale = w.abs().amax(dim=1).clamp(min=1e-12) / qmax  # (out,): |w / scale| <= qmax
         bias = linear.bias.detach().float() if linear.bias is not None else None
-        with warnings.catch_warnings(), _engine("onednn"):
+        with warnings.catch_warnings(), _engine(ENGINE):
             warnings.filterwarnings("ignore", message=".*quantized tensor.*deprecated", category=UserWarning)
             weight = torch.quantize_per_channel(w, scale.double(),
                                                 torch.zeros(len(scale), dtype=torch.long), 0, torch.qint8)
@@ -92,7 +95,7 @@ class Int8Linear(nn.Module):
                                 "this CPU); load it again with the device and precision you want")
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 oneDNN"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 {ENGINE}"
 
 
 @contextlib.contextmanager

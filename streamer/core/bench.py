@@ -32,9 +32,11 @@ class BenchConfig:
     source: str | None = None  #: --bench-source: a video whose first windows are the agreement clips
 
 
-#: A checkpoint whose fp32 answers average below this many times the uniform probability is taken
-#: for untrained (random weights): its top-1 is noise, agreement with it means nothing.
+#: A checkpoint whose fp32 answers average below this many times the uniform probability, or name one
+#: class for at least UNTRAINED_ONE_CLASS of the clips, is taken for untrained (random weights): its top-1
+#: is noise or constant, and agreement with it means nothing.
 UNTRAINED_CONFIDENCE = 1.5
+UNTRAINED_ONE_CLASS = 0.9
 
 
 def _default_clips(bench: BenchConfig, cuda: bool, source: str) -> int:
@@ -176,7 +178,9 @@ def _agreement_clips(app, bench: BenchConfig, device: str):
 
 def _score_agreement(results: list[dict[str, Any]], reference: str, out: TextIO) -> bool:
     """Each result's top-1 agreement with the reference and mean max |delta p|; False (and said) when the
-    reference's answers are near uniform, so agreement means nothing."""
+    reference's answers look untrained (near uniform, or one class for nearly every clip)."""
+    import torch
+
     ref = next((r for r in results if r["precision"] == reference and r["probs"] is not None), None)
     if ref is None:
         return False
@@ -185,10 +189,11 @@ def _score_agreement(results: list[dict[str, Any]], reference: str, out: TextIO)
             r["agreement"] = float((r["top1"] == ref["top1"]).float().mean())
             r["mean_dp"] = float((r["probs"] - ref["probs"]).abs().amax(-1).mean())
     confidence = float(ref["probs"].amax(-1).mean()) * ref["probs"].shape[-1]
-    if confidence < UNTRAINED_CONFIDENCE:
-        print(f"bench: the {reference} model's answers are near uniform (mean top-1 probability {confidence:.2f}x "
-              "chance): random or untrained weights, so top-1 agreement is meaningless here; latencies are real, "
-              "nothing is cached (precision: auto keeps its rule)", file=out)
+    one_class = float(torch.bincount(ref["top1"]).max()) / len(ref["top1"])
+    if confidence < UNTRAINED_CONFIDENCE or one_class >= UNTRAINED_ONE_CLASS:
+        print(f"bench: the {reference} model's answers look untrained (mean top-1 probability {confidence:.2f}x "
+              f"chance, {100 * one_class:.0f} % of the clips in one class): random weights, so top-1 agreement is "
+              "meaningless here; latencies are real, nothing is cached (precision: auto keeps its rule)", file=out)
         for r in results:
             r["agreement_meaningless"] = True
         return False

@@ -6,8 +6,8 @@ else ``~/.cache/timesformer-stream``; file ``precision.json``), keyed by device 
 and batch size. ``auto`` reads the entry for the configured ``max_batch`` (or the nearest measured
 batch of the same device and model). With no entry the rule (:func:`fallback_precision`) holds:
 
-* CPU: ``int8`` (int8-x86) where the CPU has VNNI (AVX512-VNNI, AVX-VNNI or AMX) and oneDNN is
-  there, else ``bf16`` where it has AVX512_BF16 or AMX, else ``fp32`` (a CPU without either runs
+* CPU: ``int8`` (int8-x86) where the CPU has VNNI (AVX512-VNNI, AVX-VNNI or AMX) and PyTorch has its
+  FBGEMM engine, else ``bf16`` where it has AVX512_BF16 or AMX, else ``fp32`` (a CPU without either runs
   int8 with 7-bit weights and bf16 emulated; ``--bench`` measures whether int8 still wins there);
 * CUDA: ``int8`` (the fast 8-bit path, int8-ao) where torchao is installed, else ``fp16``.
 
@@ -45,13 +45,13 @@ def reference_precision(device: str) -> str:
 
 
 def cpu_features() -> dict[str, bool]:
-    """The CPU features the rule reads: VNNI (int8 without saturation), native bf16, oneDNN present."""
+    """The CPU features the rule reads: VNNI (int8 without saturation), native bf16, the int8 engine."""
     import torch
 
     caps = torch._C._cpu._get_cpu_capability()
     return {"vnni": any(caps.get(f) for f in ("avx512_vnni", "avx_vnni", "amx_int8")),
             "bf16": any(caps.get(f) for f in ("avx512_bf16", "amx_bf16")),
-            "onednn": torch.backends.mkldnn.is_available() and bool(caps.get("avx2"))}
+            "int8": "fbgemm" in torch.backends.quantized.supported_engines and bool(caps.get("avx2"))}
 
 
 def fallback_rule(device: str) -> tuple[str, str]:
@@ -63,8 +63,8 @@ def fallback_rule(device: str) -> tuple[str, str]:
             return "int8", "CUDA with torchao installed: int8 dynamic quantization (int8-ao)"
         return "fp16", "CUDA without torchao (pip install 'timesformer-stream[cuda8]' for 8-bit)"
     cpu = cpu_features()
-    if cpu["vnni"] and cpu["onednn"]:
-        return "int8", "the CPU has VNNI: int8 GEMMs through oneDNN (int8-x86)"
+    if cpu["vnni"] and cpu["int8"]:
+        return "int8", "the CPU has VNNI: int8 GEMMs (int8-x86)"
     if cpu["bf16"]:
         return "bf16", "the CPU has native bf16 (AVX512_BF16 or AMX) but no VNNI"
     return "fp32", "the CPU has neither VNNI nor native bf16"

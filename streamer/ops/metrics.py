@@ -61,11 +61,10 @@ class MetricsConfig:
 
 
 def model_bytes(net) -> int:
-    """Bytes held by the model's parameters and buffers (int8 weights count one byte each)."""
-    total = 0
-    for tensor in list(net.parameters()) + list(net.buffers()):
-        total += tensor.numel() * tensor.element_size()
-    return total
+    """Bytes held by the model's parameters and buffers, int8 weights packed inside layers included."""
+    from model.quantize import weight_bytes
+
+    return weight_bytes(net)
 
 
 def _quiet_handler():
