@@ -39,9 +39,9 @@ print(json.dumps({"peak_mb": (kb("VmHWM") - before) / 1024, "steady_mb": (kb("Vm
 
 @pytest.fixture(scope="module")
 def base_checkpoint(tmp_path_factory):
-    """Base geometry (768 wide, 3072 MLP, 224 px, 400 classes) with 4 layers: a ~150 MB safetensors file."""
+    """TimeSformer-base (12 layers, 768 wide, 3072 MLP, 224 px, 400 classes): a 486 MB safetensors file."""
     with torch.device("meta"):
-        model = TimeSformer(TimesformerConfig(num_hidden_layers=4, labels=tuple(map(str, range(400)))))
+        model = TimeSformer(TimesformerConfig(num_hidden_layers=12, labels=tuple(map(str, range(400)))))
     model = model.to_empty(device="cpu")
     with torch.no_grad():
         for p in model.parameters():
@@ -59,6 +59,6 @@ def _load_in_fresh_process(folder: Path, precision: str) -> dict:
 def test_int8_load_peaks_no_higher_and_keeps_half_the_memory(base_checkpoint):
     fp32 = _load_in_fresh_process(base_checkpoint, "fp32")
     int8 = _load_in_fresh_process(base_checkpoint, "int8")
-    assert fp32["steady_mb"] > 100  # the fp32 weights really are resident (~150 MB)
-    assert int8["peak_mb"] <= fp32["peak_mb"] * 1.02 + 4, (int8, fp32)  # allocator rounding, not a second copy
-    assert int8["steady_mb"] <= 0.5 * fp32["steady_mb"], (int8, fp32)
+    assert fp32["steady_mb"] > 450  # the fp32 weights really are resident (486 MB)
+    assert int8["peak_mb"] <= fp32["peak_mb"], (int8, fp32)  # measured 263 vs 520 MB
+    assert int8["steady_mb"] <= 0.5 * fp32["steady_mb"], (int8, fp32)  # measured 242 vs 520 MB (0.47)
