@@ -4,8 +4,10 @@ On CUDA: fp16, bf16, int8-bnb, int8-ao and fp8 (where the GPU has float8); the r
 agreement is fp16. On CPU: fp32, bf16, int8-x86 and int8-bnb (fp16 is CUDA-only here); the reference
 is fp32. Agreement is measured on real windows (streamer/core/bench_clips.py): the motion-demo's
 held-out video, the first windows of ``--bench-source``, else synthetic shapes (said to be a weak
-check). A checkpoint whose fp32 answers are near uniform (random weights) makes agreement
-meaningless: the bench says so and caches no recommendation, so ``auto`` keeps its rule. Frames go
+check). A checkpoint whose reference answers are near uniform or name one class for nearly every clip
+(random weights: a freshly initialised checkpoint answers near uniform) makes agreement meaningless:
+the bench says so and caches no recommendation, so ``auto`` keeps its rule. (A random network whose
+answers are confident and varied cannot be told from a trained one by its answers alone.) Frames go
 through the pipeline's own :class:`streamer.core.device.DeviceStage`. Per precision and batch: latency
 per batch and per clip (median of ``repeats`` timed runs after ``warmup``), clips/s, weight memory, and
 on CUDA the peak memory a forward adds. The recommendation per batch (streamer/core/precision.py) is

@@ -243,7 +243,10 @@ def test_bench_cli_measures_recommends_and_caches(tmp_path, monkeypatch):
     import run_stream
     from model import save_pretrained
 
-    model_dir = save_pretrained(tiny_net("cpu"), tmp_path / "tiny")
+    untrained = tiny_net("cpu")
+    with torch.no_grad():
+        untrained.head.weight.mul_(1e-3)  # answers near uniform, as a freshly initialised checkpoint's are
+    model_dir = save_pretrained(untrained, tmp_path / "tiny")
     monkeypatch.setenv(prec.CACHE_ENV, str(tmp_path / "cache"))
     out = tmp_path / "out.txt"
     with out.open("w") as f:
@@ -258,6 +261,23 @@ def test_bench_cli_measures_recommends_and_caches(tmp_path, monkeypatch):
     assert "recommended at batch 2:" in text and "int8-x86 weights" in text
     assert "agreement is meaningless" in text and "| meaningless |" in text
     assert not (tmp_path / "cache" / "precision.json").exists()
+
+
+def test_agreement_counts_only_for_a_model_that_decides():
+    """A reference with confident, varied answers makes agreement meaningful; near-uniform or constant
+    answers (random weights) do not, and the bench says so."""
+    import io
+
+    from streamer.core.bench import _score_agreement
+
+    confident = torch.eye(4)[torch.arange(32) % 4] * 0.9 + 0.025  # (32, 4): each class 8 times, p = 0.925
+    results = [{"precision": "fp32", "probs": confident, "top1": confident.argmax(-1)},
+               {"precision": "int8-x86", "probs": confident.roll(1, 0), "top1": confident.roll(1, 0).argmax(-1)}]
+    out = io.StringIO()
+    assert _score_agreement(results, "fp32", out) and results[1]["agreement"] == 0.0 and out.getvalue() == ""
+    constant = torch.tensor([0.7, 0.1, 0.1, 0.1]).repeat(32, 1)  # confident, but always the same class
+    results = [{"precision": "fp32", "probs": constant, "top1": constant.argmax(-1)}]
+    assert not _score_agreement(results, "fp32", out) and "meaningless" in out.getvalue()
 
 
 # ---- CUDA only ----------------------------------------------------------------------------------
