@@ -18,7 +18,7 @@ Latency: base 8x224, batch 1, ``--threads`` threads, transformers fp32 eager int
 (median and paired ratios). Agreement: top-1 against fp32 and mean max |delta p| on the motion-demo's
 held-out windows (streamer/core/bench_clips.py). Optional runtimes that are not installed are skipped.
 
-    python benchmarks/bench_int8_backends.py [--windows 1000] [--repeats 3] [--no-write]
+    python benchmarks/bench_int8_backends.py [--windows 1000] [--repeats 3] [--layers 12] [--no-write]
 
 It imports the installed package (from a checkout that is not installed, run it with ``PYTHONPATH=.``).
 """
@@ -124,11 +124,12 @@ def agreement(fns: dict, clips: torch.Tensor) -> dict[str, tuple[float, float]]:
             for k, p in probs.items()}
 
 
-def base_checkpoint(folder: Path) -> Path:
+def base_checkpoint(folder: Path, layers: int) -> Path:
     from transformers import TimesformerConfig, TimesformerForVideoClassification
 
     torch.manual_seed(0)
-    TimesformerForVideoClassification(TimesformerConfig(num_labels=400)).save_pretrained(str(folder))
+    config = TimesformerConfig(num_labels=400, num_hidden_layers=layers)
+    TimesformerForVideoClassification(config).save_pretrained(str(folder))
     return folder
 
 
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--windows", type=int, default=1000, help="motion-demo held-out windows for agreement")
     p.add_argument("--repeats", type=int, default=3, help="timed base-model runs per candidate (median)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--layers", type=int, default=12, help="base model depth for the latency rows (12: the real one)")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         clips = demo_clips(args.windows)
         demo = candidates("motion-demo", clips[:2], tmp / "demo", args.threads)
         agree = agreement({k: v for k, v in demo.items() if callable(v)}, clips)
-        base_dir = base_checkpoint(tmp / "base")
+        base_dir = base_checkpoint(tmp / "base", args.layers)
         x = torch.randn(1, 8, 3, 224, 224, generator=torch.Generator().manual_seed(1))
         base = candidates(str(base_dir), x, tmp / "basex", args.threads)
         from transformers import TimesformerForVideoClassification
@@ -189,7 +191,7 @@ def report(base: dict, demo: dict, times: dict, agree: dict, args) -> str:
         "## CPU 8-bit candidates (`benchmarks/bench_int8_backends.py`)", "",
         f"Machine: {machine()}; {args.threads} torch threads; load average at the end "
         f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} (shared machine: compare ratios). Base 8x224 random "
-        f"weights, batch 1, {args.repeats} interleaved repeats; agreement on {args.windows} motion-demo held-out "
+        f"weights ({args.layers} layers), batch 1, {args.repeats} interleaved repeats; agreement on {args.windows} motion-demo held-out "
         "windows against fp32, the demo's skip list applied to every candidate.", "", *lines])
 
 

@@ -11,14 +11,11 @@ already be on the GPU; torchao swaps each layer's weight for its quantized tenso
 
 from __future__ import annotations
 
-import logging
 
 import torch
 from torch import nn
 
 from model.errors import QuantizationError
-
-log = logging.getLogger(__name__)
 
 DTYPE = torch.bfloat16  #: the dtype of the layers kept out of 8 bits, and of the activations
 FP8_MIN_CAPABILITY = (8, 9)

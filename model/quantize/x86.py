@@ -22,15 +22,12 @@ its batch (as bitsandbytes' outlier columns do); tests/model/test_quantize.py bo
 from __future__ import annotations
 
 import contextlib
-import logging
 import warnings
 
 import torch
 from torch import nn
 
 from model.errors import QuantizationError
-
-log = logging.getLogger(__name__)
 
 NAME = "int8-x86"
 ENGINE = "fbgemm"  #: PyTorch quantized engine the weights are packed for (the packed weights keep it)
