@@ -92,7 +92,7 @@ def candidates(source: str, x: torch.Tensor, folder: Path, threads: int) -> dict
     out["torch-dynamic-fbgemm"] = torch_dynamic(load_model(source), skip)
     for label, build in (("onnxruntime-dynamic", lambda m: onnxruntime_dynamic(m, x, folder / label, threads, skip)),
                          ("openvino-fp32", lambda m: openvino_fp32(m, x, folder / label, threads))):
-        (folder / label).mkdir()
+        (folder / label).mkdir(parents=True)
         try:
             out[label] = build(load_model(source))
         except ImportError as exc:

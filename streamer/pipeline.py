@@ -82,6 +82,11 @@ def load(cfg: AppConfig):
         torch.set_num_threads(cfg.model.threads)
     net = model_pkg.load_model(cfg.model.source, precision=precision, device=device,
                                int8_threshold=cfg.model.int8_threshold)
+    if cfg.model.precision == "auto":  # said once the checkpoint loaded, so a bad one still fails first
+        from streamer.core import precision as measured
+
+        log.info("precision auto: %s (%s)", net.precision,
+                 measured.why(device, cfg.model.source, cfg.batching.max_batch))
     from model.views import with_views
 
     return with_views(net, cfg.model.views), device, net.precision  # the backend that runs (int8-x86, ...)

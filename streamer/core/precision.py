@@ -153,18 +153,27 @@ def lookup(device_label: str, model_source: str, batch: int, path: Path | None =
 
 
 def choose(device: str, model_source: str, batch: int, path: Path | None = None) -> str:
-    """What ``precision: auto`` runs: the cached measurement, else the fallback rule (logged either way)."""
+    """What ``precision: auto`` runs: the cached measurement, else the fallback rule (see :func:`why`)."""
+    precision, reason = _choice(device, model_source, batch, path)
+    log.debug("precision auto: %s (%s)", precision, reason)
+    return precision
+
+
+def why(device: str, model_source: str, batch: int, path: Path | None = None) -> str:
+    """The reason ``precision: auto`` chose what it chose, in words (logged at start, once the model loaded)."""
+    return _choice(device, model_source, batch, path)[1]
+
+
+def _choice(device: str, model_source: str, batch: int, path: Path | None) -> tuple[str, str]:
     label = device_name(device)
     found = lookup(label, model_source, batch, path)
     if found is not None:
         precision, measured = found
-        log.info("precision auto: %s (measured fastest agreeing precision by --bench on %s for %s at batch %d)",
-                 precision, label, model_source, measured)
-        return precision
-    precision, why = fallback_rule(device)
-    log.info("precision auto: %s (%s; nothing measured for %s on %s: `python run_stream.py --bench` chooses "
-             "by measurement)", precision, why, model_source, label)
-    return precision
+        return precision, (f"the fastest precision agreeing with the reference, measured by --bench on {label} "
+                           f"for {model_source} at batch {measured}")
+    precision, reason = fallback_rule(device)
+    return precision, (f"{reason}; nothing measured for {model_source} on {label}: `python run_stream.py --bench` "
+                       "chooses by measurement")
 
 
 def fast_8bit(device: str, model_source: str | None, batch: int, path: Path | None = None) -> str:
@@ -186,5 +195,5 @@ def fast_8bit(device: str, model_source: str | None, batch: int, path: Path | No
     return best or "int8"
 
 
-__all__ = ["choose", "fast_8bit", "fallback_rule", "cpu_features", "FAST_8BIT", "recommend", "lookup", "write_entry", "read_cache", "cache_path", "device_name",
+__all__ = ["choose", "why", "fast_8bit", "fallback_rule", "cpu_features", "FAST_8BIT", "recommend", "lookup", "write_entry", "read_cache", "cache_path", "device_name",
            "reference_precision", "fallback_precision", "MIN_AGREEMENT", "CUDA_PRECISIONS", "CPU_PRECISIONS"]
