@@ -40,8 +40,9 @@ def test_fast_8bit_keeps_the_classifier_and_refuses_a_second_pass(tmp_path, hf):
 
     hf.save(hf.make(hidden_size=64, intermediate_size=128), tmp_path)
     model = load_model(tmp_path, precision="int8-ao", device="cuda")
-    assert type(model.head) is torch.nn.Linear and type(model.head.weight) is torch.nn.Parameter  # not quantized
-    assert type(model.blocks[0].attn.qkv.weight) is not torch.nn.Parameter  # torchao's quantized tensor
+    assert type(model.head) is torch.nn.Linear and type(model.head.weight.data) is torch.Tensor  # not quantized
+    weight = model.blocks[0].attn.qkv.weight
+    assert type(weight.data) is not torch.Tensor  # torchao's quantized tensor subclass
     with pytest.raises(QuantizationError, match="already quantized"):
         quantize(model, "int8-ao")
     with pytest.raises(QuantizationError, match="cannot be moved"):
