@@ -116,7 +116,7 @@ class Mlp(nn.Module):
 def _identity_temporal_fc(block: "Block", state: dict, prefix: str, local_metadata) -> None:
     """State-dict hook of a folded block: ``temporal_fc`` saves as the identity, the fold lives in
     ``temporal_attn.proj``, so the saved checkpoint has the architecture's keys and the same function."""
-    weight = block.temporal_attn.proj.weight
+    weight = getattr(block.temporal_attn.proj, "weight", None)  # an int8 layer packs its weight away
     dim = block.temporal_attn.proj.out_features
     if isinstance(weight, torch.Tensor) and weight.is_floating_point():
         dtype, device = weight.dtype, weight.device
