@@ -94,6 +94,7 @@ class Publisher:
         self.failure: BaseException | None = None
         self.endpoint: str | None = None  # the address actually bound (a ``*`` port resolved)
         self._curve = None  # streamer.outputs.security.CurveServer when publisher.curve_secret_key is set
+        self.options: dict[str, int] = {}  #: socket options as the bound socket reports them
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=False)
 
     # ---- any thread --------------------------------------------------------------------------
@@ -168,10 +169,14 @@ class Publisher:
 
     # ---- the thread --------------------------------------------------------------------------
     def _open(self):
+        import zmq
+
         cfg = self.config
         if cfg.curve:  # the authenticator runs before the socket is bound (S2); bad key files fail here
             self._curve = CurveServer(self._ctx, cfg.curve_secret_key, cfg.curve_allow_dir).start()
         sock, self.endpoint = bind_publisher(self._ctx, cfg, xpub=bool(cfg.wait_subscribers), curve=self._curve)
+        # read back from the socket, not from the config: what ZeroMQ really applies (docs, tests)
+        self.options = {name: sock.getsockopt(getattr(zmq, name)) for name in ("SNDHWM", "LINGER", "MAXMSGSIZE")}
         return sock
 
     def _wait_for_subscribers(self, sock) -> None:
