@@ -25,45 +25,18 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.report import machine, write_section
+from streamer.subscribe import Collector
 from streamer.testing.processes import ANY_PORT, StreamProcess, wait_until
 
 SECTION = "bench_cluster"
 HOP_S = 0.24  #: configs/default.yaml's hop: the target is one result per stream every HOP_S
 START_TIMEOUT_S = 240.0  #: Ray start, actors, model load per worker, on a loaded 2-core machine
-
-
-class Arrivals:
-    """A subscriber thread keeping every result with the wall time it arrived."""
-
-    def __init__(self, address: str) -> None:
-        from streamer.subscribe import Subscriber
-
-        self.subscriber = Subscriber(address, ("result.",), rcvhwm=100000)
-        self.got: list[tuple[float, dict]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="arrivals", daemon=False)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            message = self.subscriber.recv(timeout=0.2)
-            if message is not None:
-                self.got.append((time.time(), message[1]))
-
-    def streams(self) -> set[str]:
-        return {m["stream"] for _, m in list(self.got)}
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5.0)
-        self.subscriber.close()
 
 
 def sources(streams: int, fps: int) -> list[str]:
@@ -77,10 +50,11 @@ def run_once(label: str, extra: list[str], streams: int, fps: int, seconds: floa
     args = ["--model", "motion-demo", "--views", "single", "--precision", "fp32", "--publish", ANY_PORT,
             "--no-events", *sources(streams, fps), *extra]
     with StreamProcess(args, folder / f"{label}.log") as proc:
-        arrivals = Arrivals(proc.endpoint("publisher", timeout=START_TIMEOUT_S))
+        arrivals = Collector(proc.endpoint("publisher", timeout=START_TIMEOUT_S), ("result.",), rcvhwm=100000)
         try:
             wanted = {f"s{i}" for i in range(streams)}
-            if not wait_until(lambda: arrivals.streams() >= wanted or proc.proc.poll() is not None, START_TIMEOUT_S):
+            if not wait_until(lambda: {m["stream"] for m in list(arrivals.messages)} >= wanted
+                              or proc.proc.poll() is not None, START_TIMEOUT_S):
                 raise SystemExit(f"{label}: not every stream published within {START_TIMEOUT_S:.0f} s:\n"
                                  f"{proc.stderr()[-3000:]}")
             began = time.time()
@@ -91,7 +65,8 @@ def run_once(label: str, extra: list[str], streams: int, fps: int, seconds: floa
             arrivals.close()
     if code != 0:
         raise SystemExit(f"{label}: exit {code}:\n{proc.stderr()[-3000:]}")
-    return summarize(label, [(t, m) for t, m in arrivals.got if began <= t < ended], streams, seconds)
+    got = zip(arrivals.arrived, arrivals.messages)
+    return summarize(label, [(t, m) for t, m in got if began <= t < ended], streams, seconds)
 
 
 def summarize(label: str, got: list[tuple[float, dict]], streams: int, seconds: float) -> dict:
