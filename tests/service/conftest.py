@@ -98,6 +98,21 @@ def service() -> FakeService:
     return FakeService()
 
 
+@pytest.fixture(scope="session")
+def control_schema(protocol_schema):
+    """``check(kind, message)``: validates against ``#/$defs/control_<kind>`` of docs/protocol.schema.json."""
+    import jsonschema
+
+    validators = {kind: jsonschema.Draft202012Validator({"$defs": protocol_schema["$defs"],
+                                                         "$ref": f"#/$defs/control_{kind}"})
+                  for kind in ("request", "reply")}
+
+    def check(kind: str, message: dict) -> None:
+        validators[kind].validate(message)
+
+    return check
+
+
 @pytest.fixture
 def zmq_context():
     ctx = zmq.Context()

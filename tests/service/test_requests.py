@@ -13,9 +13,17 @@ from streamer.control import api, requests
 from streamer.control.entries import parse_source, source_to_dict
 
 
-def reply(service, request) -> dict:
-    raw = request if isinstance(request, bytes) else json.dumps(request).encode()
-    return json.loads(requests.handle(service, raw))
+@pytest.fixture
+def reply(control_schema):
+    """Send one request (a dict or raw bytes) to a service; the reply, checked against the JSON Schema."""
+
+    def send(service, request) -> dict:
+        raw = request if isinstance(request, bytes) else json.dumps(request).encode()
+        got = json.loads(requests.handle(service, raw))
+        control_schema("reply", got)
+        return got
+
+    return send
 
 
 @pytest.mark.parametrize("entry", [
@@ -30,7 +38,7 @@ def reply(service, request) -> dict:
     {"id": "a", "url": "0", "options": {"ring_capacity": 2.5}},
     {"url": "0"},
 ])
-def test_a_bad_source_gets_the_yaml_error(service, entry):
+def test_a_bad_source_gets_the_yaml_error(service, entry, reply):
     with pytest.raises(ConfigError) as yaml_error:
         build_config({"sources": [entry]})
     expected = str(yaml_error.value)
@@ -60,7 +68,7 @@ def test_a_source_round_trips_through_its_entry():
     ({"op": "add", "source": "rtsp://x"}, "source: expected a mapping, got str"),
     ({"op": "list", "version": 2}, "version: 2 is not supported; this service speaks version 1"),
 ])
-def test_malformed_requests_get_one_line(service, request_, error):
+def test_malformed_requests_get_one_line(service, request_, error, reply):
     got = reply(service, request_)
     assert got["ok"] is False and got["error"].startswith(error), got
     assert service.calls == []
@@ -75,13 +83,13 @@ def test_malformed_requests_get_one_line(service, request_, error):
      "request: NaN is not a number JSON allows"),
     (b"[" * 100_000 + b"]" * 100_000, "request: nested too deeply"),
 ])
-def test_undecodable_requests_get_one_line(service, raw, error):
+def test_undecodable_requests_get_one_line(service, raw, error, reply):
     got = reply(service, raw)
     assert got == {"ok": False, "op": None, "version": 1, "error": got["error"]}
     assert got["error"].startswith(error), got
 
 
-def test_operations_reach_the_service_once_each(service):
+def test_operations_reach_the_service_once_each(service, reply):
     source = {"id": "door", "url": "rtsp://user:secret@10.0.0.5/live"}
     added = reply(service, {"op": "add", "source": source, "version": 1})
     assert added == {"ok": True, "op": "add", "version": 1, "id": "door", "session": "s1", "state": "connecting"}
@@ -95,14 +103,14 @@ def test_operations_reach_the_service_once_each(service):
     assert service.calls == ["add", "list", "add", "update", "remove", "remove"]
 
 
-def test_errors_never_show_credentials(service):
+def test_errors_never_show_credentials(service, reply):
     got = reply(service, {"op": "add", "source": {"id": "x y", "url": "rtsp://admin:hunter2@cam/live"}})
     assert got["ok"] is False and "hunter2" not in json.dumps(got)
     got = reply(service, {"op": "add", "source": {"id": "cam", "url": "rtsp://admin:hunter2@cam/live", "x": 1}})
     assert got["ok"] is False and "hunter2" not in json.dumps(got)
 
 
-def test_a_defect_in_the_service_is_an_error_reply(service, monkeypatch, caplog):
+def test_a_defect_in_the_service_is_an_error_reply(service, monkeypatch, caplog, reply):
     def broken() -> dict:
         raise KeyError("boom")
 
@@ -113,7 +121,7 @@ def test_a_defect_in_the_service_is_an_error_reply(service, monkeypatch, caplog)
     assert any("control: list failed" in r.getMessage() for r in caplog.records)
 
 
-def test_a_reply_json_cannot_carry_is_an_error_reply(service, monkeypatch):
+def test_a_reply_json_cannot_carry_is_an_error_reply(service, monkeypatch, reply):
     monkeypatch.setattr(service, "health", lambda: {"healthy": float("nan")})
     got = reply(service, {"op": "health"})
     assert got["ok"] is False and got["error"].startswith("internal error: the reply could not be encoded")
@@ -127,11 +135,36 @@ def test_a_reply_json_cannot_carry_is_an_error_reply(service, monkeypatch):
                  st.dictionaries(st.sampled_from(["op", "id", "source", "version", "x"]),
                                  st.sampled_from(["add", "remove", "list", 1, None, {}, {"id": "a"}, {"url": "0"}]),
                                  max_size=4).map(lambda v: json.dumps(v).encode())))
-def test_any_bytes_get_a_one_line_reply(fake_service_class, raw):
+def test_any_bytes_get_a_one_line_reply(fake_service_class, control_schema, raw):
     got = json.loads(requests.handle(fake_service_class(), raw))
+    control_schema("reply", got)
     assert isinstance(got["ok"], bool)
     if not got["ok"]:
         assert isinstance(got["error"], str) and got["error"] and "\n" not in got["error"]
+
+
+@pytest.mark.parametrize("request_", [
+    {"op": "list"}, {"op": "list", "version": 1}, {"op": "health"}, {"op": "reload"},
+    {"op": "remove", "id": "door"}, {"op": "add", "source": {"id": "door", "url": "0"}},
+    {"op": "update", "source": {"id": "door", "url": 0, "mode": "file", "options": {"loop": True}}},
+    {"op": "list", "id": "door"}, {"op": "remove"}, {"op": "add"}, {"op": "add", "source": {"id": "door"}},
+    {"op": "add", "source": {"id": "door", "url": "0", "extra": 1}}, {"op": "remove", "id": "door", "source": {}},
+    {"op": "stop"}, {"op": "list", "version": 2}, {"id": "door"},
+])
+def test_the_schema_and_the_parser_agree_on_the_shape_of_requests(control_schema, request_):
+    import jsonschema
+
+    try:
+        requests.parse_request(request_)
+        parsed = True
+    except ConfigError:
+        parsed = False
+    try:
+        control_schema("request", request_)
+        valid = True
+    except jsonschema.ValidationError:
+        valid = False
+    assert parsed == valid
 
 
 def test_diff_by_id():
