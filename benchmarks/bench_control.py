@@ -1,0 +1,328 @@
+#!/usr/bin/env python
+"""Service mode: a running monitor operated through its control socket (issue 21); its BENCHMARKS.md section.
+
+run_stream.py runs in its own process (tiny TimeSformer on CPU, live test-pattern sources) with its
+control socket on a free loopback port and a ``--state`` file; this script is an operator
+(:class:`streamer.control.Client`) and a subscriber, as any client would be. Measured:
+
+  first result   add -> the new stream's first result arrives (from sending the add), N times
+  others         a stream left alone while 20 add/remove/update operations run against other
+                 streams: its seq gaps and capture->publish p50/p99, against an equally long quiet
+                 period just before (same run)
+  cycles         100 add/remove cycles: the process's threads, open fds and RSS at the start, after
+                 10 cycles and after 100
+  round trip     ``list`` with 16 streams running: p50/p99 over many calls
+  kill -9        the process killed at a random moment during 50 random operations, then started
+                 again with the same --state: the restored set against the last acknowledged one
+
+    python benchmarks/bench_control.py              # all of it (about 6 minutes on 2 busy cores)
+    python benchmarks/bench_control.py --quick --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+
+import numpy as np  # noqa: E402
+
+import feeds  # noqa: E402  (tests/fixtures/feeds.py)
+from model.errors import ControlError  # noqa: E402
+from streamer.control import Client  # noqa: E402
+from streamer.subscribe import Subscriber  # noqa: E402
+from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
+
+SECTION = "bench_control"
+KEEP = "keep"
+KEEP_URL = "testpattern://?fps=25&width=64&height=48"
+OTHER_URL = "testpattern://?fps=10&width=64&height=48&frames={n}"  # frames: 0 = endless; n makes an update differ
+CONFIG = "window: {stride: 1, hop: 1}\nbatching: {max_batch: 4, max_wait_ms: 5}\nevents: {enabled: false}\n"
+
+
+class Monitor:
+    """run_stream.py with a control socket and a state file, plus a subscriber recording every result."""
+
+    def __init__(self, folder: Path, model: Path, sources: list[tuple[str, str]], name: str = "run") -> None:
+        self.folder = folder
+        self.publish, self.control = feeds.free_tcp_address(), feeds.free_tcp_address()
+        config = folder / "config.yaml"
+        config.write_text(CONFIG)
+        args = ["--config", str(config), "--model", str(model), "--publish", self.publish, "--control", self.control,
+                "--state", str(folder / "state.json")]
+        for stream, url in sources:
+            args += ["--source", f"{stream}={url}"]
+        self.proc = feeds.Pipeline(args, folder / f"{name}.log")
+        self.results: list[tuple[float, str, int, float]] = []  # (arrival monotonic, stream, seq, capture->publish ms)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, name="bench-subscriber")
+        self._thread.start()
+        self.client = Client(self.control, timeout=10.0)
+
+    def _receive(self) -> None:
+        with Subscriber(self.publish, ("result.",), rcvhwm=100000) as sub:
+            while not self._stop.is_set():
+                got = sub.recv(timeout=0.2)
+                if got is not None:
+                    m = got[1]
+                    self.results.append((time.monotonic(), m["stream"], m["seq"],
+                                         float(m["latency_ms"]["capture_to_publish"])))
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until the control socket answers and ``keep`` has published a result."""
+        def ready() -> bool:
+            if self.proc.proc.poll() is not None:
+                raise SystemExit(f"run_stream.py exited with {self.proc.proc.returncode}:\n{self.proc.stderr()[-3000:]}")
+            return any(r[1] == KEEP for r in self.results)
+
+        if not feeds.wait_until(ready, timeout, 0.1):
+            raise SystemExit(f"no result from {KEEP} within {timeout:g} s:\n{self.proc.stderr()[-3000:]}")
+
+    def first_result_after(self, stream: str, since: float, timeout: float = 30.0) -> float | None:
+        got = feeds.wait_until(lambda: next((t for t, s, _, _ in self.results if s == stream and t >= since), None),
+                               timeout, 0.005)
+        return None if got is None else got - since
+
+    def proc_counts(self) -> tuple[int, int, int]:
+        """(threads, open fds, RSS kB) of the monitor process."""
+        pid = self.proc.pid
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        threads = next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+        return threads, len(list(Path(f"/proc/{pid}/fd").iterdir())), feeds.rss_kb(pid)
+
+    def close(self) -> None:
+        self.client.close()
+        try:
+            self.proc.terminate(15)
+        finally:
+            self.proc.close()
+            self._stop.set()
+            self._thread.join()
+
+
+def pct(values, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def keep_stats(mon: Monitor, start: float, end: float) -> tuple[list[float], int]:
+    """``keep``'s latencies in [start, end) and its seq gaps there."""
+    rows = [(seq, lat) for t, s, seq, lat in mon.results if s == KEEP and start <= t < end]
+    seqs = [seq for seq, _ in rows]
+    gaps = sum(b - a - 1 for a, b in zip(seqs, seqs[1:]) if b > a + 1)
+    return [lat for _, lat in rows], gaps
+
+
+# ---- the measurements ----------------------------------------------------------------------------
+def first_results(mon: Monitor, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        stream = f"new{i}"
+        sent = time.monotonic()
+        mon.client.add({"id": stream, "url": OTHER_URL.format(n=0)})
+        took = mon.first_result_after(stream, sent)
+        mon.client.remove(stream)
+        if took is None:
+            raise SystemExit(f"{stream}: no result within 30 s of its add")
+        out.append(took)
+    return out
+
+
+def others(mon: Monitor, ops: int, seconds: float) -> dict:
+    """A quiet period, then ``ops`` operations spread over as long a period; ``keep`` measured in both."""
+    quiet_start = time.monotonic()
+    time.sleep(seconds)
+    busy_start = time.monotonic()
+    rng = random.Random(7)
+    live: list[str] = []
+    for k in range(ops):
+        op = "add" if not live or (len(live) < 4 and rng.random() < 0.5) else rng.choice(["remove", "update"])
+        if op == "add":
+            stream = f"o{k}"
+            mon.client.add({"id": stream, "url": OTHER_URL.format(n=k)})
+            live.append(stream)
+        elif op == "remove":
+            mon.client.remove(live.pop(rng.randrange(len(live))))
+        else:
+            mon.client.update({"id": rng.choice(live), "url": OTHER_URL.format(n=1000 + k)})
+        time.sleep(max(0.0, busy_start + seconds * (k + 1) / ops - time.monotonic()))
+    busy_end = time.monotonic()
+    for stream in live:
+        mon.client.remove(stream)
+    quiet, quiet_gaps = keep_stats(mon, quiet_start, busy_start)
+    busy, busy_gaps = keep_stats(mon, busy_start, busy_end)
+    return {"quiet": quiet, "busy": busy, "gaps": quiet_gaps + busy_gaps, "ops": ops, "seconds": seconds}
+
+
+def cycles(mon: Monitor, n: int) -> dict:
+    base = mon.proc_counts()
+    marks = {}
+    for i in range(1, n + 1):
+        mon.client.add({"id": "cycle", "url": OTHER_URL.format(n=0)})
+        feeds.wait_until(lambda: any(s["id"] == "cycle" and s["frames"] > 0 for s in mon.client.list()), 10, 0.02)
+        mon.client.remove("cycle")
+        if i in (10, n):
+            time.sleep(0.5)  # let the allocator settle before reading RSS
+            marks[i] = mon.proc_counts()
+    return {"base": base, "marks": marks, "n": n}
+
+
+def round_trips(mon: Monitor, streams: int, calls: int) -> list[float]:
+    for i in range(streams - 1):  # keep is the 16th
+        mon.client.add({"id": f"rt{i}", "url": "testpattern://?fps=5&width=64&height=48"})
+    feeds.wait_until(lambda: len(mon.client.list()) == streams, 10)
+    out = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        listed = mon.client.list()
+        out.append((time.perf_counter() - start) * 1000.0)
+        assert len(listed) == streams
+    for i in range(streams - 1):
+        mon.client.remove(f"rt{i}")
+    return out
+
+
+def kill_once(folder: Path, model: Path, ops: int, rng: random.Random) -> tuple[bool, str]:
+    """Random operations, SIGKILL at a random one, restart on the same --state; (restored as expected, detail)."""
+    mon = Monitor(folder, model, [(KEEP, KEEP_URL)], name=f"kill-{rng.random():.6f}")
+    try:
+        mon.wait_ready()
+        acked = {s["id"]: s["url"] for s in mon.client.list()}
+        kill_at = rng.randrange(ops)
+        inflight = None
+        for k in range(ops):
+            ids = sorted(acked)
+            op = rng.choice(["add", "add", "remove", "update"]) if len(ids) > 1 else "add"
+            stream = f"k{k}" if op == "add" else rng.choice([i for i in ids if i != KEEP] or [KEEP])
+            url = OTHER_URL.format(n=k)
+            request = {"op": op, "id": stream} if op == "remove" else {"op": op, "source": {"id": stream, "url": url}}
+            if k == kill_at:
+                threading.Timer(rng.uniform(0.0, 0.01), mon.proc.proc.kill).start()
+            try:
+                reply = mon.client.call(request)
+            except ControlError:  # killed: no reply
+                inflight = (op, stream, url)
+                break
+            if reply["ok"]:
+                if op == "remove":
+                    acked.pop(stream)
+                else:
+                    acked[stream] = url
+        mon.proc.proc.wait(10)
+    finally:
+        mon.close()
+    again = Monitor(folder, model, [(KEEP, KEEP_URL)], name="restart")  # --source is ignored: the state file wins
+    try:
+        feeds.wait_until(lambda: again.proc.proc.poll() is not None or _answers(again.client), 120)
+        restored = {s["id"]: s["url"] for s in again.client.list()}
+    finally:
+        again.close()
+    with_inflight = dict(acked)
+    if inflight is not None:
+        op, stream, url = inflight
+        if op == "remove":
+            with_inflight.pop(stream, None)
+        else:
+            with_inflight[stream] = url
+    if restored == acked:
+        return True, "last acknowledged set"
+    if restored == with_inflight:
+        return True, "last acknowledged set + the operation the kill interrupted (written, not yet answered)"
+    return False, f"restored {sorted(restored)} but acknowledged {sorted(acked)}"
+
+
+def _answers(client: Client) -> bool:
+    try:
+        client.list()
+        return True
+    except ControlError:
+        return False
+
+
+# ---- the report ------------------------------------------------------------------------------------
+def report(first: list[float], oth: dict, cyc: dict, rtt: list[float], kills: list[tuple[bool, str]]) -> str:
+    q99, b99 = pct(oth["quiet"], 99), pct(oth["busy"], 99)
+    (t0, f0, r0), (t10, f10, r10), (tn, fn, rn) = cyc["base"], cyc["marks"][10], cyc["marks"][cyc["n"]]
+    ok_kills = sum(ok for ok, _ in kills)
+    lines = [
+        "| measurement | result | target |",
+        "|---|---|---|",
+        f"| add -> first result (n={len(first)}) | p50 {pct(first, 50):.2f} s, max {max(first):.2f} s | <= 3 s |",
+        f"| `{KEEP}` capture->publish, quiet / during {oth['ops']} ops ({oth['seconds']:g} s each) | "
+        f"p50 {pct(oth['quiet'], 50):.1f} / {pct(oth['busy'], 50):.1f} ms, p99 {q99:.1f} / {b99:.1f} ms "
+        f"(x{b99 / q99:.2f}) | p99 <= x1.20 |",
+        f"| `{KEEP}` seq gaps over both periods ({len(oth['quiet']) + len(oth['busy'])} results) | {oth['gaps']} | 0 |",
+        f"| threads: start / after 10 / after {cyc['n']} cycles | {t0} / {t10} / {tn} | = start |",
+        f"| open fds: start / after 10 / after {cyc['n']} cycles | {f0} / {f10} / {fn} | = start |",
+        f"| RSS: start / after 10 / after {cyc['n']} cycles | {r0 / 1024:.0f} / {r10 / 1024:.0f} / {rn / 1024:.0f} MB "
+        f"({(rn - r10) / r10 * 100:+.1f} % after 10) | within 10 % of after 10 |",
+        f"| `list` round trip, 16 streams (n={len(rtt)}) | p50 {pct(rtt, 50):.2f} ms, p99 {pct(rtt, 99):.2f} ms | "
+        f"p50 <= 5 ms |",
+        f"| kill -9 during 50 random operations, restart with the same --state | {ok_kills} of {len(kills)} restored "
+        f"the acknowledged set | all |",
+    ]
+    details = sorted({d for _, d in kills})
+    return "\n".join(lines) + "\n\nkill -9 outcomes: " + "; ".join(
+        f"{sum(d == x for _, x in kills)}x {x}" for x in details) + "\n"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--adds", type=int, default=10, help="add -> first result repetitions")
+    p.add_argument("--ops", type=int, default=20, help="operations against other streams")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of the quiet and the busy period")
+    p.add_argument("--cycles", type=int, default=100, help="add/remove cycles")
+    p.add_argument("--calls", type=int, default=300, help="list round trips")
+    p.add_argument("--kills", type=int, default=5, help="kill -9 + restart rounds (50 random operations each)")
+    p.add_argument("--quick", action="store_true", help="small counts (proves the script), nothing written")
+    p.add_argument("--no-write", action="store_true", help="print only")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.adds, args.ops, args.seconds, args.cycles, args.calls, args.kills, args.no_write = 2, 6, 3.0, 12, 30, 1, True
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = feeds.make_tiny_model(folder / "tiny")
+        mon = Monitor(folder, model, [(KEEP, KEEP_URL)])
+        try:
+            mon.wait_ready()
+            first = first_results(mon, args.adds)
+            oth = others(mon, args.ops, args.seconds)
+            cyc = cycles(mon, args.cycles)
+            rtt = round_trips(mon, 16, args.calls)
+        finally:
+            mon.close()
+        rng = random.Random(21)
+        kills = []
+        for i in range(args.kills):
+            state = folder / f"kill{i}"
+            state.mkdir()
+            kills.append(kill_once(state, model, 50, rng))
+    text = (
+        "## Service mode (`benchmarks/bench_control.py`)\n\n"
+        f"Machine: {machine()}. **Measured while other jobs shared the 2 cores.**\n"
+        "run_stream.py in its own process: tiny TimeSformer (32 px, 2 layers, 8 frames), CPU, one torch thread, "
+        f"window stride 1 hop 1; `{KEEP}` is a live test pattern at 25 fps, the streams operated on are test "
+        "patterns at 10 fps (64x48). This script drives the control socket with `streamer.control.Client` and "
+        "subscribes over TCP loopback. capture->publish is each result's `latency_ms.capture_to_publish`.\n\n"
+        + report(first, oth, cyc, rtt, kills)
+    )
+    print(text)
+    if not args.no_write:
+        write_section(SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
