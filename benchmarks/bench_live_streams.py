@@ -31,7 +31,7 @@ from streamer.sources.cvenv import prepare_opencv_environment  # noqa: E402
 prepare_opencv_environment()  # before cv2 is imported
 from streamer.configfile import build_config, load_yaml  # noqa: E402
 from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
-from streamer.sources.synthetic import CLASSES, Scene  # noqa: E402
+from model.demo.render import CLASSES, Scene  # noqa: E402
 from harness import run_observed  # noqa: E402  (benchmarks/harness.py)
 from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
 
@@ -56,6 +56,7 @@ def run_once(streams: int, seconds: float, precision: str, threads: int, views: 
                      "views": views}
     data["publisher"] = {"address": address, "wait_subscribers": 1, "sndhwm": 100000, "queue_size": 100000}
     data["logging"] = {"status_line": "off", "level": "WARNING"}
+    data["ui"], data["clips"] = {"enabled": False}, {"enabled": False}  # benchmarks/bench_console.py measures them
     data["run"] = {"duration_s": seconds}
     config = build_config(data)
     pipeline = Pipeline(config)

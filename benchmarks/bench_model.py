@@ -108,9 +108,8 @@ def make_checkpoint(folder: Path, geometry: dict, num_labels: int = 400) -> Path
 def load_impl(impl: str, folder: Path, precision: str, device: str):
     """A callable ``pixel_values -> logits`` and the input dtype it takes."""
     if impl == "ours":
-        model = load_model(folder, precision=precision, device=device)
-        dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
-        return model, dtype
+        loaded = load_model(folder, precision=precision, device=device)
+        return loaded.network, loaded.input_dtype
     from transformers import TimesformerForVideoClassification
 
     if precision == "int8":

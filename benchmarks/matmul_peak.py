@@ -3,11 +3,11 @@
 A vendor's datasheet peak is rarely reached by any kernel; what a square ``size x size`` matmul in
 the model's dtype achieves on this device, now, is the fair denominator for "fraction of peak".
 
-    from matmul_peak import matmul_peak_tflops   # benchmarks/ on sys.path, as the scripts have it
+    from benchmarks.matmul_peak import matmul_peak_tflops
     peak = matmul_peak_tflops("cuda")            # bf16, 8192^3: ~0.5 s on an H100
     peak = matmul_peak_tflops("cpu", torch.float32)   # 1024^3 by default on CPU: a few seconds
 
-    python benchmarks/matmul_peak.py --device cpu --dtype fp32   # one number, printed
+    python -m benchmarks.matmul_peak --device cpu --dtype fp32   # one number, printed
 """
 
 from __future__ import annotations

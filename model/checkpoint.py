@@ -7,6 +7,7 @@ one-line :class:`CheckpointError`. Weights are read with safetensors, or ``torch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -19,12 +20,12 @@ from torch import nn
 from model import keymap, sources
 from model.config import TimesformerConfig
 from model.errors import CheckpointError, ConfigError
+from model.loaded import LoadedModel
 from model.preprocess import PreprocessConfig
+from model.quantize import PRECISIONS, to_precision
 from model.timesformer import TimeSformer
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": None}
 
 
 def load_model(
@@ -37,20 +38,22 @@ def load_model(
     labels: tuple[str, ...] | None = None,
     num_heads: int | None = None,
     int8_threshold: float = 6.0,
-) -> TimeSformer:
+) -> LoadedModel:
     """Load a TimeSformer from a HF folder, a ``.pyth``/``.pth`` file, a hub id or a built-in name.
 
     ``num_frames``/``num_labels``/``labels``/``num_heads`` describe an original ``.pyth`` whose cfg
-    lacks them (checked against the weights; heads default to hidden_size / 64, as in ViT-B); ``int8_threshold`` is bitsandbytes' outlier threshold.
-    The model comes back in eval mode on ``device`` with ``config``, ``id2label``, ``license``,
-    ``name``, ``precision`` and ``preprocess_config`` attributes.
+    lacks them (checked against the weights; heads default to hidden_size / 64, as in ViT-B);
+    ``int8_threshold`` is bitsandbytes' outlier threshold. The network comes back in eval mode on
+    ``device``, inside a :class:`LoadedModel` with its config, preprocessing, licence and sampling.
     """
     if precision not in PRECISIONS:
         raise CheckpointError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     where = sources.resolve(source)
+    known_as = where.hub_id
     if where.kind == "folder":
         config, state, pre, name_or_path = _read_folder(where.path)
-        licence = sources.find_license(where.path, where.name, where.hub_id or name_or_path)
+        known_as = known_as or name_or_path
+        licence = sources.find_license(where.path, where.name, known_as)
     else:
         config, state = _read_original(where.path, num_frames=num_frames, num_labels=num_labels, labels=labels,
                                        num_heads=num_heads)
@@ -58,29 +61,22 @@ def load_model(
         licence = sources.find_license(None, where.name, original=True)
 
     with torch.device("meta"):  # no memory and no random init for weights that are replaced at once
-        model = TimeSformer(config)
-    load_state_strict(model, state, str(where.path), assign=True)
+        network = TimeSformer(config)
+    load_state_strict(network, state, str(where.path), assign=True)
     del state
-    model.eval()
-    model.requires_grad_(False)
+    network.eval().requires_grad_(False)
     target = torch.device(device)
-    if precision == "int8":
-        from model.quantize import quantize_int8
-
-        # on CUDA the layers kept out of int8 run in fp16 (bitsandbytes' int8 kernels take fp16 input)
-        model = model.to(target, dtype=torch.float16 if target.type == "cuda" else torch.float32)
-        quantize_int8(model, threshold=int8_threshold)
-    else:
-        model = model.to(device=target, dtype=PRECISIONS[precision])
-    model.eval()
-    model.license = licence
-    model.name = where.name
-    model.precision = precision
-    model.preprocess_config = pre
-    log.info("loaded model %s (%s, %s on %s, %d frames, %d px, %d labels); licence: %s",
+    network = to_precision(network, precision, target, int8_threshold=int8_threshold).eval()
+    sampling = config.sampling or sources.known_sampling(known_as)
+    if sampling is not None and sampling.num_frames is None:
+        sampling = dataclasses.replace(sampling, num_frames=config.num_frames)
+    loaded = LoadedModel(network=network, config=config, preprocess=pre, name=where.name, license=licence,
+                         precision=precision, input_dtype=network.patch_embed.proj.weight.dtype,
+                         sampling=sampling, domain=config.domain)
+    log.info("loaded model %s (%s, %s on %s, %d frames, %d px, %d labels%s); licence: %s",
              where.name, config.attention_type, precision, target, config.num_frames, config.image_size,
-             config.num_labels, licence)
-    return model
+             config.num_labels, f", trained on {sampling.describe()}" if sampling else "", licence)
+    return loaded
 
 
 def load_state_strict(model: nn.Module, state: Mapping[str, Any], origin: str, assign: bool = False) -> None:
@@ -269,24 +265,26 @@ def _infer_original_config(native: Mapping[str, torch.Tensor], cfg: Mapping[str,
         raise CheckpointError(f"{path}: {exc}") from None
 
 
-def save_pretrained(model: TimeSformer, folder: str | Path, *, license: str | None = None) -> Path:
-    """Write ``config.json``, ``model.safetensors`` (HF key names) and ``preprocessor_config.json``;
+def save_pretrained(network: TimeSformer, folder: str | Path, *, preprocess: PreprocessConfig | None = None,
+                    license: str | None = None) -> Path:
+    """Write ``config.json``, ``model.safetensors`` (HF key names) and ``preprocessor_config.json``
+    (``preprocess``, else TimeSformer's recipe for the image size) of a full-precision ``network``;
     ``transformers.TimesformerForVideoClassification.from_pretrained(folder)`` loads the result.
-    With ``license`` (or the model's own ``license`` attribute) a README.md model card says so."""
+    With ``license`` a README.md model card says so."""
     from safetensors.torch import save_file
 
-    if getattr(model, "precision", "fp32") == "int8":
+    state = {k: v.detach() for k, v in network.state_dict().items()}
+    if any(v.dtype == torch.int8 for v in state.values()):
         raise CheckpointError("cannot save an int8 model; save the fp32 model and quantize after loading")
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.to("cpu", torch.float32).contiguous() for k, v in state.items()}
     save_file(keymap.native_to_hf(state), str(out / "model.safetensors"), metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps(model.config.to_hf_dict(), indent=2) + "\n", encoding="utf-8")
-    pre = getattr(model, "preprocess_config", None) or PreprocessConfig.for_image_size(model.config.image_size)
+    (out / "config.json").write_text(json.dumps(network.config.to_hf_dict(), indent=2) + "\n", encoding="utf-8")
+    pre = preprocess or PreprocessConfig.for_image_size(network.config.image_size)
     (out / "preprocessor_config.json").write_text(json.dumps(pre.to_hf_dict(), indent=2) + "\n", encoding="utf-8")
-    licence = license or getattr(model, "license", None)
-    if licence and licence != "unknown":
-        (out / "README.md").write_text(f"---\nlicense: {licence.lower()}\nlibrary_name: transformers\n"
+    if license and license != "unknown":
+        (out / "README.md").write_text(f"---\nlicense: {license.lower()}\nlibrary_name: transformers\n"
                                        f"tags:\n- video-classification\n- timesformer\n---\n", encoding="utf-8")
     log.info("saved model to %s", out)
     return out

@@ -10,6 +10,51 @@ from model.errors import ConfigError
 ATTENTION_TYPES = ("divided_space_time", "space_only", "joint_space_time")
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu")
 SPATIAL_TRANSFORMS = ("hflip", "vflip", "transpose")  # what label_symmetries may declare (model/views.py)
+_EXTRA_KEYS = ("labels", "label_symmetries", "sampling", "domain")  # not copied field by field from config.json
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a checkpoint's training clips were sampled: ``num_frames`` frames spread over ``span_s``
+    seconds (by capture timestamp), or taken every ``stride``-th frame; exactly one of the two.
+
+    config.json ``sampling``: ``{"num_frames": 8, "span_s": 1.28}`` or ``{"num_frames": 8, "stride": 4}``
+    (``transformers`` ignores the key). ``num_frames`` None: the checkpoint's own ``num_frames``.
+    """
+
+    num_frames: int | None = None
+    span_s: float | None = None
+    stride: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.span_s is None) == (self.stride is None):
+            raise ConfigError("model config: sampling needs exactly one of span_s (seconds) or stride (frames)")
+        for name in ("num_frames", "stride"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"model config: sampling.{name} must be a positive integer, got {value!r}")
+        span = self.span_s
+        if span is not None and (isinstance(span, bool) or not isinstance(span, (int, float)) or not span > 0):
+            raise ConfigError(f"model config: sampling.span_s must be a positive number of seconds, got {span!r}")
+
+    def describe(self) -> str:
+        """``8 frames over 1.28 s`` or ``8 frames, every 4th frame``."""
+        frames = f"{self.num_frames} frames" if self.num_frames is not None else "its frames"
+        if self.span_s is not None:
+            return f"{frames} over {self.span_s:g} s"
+        return f"{frames}, every frame" if self.stride == 1 else f"{frames}, one in {self.stride}"
+
+    @classmethod
+    def from_hf_dict(cls, raw: Any) -> Sampling:
+        known = ("num_frames", "span_s", "stride")
+        if not isinstance(raw, Mapping) or set(raw) - set(known):
+            raise ConfigError('model config: sampling must be {"num_frames": N, "span_s": seconds} or '
+                              '{"num_frames": N, "stride": frames}')
+        return cls(**{k: raw[k] for k in known if k in raw})
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in (("num_frames", self.num_frames), ("span_s", self.span_s), ("stride", self.stride))
+                if v is not None}
 
 
 @dataclass(frozen=True)
@@ -32,6 +77,10 @@ class TimesformerConfig:
     #: how labels change when the frames are mirrored or transposed: ((transform, ((label, becomes), ...)), ...);
     #: config.json ``label_symmetries`` {"hflip": {"move_left": "move_right", ...}}; empty: none declared
     label_symmetries: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    #: the clip sampling the checkpoint was trained with (config.json ``sampling``); None: not declared
+    sampling: Sampling | None = None
+    #: what the checkpoint has seen, when narrow (config.json ``domain``, e.g. "synthetic-shapes")
+    domain: str | None = None
 
     def __post_init__(self) -> None:
         positive = ("image_size", "patch_size", "num_channels", "num_frames", "hidden_size",
@@ -66,6 +115,8 @@ class TimesformerConfig:
             for name in (n for pair in pairs for n in pair):
                 if name not in self.labels:
                     raise ConfigError(f"model config: label_symmetries.{transform}: {name!r} is not one of the labels")
+        if self.domain is not None and (not isinstance(self.domain, str) or not self.domain.strip()):
+            raise ConfigError(f"model config: domain must be a non-empty string, got {self.domain!r}")
 
     @property
     def symmetries(self) -> dict[str, dict[str, str]]:
@@ -93,7 +144,7 @@ class TimesformerConfig:
             raise ConfigError(f"model config: model_type is {model_type!r}, expected 'timesformer'")
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name not in ("labels", "label_symmetries") and f.name in d:
+            if f.name not in _EXTRA_KEYS and f.name in d:
                 kwargs[f.name] = d[f.name]
         for name in ("image_size", "patch_size"):
             value = kwargs.get(name)
@@ -105,6 +156,9 @@ class TimesformerConfig:
             kwargs["layer_norm_eps"] = float(kwargs["layer_norm_eps"])
         kwargs["labels"] = _labels_from_hf(d)
         kwargs["label_symmetries"] = _symmetries_from_hf(d.get("label_symmetries"))
+        if d.get("sampling") is not None:
+            kwargs["sampling"] = Sampling.from_hf_dict(d["sampling"])
+        kwargs["domain"] = d.get("domain")
         return cls(**kwargs)
 
     def to_hf_dict(self) -> dict[str, Any]:
@@ -114,10 +168,14 @@ class TimesformerConfig:
             "model_type": "timesformer",
         }
         for f in fields(self):
-            if f.name not in ("labels", "label_symmetries"):
+            if f.name not in _EXTRA_KEYS:
                 d[f.name] = getattr(self, f.name)
         if self.label_symmetries:
             d["label_symmetries"] = self.symmetries
+        if self.sampling is not None:
+            d["sampling"] = self.sampling.to_hf_dict()
+        if self.domain is not None:
+            d["domain"] = self.domain
         d["id2label"] = {str(i): label for i, label in enumerate(self.labels)}
         d["label2id"] = {label: i for i, label in enumerate(self.labels)}
         return d

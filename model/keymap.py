@@ -109,8 +109,3 @@ def native_to_hf(state: Mapping[str, V]) -> dict[str, V]:
             raise ValueError(f"no Hugging Face name for parameter {key!r}")
         out[hf] = value
     return out
-
-
-def native_to_original(state: Mapping[str, V]) -> dict[str, V]:
-    """Our names -> original facebookresearch names (``model.`` prefix)."""
-    return {ORIGINAL_PREFIX + k: v for k, v in state.items()}

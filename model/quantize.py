@@ -18,6 +18,7 @@ from model.errors import QuantizationError
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": None}
 SKIP = ("head",)  # the classifier stays in full precision
 _CAST_NOTICE = "MatMul8bitLt: inputs will be cast"
 
@@ -34,6 +35,19 @@ def _quiet_cast_notice() -> None:
     bnb_log = logging.getLogger("bitsandbytes.autograd._functions")
     if not any(isinstance(f, _DropCastNotice) for f in bnb_log.filters):
         bnb_log.addFilter(_DropCastNotice())
+
+
+def to_precision(model: nn.Module, precision: str, device: torch.device, *, int8_threshold: float = 6.0) -> nn.Module:
+    """The post-load transform: ``model`` on ``device`` in ``precision`` (a key of :data:`PRECISIONS`).
+
+    int8: every ``nn.Linear`` but the classifier becomes bitsandbytes' ``Linear8bitLt``; on CUDA the
+    layers kept out of int8 run in fp16 (bitsandbytes' int8 kernels take fp16 input), on CPU in fp32.
+    """
+    if precision == "int8":
+        model = model.to(device, dtype=torch.float16 if device.type == "cuda" else torch.float32)
+        quantize_int8(model, threshold=int8_threshold)
+        return model
+    return model.to(device=device, dtype=PRECISIONS[precision])
 
 
 def quantize_int8(model: nn.Module, threshold: float = 6.0, skip: tuple[str, ...] = SKIP) -> int:
@@ -79,8 +93,3 @@ def _to_int8(bnb, linear: nn.Linear, threshold: float) -> nn.Module:
     if q.weight.dtype != torch.int8:
         raise QuantizationError(f"int8: bitsandbytes did not quantize the weights on {device}")
     return q.eval()
-
-
-def weight_bytes(model: nn.Module) -> int:
-    """Bytes of every parameter and buffer in the state dict (int8 weights, their scales, fp tensors)."""
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values() if isinstance(t, torch.Tensor))

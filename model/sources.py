@@ -1,4 +1,5 @@
-"""Where a checkpoint comes from: a built-in name, a local path or a Hugging Face Hub id; and its licence."""
+"""Where a checkpoint comes from: a built-in name, a local path or a Hugging Face Hub id; what is known
+about well-known checkpoints that their files do not say (licence, training clip sampling)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.config import Sampling
 from model.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,19 @@ HUB_PATTERNS = ["config.json", "preprocessor_config.json", "model.safetensors", 
 # licences of well-known weights, by hub id prefix (the model cards say so)
 KNOWN_LICENSES = (("facebook/timesformer", "CC-BY-NC-4.0"),)
 ORIGINAL_LICENSE = "CC-BY-NC-4.0"  # the facebookresearch/TimeSformer release (code and weights)
+
+# The clip sampling of facebook's hub checkpoints, whose config.json does not declare it (configs/hf/*.yaml
+# say the same). Kinetics: the original configs' NUM_FRAMES x SAMPLING_RATE frames of 30 fps video
+# (divST_8x32_224: 8 x 32 / 30 = 8.533 s; divST_16x16_448: 16 x 16 / 30; divST_96x4_224: 96 x 4 / 30 =
+# 12.8 s), kept as a duration so any camera frame rate samples the same span. Something-Something-v2:
+# segment sampling over short gestures (2-6 s at 12 fps), taken as 4 s; the large ssv2 model's frame
+# count is left to its config.json (the conversion wrote 96; the original trained on 64).
+_KINETICS = {"base": Sampling(8, span_s=8.533), "hr": Sampling(16, span_s=8.533), "large": Sampling(96, span_s=12.8)}
+_SSV2 = {"base": Sampling(8, span_s=4.0), "hr": Sampling(16, span_s=4.0), "large": Sampling(None, span_s=4.0)}
+KNOWN_SAMPLING: dict[str, Sampling] = {
+    **{f"facebook/timesformer-{size}-finetuned-{data}": s for size, s in _KINETICS.items() for data in ("k400", "k600")},
+    **{f"facebook/timesformer-{size}-finetuned-ssv2": s for size, s in _SSV2.items()},
+}
 
 
 @dataclass(frozen=True)
@@ -62,9 +77,33 @@ def resolve(source: str | Path) -> Resolved:
     )
 
 
+def known_sampling(hub_id: str | None) -> Sampling | None:
+    """The training sampling of a well-known hub checkpoint (:data:`KNOWN_SAMPLING`), else None."""
+    return KNOWN_SAMPLING.get(hub_id) if hub_id else None
+
+
+def download_command(entry_points: set[str]) -> str:
+    """The download command of a huggingface_hub that installs these console scripts: ``hf download``
+    since 0.34 (``huggingface-cli`` is deprecated there), ``huggingface-cli download`` before."""
+    return "huggingface-cli download" if "huggingface-cli" in entry_points and "hf" not in entry_points \
+        else "hf download"
+
+
+def _installed_download_command() -> str:
+    """:func:`download_command` of the installed huggingface_hub (``hf download`` when none is installed:
+    what installing it now gives)."""
+    from importlib import metadata
+
+    try:
+        names = {ep.name for ep in metadata.distribution("huggingface_hub").entry_points}
+    except metadata.PackageNotFoundError:
+        names = set()
+    return download_command(names)
+
+
 def download(repo_id: str) -> Path:
     """The hub snapshot's local folder (cached by huggingface_hub); one-line CheckpointError when impossible."""
-    how = (f"download it where the network is (huggingface-cli download {repo_id} --local-dir DIR) "
+    how = (f"download it where the network is ({_installed_download_command()} {repo_id} --local-dir DIR) "
            "and pass DIR instead")
     try:
         from huggingface_hub import snapshot_download

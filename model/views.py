@@ -11,12 +11,14 @@ the label. The cost is one forward pass per view, in one batch.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
 from torch import nn
 
 from model.errors import CheckpointError, ConfigError
+from model.loaded import LoadedModel
 
 #: Spatial transforms of a batch of clips ``(B, T, C, H, W)``; each is its own inverse.
 TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -75,10 +77,7 @@ def symmetry_group(symmetries: dict[str, dict[str, str]], labels: tuple[str, ...
 
 
 class SymmetricViews(nn.Module):
-    """``net`` run on every symmetric view of its input; returns mean log-probabilities ``(B, L)``.
-
-    Other attributes (``config``, ``id2label``, ``preprocess_config``, ...) are the wrapped model's.
-    """
+    """``net`` run on every symmetric view of its input; returns mean log-probabilities ``(B, L)``."""
 
     def __init__(self, net: nn.Module, symmetries: dict[str, dict[str, str]], labels: tuple[str, ...]) -> None:
         super().__init__()
@@ -89,12 +88,6 @@ class SymmetricViews(nn.Module):
         device = next((p.device for p in net.parameters()), torch.device("cpu"))
         self.register_buffer("gather", torch.tensor([perm for _, perm in self.views], device=device),
                              persistent=False)
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)  # parameters, buffers, submodules
-        except AttributeError:
-            return getattr(self._modules["net"], name)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W)
         b = pixel_values.shape[0]
@@ -116,20 +109,16 @@ class SymmetricViews(nn.Module):
         return torch.gather(logp, 2, index).mean(0)
 
 
-def with_views(net: nn.Module, views: str) -> nn.Module:
-    """``net`` as configured by ``model.views``: ``auto``, ``single`` or ``symmetric``."""
-    declared = net.config.symmetries
+def with_views(loaded: LoadedModel, views: str) -> LoadedModel:
+    """``loaded`` as configured by ``model.views``: ``auto``, ``single`` or ``symmetric``."""
+    declared = loaded.config.symmetries
     if views == "single" or (views == "auto" and not declared):
-        return net
+        return loaded
     if not declared:  # views: symmetric
-        raise ConfigError(f"model.views: symmetric, but {getattr(net, 'name', 'the checkpoint')} declares no "
-                          "label_symmetries in its config.json; use views: auto or single")
-    return SymmetricViews(net, declared, net.config.labels)
+        raise ConfigError(f"model.views: symmetric, but {loaded.name} declares no label_symmetries in its "
+                          "config.json; use views: auto or single")
+    network = SymmetricViews(loaded.network, declared, loaded.config.labels)
+    return dataclasses.replace(loaded, network=network, views=len(network.views))
 
 
-def view_count(net: nn.Module) -> int:
-    """Forward passes ``net`` averages per window: 1 unless it is :class:`SymmetricViews`."""
-    return len(net.views) if isinstance(net, SymmetricViews) else 1
-
-
-__all__ = ["SymmetricViews", "view_count", "TRANSFORMS", "label_permutation", "symmetry_group", "with_views"]
+__all__ = ["SymmetricViews", "TRANSFORMS", "label_permutation", "symmetry_group", "with_views"]

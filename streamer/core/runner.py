@@ -48,7 +48,7 @@ class _Static:
 
 
 class ModelRunner:
-    """Called like the model (``runner(x) -> logits``); other attributes are the model's."""
+    """Runs a network as configured: ``runner(x) -> logits``, like the network itself."""
 
     def __init__(self, net: torch.nn.Module, *, max_batch: int, compile: bool = False,
                  cuda_graphs: bool = False) -> None:
@@ -58,7 +58,7 @@ class ModelRunner:
         if cuda_graphs and device.type != "cuda":
             log.warning("model.cuda_graphs is ignored: the model runs on %s, and CUDA graphs need CUDA", device)
             cuda_graphs = False
-        self.capture = cuda_graphs
+        self.cuda_graphs = cuda_graphs  #: each static batch size is replayed from a captured CUDA graph
         self.fn: Callable[[torch.Tensor], torch.Tensor] = net
         if compile:
             self.fn = torch.compile(net, dynamic=False)
@@ -66,9 +66,6 @@ class ModelRunner:
         self.sizes = static_batch_sizes(max_batch) if (compile or cuda_graphs) else ()
         self._static: dict[int, _Static | None] = {}  # None: capture failed for that size, run eagerly
         self._pool = torch.cuda.graph_pool_handle() if cuda_graphs else None
-
-    def __getattr__(self, name: str):
-        return getattr(self.__dict__["net"], name)  # id2label, config, name, precision, ...
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
@@ -93,14 +90,14 @@ class ModelRunner:
         for size in self.sizes:
             if size not in self._static:
                 static = self._build(size, torch.zeros((1, *window_shape), dtype=dtype, device=self.device))
-                if static is not None and not self.capture:
+                if static is not None and not self.cuda_graphs:
                     static.replay()  # torch.compile compiles this size now
                 self._static[size] = static
 
     def _build(self, size: int, x: torch.Tensor) -> _Static | None:
         shape = (size, *x.shape[1:])
         static_in = torch.zeros(shape, dtype=x.dtype, device=x.device)  # (size, T, 3, H, W)
-        if not self.capture:
+        if not self.cuda_graphs:
             static = _Static(static_in, None, lambda: None)
 
             def run() -> None:
@@ -109,14 +106,14 @@ class ModelRunner:
             static.replay = run
             return static
         try:
-            return self._capture(static_in)
+            return self._capture_graph(static_in)
         except Exception as exc:  # e.g. an int8 kernel that synchronizes: this size runs eagerly
             log.warning("CUDA graph capture for batch %d failed (%s: %s); that batch size runs eagerly",
                         size, type(exc).__name__, str(exc).splitlines()[0][:120] if str(exc) else "")
             torch.cuda.synchronize(self.device)
             return None
 
-    def _capture(self, static_in: torch.Tensor) -> _Static:
+    def _capture_graph(self, static_in: torch.Tensor) -> _Static:
         # On the model's device (the calling thread's current device may be another GPU), and the
         # caller's stream restored even when capture fails (a failed capture_end leaves the capture
         # stream current). thread_local: other threads may allocate on the device meanwhile.

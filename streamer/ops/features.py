@@ -1,23 +1,33 @@
-"""The operator features, wired once: action events, metrics, snapshot socket, annotated video.
+"""The operator features, wired once: action events, metrics, snapshot socket, annotated video,
+event clips, alerts (webhooks, MQTT) and the web console.
 
 :class:`OperatorFeatures` keeps :mod:`streamer.pipeline` to a few calls. Everything hangs off the
 publisher's listeners (called in the publisher thread after each send), so what an operator sees —
-events, counters, snapshots, drawn labels — is exactly what went out on the wire.
+events, counters, snapshots, drawn labels, clips, alerts, the web page — is exactly what went out
+on the wire. Raw frames reach the annotator, the clip recorder and the console's previews through
+one tap on the capture thread's preprocess (:meth:`OperatorFeatures.tap`); none of them ever blocks
+a live capture thread or the publisher (R27).
 
 Order: ``start`` after the publisher is bound and before capture starts (a bad per-class event
 rule or a busy port fails before any camera opens); ``close_events`` after inference has stopped
-(so every result is in) and before the final status; ``stop`` after the publisher has stopped and
-before the ZeroMQ context is terminated.
+(so every result is in) and before the final status; ``request_stop`` for the servers at the start
+of shutdown and for the annotator after the publisher has stopped; the pipeline joins the threads
+(``watched``) before the ZeroMQ context is terminated.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from model.errors import PublisherError
 from streamer.config import AppConfig
 from streamer.core.stats import StatsRegistry
+
+if TYPE_CHECKING:
+    from model.loaded import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +41,9 @@ class OperatorFeatures:
         self.cache = None
         self.snapshot = None
         self.annotator = None
+        self.clips = None
+        self.alerts = None
+        self.console = None
         self._captures: dict = {}
         self._live: dict[str, bool] = {}
 
@@ -43,15 +56,19 @@ class OperatorFeatures:
         """Events measure time in media seconds for file-mode sources, wall clock for live ones."""
         return None if self._live.get(stream, True) else self._fps(stream)
 
-    def start(self, publisher, context, *, net, device: str, model_info: dict) -> None:
+    def start(self, publisher, context, *, model: LoadedModel, device: str) -> None:
         cfg = self.config
         streams = [s.stream for s in self.stats]
+        if cfg.clips.enabled:
+            from streamer.ops.clips import ClipRecorder
+
+            self.clips = ClipRecorder(cfg.clips, self.stats, root=Path(cfg.clips.dir), fps_for=self._fps,
+                                      live_for=lambda stream: self._live.get(stream, True))
         if cfg.events.enabled:
             from streamer.ops.events import EventStage
 
-            labels = [net.id2label[i] for i in range(len(net.id2label))]
-            cfg.events.check_labels(labels)
-            self.events = EventStage(cfg.events, publisher.publish, fps_for=self._media_fps,
+            cfg.events.check_labels(list(model.labels))
+            self.events = EventStage(cfg.events, self._event_publisher(publisher), fps_for=self._media_fps,
                                      live_for=lambda stream: self._live.get(stream, True))
             publisher.listeners.append(self.events.on_sent)
         if cfg.snapshot.address is not None:
@@ -67,10 +84,10 @@ class OperatorFeatures:
                                            secure=curve.secure if curve is not None else None)
             self.snapshot.start_and_wait()
         if cfg.metrics.enabled:
-            from streamer.ops.metrics import Metrics, model_bytes
+            from streamer.ops.metrics import Metrics
 
-            self.metrics = Metrics(cfg.metrics, self.stats, model_info=model_info, model_size=model_bytes(net),
-                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.dropped))
+            self.metrics = Metrics(cfg.metrics, self.stats, model_info=model.info(), model_size=model.weight_bytes(),
+                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.queue_dropped))
             publisher.listeners.append(self.metrics.on_sent)
             self.metrics.start()
         if cfg.annotate.active:
@@ -81,13 +98,52 @@ class OperatorFeatures:
                 self.annotator = annotator
                 publisher.listeners.append(annotator.on_sent)
                 annotator.start()
+        self._start_console(publisher, streams)
+
+    def _start_console(self, publisher, streams: list[str]) -> None:
+        """Clips, alerts and the web page: listeners after the ones above, so they see events as sent."""
+        cfg = self.config
+        if self.clips is not None:
+            publisher.listeners.append(self.clips.on_sent)
+            self.clips.start()
+        if cfg.alerts:
+            from streamer.ops.alerts import Alerts
+
+            self.alerts = Alerts(cfg.alerts, self.stats)
+            publisher.listeners.append(self.alerts.on_sent)
+            self.alerts.start()
+        if cfg.ui.enabled:
+            from streamer.ops.console.server import Console
+
+            self.console = Console(cfg.ui, streams, clips_root=Path(cfg.clips.dir) if self.clips else None)
+            if self.clips is not None:
+                self.clips.on_clip = self.console.on_clip
+            publisher.listeners.append(self.console.on_sent)
+            self.console.start_and_wait()  # a busy port fails here, before any camera opens
+
+    def _event_publisher(self, publisher) -> Callable:
+        """``publisher.publish`` for events: an ``end`` carries the path of its clip when one is written."""
+        if self.clips is None:
+            return publisher.publish
+        clips = self.clips
+
+        def publish(topic: str, msg: dict) -> bool:
+            if msg.get("phase") == "end":
+                clip = clips.clip_for(msg["stream"], msg["id"])
+                if clip is not None:
+                    msg["clip"] = clip
+            return publisher.publish(topic, msg)
+
+        return publish
 
     def tap(self, plan, preprocess: Callable) -> Callable:
-        """The capture thread's preprocess, wrapped so the annotator sees raw frames (if annotating)."""
+        """The capture thread's preprocess, wrapped so the annotator, the clip recorder and the console's
+        previews see the raw frames (those that are on)."""
         self._live[plan.id] = plan.live
-        if self.annotator is None:
-            return preprocess
-        return self.annotator.tap(plan.id, preprocess, wait=not plan.live)
+        if self.annotator is not None:
+            preprocess = self.annotator.tap(plan.id, preprocess, wait=not plan.live)
+        sinks = [sink.on_frame for sink in (self.clips, self.console) if sink is not None]
+        return raw_frames(plan.id, preprocess, sinks) if sinks else preprocess
 
     def attach(self, captures: list) -> None:
         """The capture threads, for the source frame rates they found on open."""
@@ -105,17 +161,76 @@ class OperatorFeatures:
         if not publisher.call_soon(close):
             close()  # queue full: close now (a result still queued may then reopen an event)
 
-    def stop(self) -> str | None:
-        """Stop the threads this owns; returns an error to report (the annotator failed), else None."""
-        error = None
-        if self.annotator is not None:
-            self.annotator.stop()
-            if self.annotator.error:
-                error = f"annotated video: {self.annotator.error}"
-            if self.annotator.dropped:
-                log.warning("annotate: %d frames were not annotated (queue full)", self.annotator.dropped)
+    def watched(self) -> list:
+        """The threads started here, for the supervisor (policies: streamer/supervisor.py)."""
+        from streamer.supervisor import Policy, Watched
+
+        out = []
         if self.snapshot is not None:
-            self.snapshot.stop()
+            out.append(Watched("snapshot", thread=lambda: self.snapshot, failure=lambda: self.snapshot.failure,
+                               policy=Policy.RESTART, restart=self._restart_snapshot, doing=lambda: "answering"))
         if self.metrics is not None:
-            self.metrics.stop()
-        return error
+            out.append(Watched("metrics", thread=lambda: self.metrics.thread, failure=lambda: self.metrics.failure,
+                               policy=Policy.RESTART, restart=self.metrics.restart, doing=lambda: "serving"))
+        if self.annotator is not None:
+            out.append(Watched("annotate", thread=lambda: self.annotator, failure=lambda: self.annotator.failure,
+                               policy=Policy.FATAL, doing=lambda: "writing the annotated video"))
+        for thread in self._side_threads():
+            out.append(Watched(thread.name, thread=lambda thread=thread: thread, failure=lambda: None,
+                               policy=Policy.SIDE, doing=lambda: "finishing its output"))
+        return out
+
+    def _side_threads(self) -> list:
+        """The side outputs' threads (clips writer, alert senders, console): R27, they never stop the pipeline."""
+        threads = [self.clips, self.console] + (list(self.alerts.senders) if self.alerts is not None else [])
+        return [t for t in threads if t is not None]
+
+    def _restart_snapshot(self, attempts: int = 5) -> None:
+        """Serve snapshots again on the same endpoint; ZeroMQ releases the old one asynchronously, so
+        a bind that finds it still taken is tried again a few times."""
+        for attempt in range(attempts):
+            server = self.snapshot.again()
+            try:
+                server.start_and_wait()
+            except PublisherError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+            else:
+                self.snapshot = server
+                return
+
+    def request_stop(self, *, servers: bool) -> None:
+        """Tell threads to end without waiting (the pipeline joins them against one deadline):
+        ``servers``: the snapshot and metrics servers; else the annotator (after the last result)."""
+        if servers:
+            for server in (self.snapshot, self.metrics):
+                if server is not None:
+                    server.request_stop()
+            return
+        if self.annotator is not None:
+            self.annotator.request_stop()
+        for thread in self._side_threads():  # the clips first: they finish with the frames there are
+            thread.request_stop()
+
+    def finish(self) -> None:
+        """After the joins: say what the annotator and the alerts had to leave out."""
+        if self.annotator is not None and self.annotator.dropped:
+            log.warning("annotate: %d frames were not annotated (queue full)", self.annotator.dropped)
+        if self.alerts is not None:
+            self.alerts.finish()
+
+
+def raw_frames(stream: str, preprocess: Callable, sinks: list[Callable]) -> Callable:
+    """Wrap ``preprocess`` so each raw frame also goes to every ``sink(stream, index, wall, frame)``
+    first (capture thread; a sink only keeps a reference, it never copies, encodes or waits).
+    ``index`` counts the frames handed to preprocessing, as the annotator's frame numbers do."""
+    counter = iter(range(1 << 62))
+
+    def tapped(frame):
+        index, wall = next(counter), time.time()
+        for sink in sinks:
+            sink(stream, index, wall, frame)
+        return preprocess(frame)
+
+    return tapped

@@ -17,7 +17,7 @@ import cv2
 import feeds
 import pytest
 
-from streamer.sources.synthetic import REVERSED, Scene, ground_truth
+from model.demo.render import REVERSED, Scene, ground_truth
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = REPO / "model" / "weights" / "motion-demo"
@@ -26,7 +26,7 @@ HELD_OUT_SEED = 20261124  # training draws its scene seeds from a NumPy stream; 
 SECONDS, FPS, WIDTH, HEIGHT = 48, 25, 160, 120
 
 pytestmark = pytest.mark.skipif(not (WEIGHTS / "model.safetensors").is_file(),
-                                reason="model/weights/motion-demo is not trained yet (tools/train_demo.py)")
+                                reason="model/weights/motion-demo is not trained yet (python -m model.demo.train)")
 
 
 def _write(path: Path, frames) -> None:

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from model.errors import ConfigError
-from streamer.sources.synthetic import CLASSES, REVERSED, Scene, open_capture, write_video
-from streamer.sources.synthetic import clips as clips_module
-from streamer.sources.synthetic.actions import DOCUMENTED, MOVES, WIDE
-from streamer.sources.synthetic.clips import sample_clip
-from streamer.sources.synthetic.scene import Motion, ShapeState
+from model.demo.render import CLASSES, REVERSED, Scene, is_rendered, write_video
+from model.demo.render import clips as clips_module
+from model.demo.render.actions import DOCUMENTED, MOVES, WIDE
+from model.demo.render.clips import sample_clip
+from model.demo.render.scene import Motion, ShapeState
+from streamer.sources.synthetic import open_capture
 
 
 def test_same_seed_same_frames_and_labels_at_any_access_order():
@@ -114,6 +115,9 @@ def test_video_file_and_sidecar_agree(tmp_path):
     frames = feeds.read_frames(tmp_path / "clip.avi")
     assert len(frames) == 90
     assert np.abs(frames[10].astype(int) - scene.render(10)).mean() < 6  # lossy, but the same picture
+    assert is_rendered(tmp_path / "clip.avi")  # the sidecar marks the renderer's videos ...
+    (tmp_path / "other.json").write_text(json.dumps({"format": "something else"}))
+    assert not is_rendered(tmp_path / "other.avi") and not is_rendered(tmp_path / "none.avi")  # ... only those
 
 
 def test_training_clips_have_every_class_and_vary_in_size():

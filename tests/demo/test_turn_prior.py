@@ -1,38 +1,67 @@
-"""The shipped demo model's fixed turn detector (tools/turn_prior.py), before any training.
+"""The shipped demo model's fixed front end (model/demo/motion_prior.py, model/demo/turn_prior.py), before
+any training.
 
-A bar drawn at the model's input size turns, moves, grows or stays; the cls token's mean turn after
-block 2 must have the rotation's sign, stay small without rotation, flip under time reversal,
-survive int8, and not hinge on the weights that training is allowed to change.
+The recipe builds, bit for bit, the fixed weights the shipped checkpoint carries. A bar drawn at the
+model's input size turns, moves, grows or stays; the cls token's mean turn after block 2 must have
+the rotation's sign, stay small without rotation, flip under time reversal, survive int8, and not
+hinge on the weights that training is allowed to change.
 """
 
 from __future__ import annotations
 
 import copy
-import sys
+import json
+import shlex
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-
-import train_demo  # noqa: E402
-import turn_prior  # noqa: E402
-from bars import KINDS, bar_clip  # noqa: E402
+from bars import KINDS, bar_clip
+from model.demo import train, turn_prior
+from model.demo.motion_prior import motion_prior_units
 
 GEOMETRY = ["--hidden", "128", "--mlp", "512", "--layers", "4", "--heads", "8"]  # the shipped checkpoint's
+WEIGHTS = Path(__file__).resolve().parents[2] / "model" / "weights" / "motion-demo"
 
 
 def demo_model(seed: int = 0, geometry: list[str] = GEOMETRY):
-    """The training script's turn-prior init (motion prior first), with its masks."""
+    """The recipe's turn-prior init (motion prior first) and its masks, as ``python -m model.demo.train`` builds them."""
     torch.manual_seed(seed)
-    args = train_demo.parse_args(["--init", "turn-prior", *geometry])
-    model = train_demo.build_model(args)
-    train_demo.motion_prior_init(model, energy_gain=1.0, product_gain=1.0)
-    masks = train_demo.prior_grad_masks(model, products=True)
-    units = train_demo.motion_prior_units(model)
-    layout = turn_prior.turn_prior_init(model, units)
-    return model.eval(), layout, turn_prior.turn_prior_masks(model, units, masks)
+    args = train.parse_args(["--init", "turn-prior", *geometry])
+    model = train.build_model(args)
+    masks = train.init_front_end(model, args.init)
+    layout = turn_prior.layout_of(model, motion_prior_units(model))
+    return model.eval(), layout, masks
+
+
+def shipped_command() -> list[str]:
+    """The options the shipped weights were trained with (training.json records the whole command)."""
+    words = shlex.split(json.loads((WEIGHTS / "training.json").read_text())["command"])
+    return words[next(i for i, w in enumerate(words) if w.startswith("--")):]
+
+
+def test_the_recipe_builds_the_shipped_checkpoints_fixed_weights_bit_for_bit():
+    """Seeded as the shipped command was, the priors set exactly the weights training kept fixed, and the
+    recipe writes the shipped config.json: the documented command still starts where the weights did."""
+    from model import load_model
+
+    args = train.parse_args(shipped_command())
+    torch.manual_seed(args.seed)
+    model = train.build_model(args)
+    masks = train.init_front_end(model, args.init)
+    shipped = load_model("motion-demo").network.state_dict()
+    fixed = 0
+    for name, p in model.named_parameters():
+        keep = masks[name] == 0
+        fixed += int(keep.sum())
+        assert torch.equal(p[keep], shipped[name][keep]), name
+    assert fixed > 400_000  # the front end is most of block 0-2's weights, not a handful
+    assert model.config.to_hf_dict() == json.loads((WEIGHTS / "config.json").read_text())
+    torch.manual_seed(args.seed + 1)  # another seed draws another random projection: the check can fail
+    other = train.build_model(args)
+    train.init_front_end(other, args.init)
+    assert not torch.equal(other.blocks[0].temporal_attn.qkv.weight, shipped["blocks.0.temporal_attn.qkv.weight"])
 
 
 def turns(model, layout) -> dict[str, float]:

@@ -19,9 +19,6 @@ import pytest
 
 import feeds
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-
-
 @pytest.mark.rtsp
 @pytest.mark.timeout(90)
 def test_refused_and_black_hole_sources_do_not_delay_a_healthy_stream(tiny_model, rtsp_server, tmp_path):
@@ -73,8 +70,8 @@ def test_a_subscriber_that_stops_reading_for_30_s_costs_nothing(many_labels_mode
                            tmp_path / "run.log") as pipe:
         assert feeds.wait_until(lambda: len(rec.results("cam")) >= 50, 40), pipe.stderr()[-2000:]
         start = rec.latest_status("cam")
-        frozen = subprocess.Popen([sys.executable, str(FIXTURES / "frozen_subscriber.py"), address,
-                                   "--pause", str(pause)], env=feeds.ENV, stdout=subprocess.PIPE, text=True)
+        frozen = subprocess.Popen([sys.executable, "-m", "streamer.testing.frozen_subscriber", address,
+                                   "--pause", str(pause)], cwd=feeds.REPO, env=feeds.ENV, stdout=subprocess.PIPE, text=True)
         try:
             assert json.loads(frozen.stdout.readline())["event"] == "paused"
             time.sleep(3)  # let every buffer toward the paused subscriber fill

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import logging
 import pickle
 import re
@@ -64,14 +66,15 @@ def test_original_pyth_layout_loads_and_matches(tmp_path, hf, attention_type):
     assert ours.license == "CC-BY-NC-4.0"
     x = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
-        assert (ours(x) - hf.logits(ref, x)).abs().max().item() < 1e-4
+        assert (ours.network(x) - hf.logits(ref, x)).abs().max().item() < 1e-4
+    assert ours.sampling is None  # an original file says nothing about its clip sampling
 
 
 def test_original_pyth_without_cfg_takes_labels_from_arguments(tmp_path, hf):
     path = _pyth(hf.make(seed=5), tmp_path / "m.pth")
     labels = tuple("abcde")
     ours = load_model(path, num_frames=4, num_labels=5, labels=labels, num_heads=4)
-    assert ours.id2label == dict(enumerate(labels))
+    assert ours.labels == labels and ours.network.id2label == dict(enumerate(labels))
     with pytest.raises(CheckpointError, match="7 classes requested but the classifier has 5"):
         load_model(path, num_labels=7, num_heads=4)
 
@@ -86,7 +89,20 @@ def test_hub_id_offline_gives_one_line_error_saying_how_to_get_files(tmp_path, m
         load_model("facebook/timesformer-base-finetuned-k400")
     message = str(info.value)
     assert "\n" not in message
-    assert "huggingface-cli download facebook/timesformer-base-finetuned-k400 --local-dir" in message
+    # the command named is one the installed huggingface_hub has (`hf` since 0.34)
+    installed = {ep.name for ep in importlib.metadata.distribution("huggingface_hub").entry_points}
+    command = re.search(r"\((\S+) download facebook/timesformer-base-finetuned-k400 --local-dir DIR\)", message)
+    assert command and command.group(1) in installed, message
+
+
+@pytest.mark.parametrize("entry_points, command", [
+    ({"hf", "tiny-agents"}, "hf download"),  # huggingface_hub >= 1.0
+    ({"hf", "huggingface-cli"}, "hf download"),  # 0.34 - 0.36: both, the old one deprecated
+    ({"huggingface-cli"}, "huggingface-cli download"),  # before 0.34
+    (set(), "hf download"),  # not installed: what `pip install huggingface_hub` gives now
+])
+def test_download_command_is_the_one_the_installed_hub_has(entry_points, command):
+    assert sources.download_command(entry_points) == command
 
 
 def test_hub_id_downloads_with_snapshot_download_and_knows_the_licence(tmp_path, hf, monkeypatch, caplog):
@@ -120,7 +136,7 @@ def test_builtin_name_resolves_to_weights_folder(tmp_path, hf, monkeypatch):
     with pytest.raises(CheckpointError, match="built-in model 'motion-demo' is not installed"):
         load_model("motion-demo")
     ours = load_model(hf.save(hf.make(), tmp_path / "src"))
-    save_pretrained(ours, target, license="apache-2.0")
+    save_pretrained(ours.network, target, license="apache-2.0")
     demo = load_model("motion-demo")
     assert demo.name == "motion-demo" and demo.license == "apache-2.0"
     assert sources.BUILTIN["motion-demo"] == target
@@ -131,9 +147,10 @@ def test_precision_attributes(tmp_path, hf):
     folder = hf.save(hf.make(), tmp_path)
     for precision, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
         model = load_model(folder, precision=precision)
-        assert model.precision == precision and model.head.weight.dtype == dtype
+        assert model.precision == precision and model.network.head.weight.dtype == dtype
+        assert model.input_dtype == dtype and model.info()["precision"] == precision
         with torch.no_grad():
-            assert model(torch.randn(1, 4, 3, 32, 32)).shape == (1, 5)
+            assert model.network(torch.randn(1, 4, 3, 32, 32)).shape == (1, 5)
     with pytest.raises(CheckpointError, match="precision 'fp8'"):
         load_model(folder, precision="fp8")
 
@@ -227,3 +244,64 @@ def test_org_name_shaped_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", no_download)
     _one_line_error("runs/model-a", "not found")
+
+
+# ---- what a checkpoint declares about itself: sampling and domain ----
+
+def test_declared_sampling_and_domain_round_trip_and_reach_the_loaded_model(tmp_path, hf):
+    from model.config import Sampling
+
+    folder = hf.save(hf.make(), tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "sampling": {"span_s": 2.5}, "domain": "kitchens"}))
+    loaded = load_model(folder)
+    assert loaded.config.sampling == Sampling(span_s=2.5) and loaded.domain == "kitchens"
+    assert loaded.sampling == Sampling(4, span_s=2.5)  # frames from the config's num_frames
+    assert loaded.info()["domain"] == "kitchens"
+    save_pretrained(loaded.network, tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again["sampling"] == {"span_s": 2.5} and again["domain"] == "kitchens"
+    plain = load_model(hf.save(hf.make(), tmp_path / "plain"))
+    assert plain.sampling is None and plain.domain is None and "domain" not in plain.info()
+
+
+def test_hub_checkpoints_without_declared_sampling_get_their_known_span(tmp_path, hf, monkeypatch):
+    import huggingface_hub
+
+    folder = hf.save(hf.make(), tmp_path / "snapshot")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: str(folder))
+    loaded = load_model("facebook/timesformer-base-finetuned-k400")
+    assert (loaded.sampling.num_frames, loaded.sampling.span_s) == (8, 8.533)
+    large = load_model("facebook/timesformer-large-finetuned-ssv2")  # frames left to its config.json (here 4)
+    assert (large.sampling.num_frames, large.sampling.span_s) == (4, 4.0)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "sampling": {"num_frames": 4, "stride": 2}}))
+    declared = load_model("facebook/timesformer-base-finetuned-k400")  # the file's own word wins
+    assert (declared.sampling.stride, declared.sampling.span_s) == (2, None)
+
+
+def test_motion_demo_declares_its_sampling_and_domain():
+    demo = load_model("motion-demo")
+    assert (demo.sampling.num_frames, demo.sampling.span_s) == (8, 1.28)
+    assert demo.domain == "synthetic-shapes" and demo.info()["domain"] == "synthetic-shapes"
+
+
+@pytest.mark.parametrize("sampling, message", [
+    ({"num_frames": 8}, "exactly one of span_s"),
+    ({"span_s": 1.0, "stride": 2}, "exactly one of span_s"),
+    ({"span_s": -1}, "span_s must be a positive number"),
+    ({"stride": 1.5}, "stride must be a positive integer"),
+    ({"frames": 8, "span_s": 1}, "sampling must be"),
+])
+def test_bad_declared_sampling_is_a_one_line_checkpoint_error(tmp_path, hf, sampling, message):
+    folder = hf.save(hf.make(), tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "sampling": sampling}))
+    assert "config.json" in _one_line_error(folder, message)
+
+
+def test_an_int8_network_is_not_saved(tmp_path, hf):
+    pytest.importorskip("bitsandbytes")
+    q = load_model(hf.save(hf.make(), tmp_path / "m"), precision="int8")
+    with pytest.raises(CheckpointError, match="cannot save an int8 model"):
+        save_pretrained(q.network, tmp_path / "out")

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from model.config import TimesformerConfig
+from model.config import Sampling, TimesformerConfig
 from model.errors import CheckpointError, ConfigError
 from model.keymap import detect_format, native_to_hf, to_native
 
@@ -23,9 +23,11 @@ def test_hf_dict_round_trip_keeps_labels_in_id_order():
 def test_transformers_accepts_our_config_dict():
     from transformers import TimesformerConfig as HFConfig
 
-    cfg = TimesformerConfig(num_frames=4, labels=("walk", "run"))
+    cfg = TimesformerConfig(num_frames=4, labels=("walk", "run"), sampling=Sampling(4, stride=2), domain="yards")
     hf = HFConfig(**cfg.to_hf_dict())
     assert hf.num_frames == 4 and hf.id2label == {0: "walk", 1: "run"} and hf.layer_norm_eps == 1e-6
+    # our extra keys ride along untouched and come back
+    assert TimesformerConfig.from_hf_dict(hf.to_dict()) == cfg
 
 
 def test_frozen():
@@ -64,3 +66,17 @@ def test_keymap_round_trip_and_detection():
     assert detect_format(["module.model.cls_token", "module.model.patch_embed.proj.weight"]) == "original"
     with pytest.raises(CheckpointError, match="unknown checkpoint layout"):
         detect_format(["foo"])
+
+
+def test_model_imports_neither_streamer_nor_zmq():
+    """Layers import downwards only: the model package, the demo's recipe and renderer included."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, model, model.checkpoint, model.views, model.demo.train, model.demo.render.__main__; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('streamer', 'zmq')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -16,9 +16,9 @@ def test_precisions_on_cuda_match_cpu_fp32(tmp_path, hf, precision, tol):
     hf.save(hf.make(), tmp_path)
     x = torch.randn(4, 4, 3, 32, 32)
     with torch.inference_mode():
-        expected = load_model(tmp_path)(x)
+        expected = load_model(tmp_path).network(x)
         model = load_model(tmp_path, precision=precision, device="cuda")
-        got = model(x.cuda()).float().cpu()
+        got = model.network(x.cuda()).float().cpu()
     assert model.precision == precision
     assert (got - expected).abs().max().item() < tol
 

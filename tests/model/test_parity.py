@@ -25,7 +25,7 @@ def test_small_checkpoint_matches_transformers(tmp_path, hf, attention_type, saf
     ref = hf.make(attention_type)
     hf.save(ref, tmp_path, safe=safe)
     assert (tmp_path / ("model.safetensors" if safe else "pytorch_model.bin")).is_file()
-    ours = load_model(tmp_path)
+    ours = load_model(tmp_path).network
     assert ours.config.attention_type == attention_type
     x = torch.randn(3, 4, 3, 32, 32)
     with torch.no_grad():
@@ -41,7 +41,7 @@ def test_small_checkpoint_matches_transformers(tmp_path, hf, attention_type, saf
 def test_base_geometry_checkpoint_matches_transformers(tmp_path, hf, attention_type):
     ref = hf.make(attention_type, num_labels=400, **hf.BASE_FEW_LAYERS)
     hf.save(ref, tmp_path)
-    ours = load_model(tmp_path)
+    ours = load_model(tmp_path).network
     x = torch.randn(1, 8, 3, 224, 224)
     with torch.no_grad():
         assert _max_diff(ours(x), hf.logits(ref, x)) < TOL
@@ -50,7 +50,7 @@ def test_base_geometry_checkpoint_matches_transformers(tmp_path, hf, attention_t
 @pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
 def test_sdpa_path_equals_reference_path(tmp_path, hf, attention_type):
     hf.save(hf.make(attention_type, seed=1), tmp_path)
-    ours = load_model(tmp_path)
+    ours = load_model(tmp_path).network
     x = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
         ours.set_fused_attention(True)
@@ -78,7 +78,7 @@ def test_sixteen_frames_through_eight_frame_checkpoint_equals_offline_resized_co
     ref16.load_state_dict(state)
     ref16.eval()
 
-    ours8 = load_model(tmp_path / "t8")
+    ours8 = load_model(tmp_path / "t8").network
     x = torch.randn(2, 16, 3, 32, 32)
     with torch.no_grad():
         expected = ref16(x).logits
@@ -91,7 +91,7 @@ def test_sixteen_frames_through_eight_frame_checkpoint_equals_offline_resized_co
 
 def test_other_image_size_runs_and_keeps_checkpoint_size_exact(tmp_path, hf):
     hf.save(hf.make(), tmp_path)
-    ours = load_model(tmp_path)
+    ours = load_model(tmp_path).network
     with torch.no_grad():
         out = ours(torch.randn(1, 4, 3, 48, 64))  # 6 x 8 patches instead of 4 x 4
     assert out.shape == (1, 5) and torch.isfinite(out).all()
@@ -102,7 +102,7 @@ def test_save_pretrained_round_trips_through_transformers(tmp_path, hf):
 
     ref = hf.make(seed=3)
     hf.save(ref, tmp_path / "a")
-    ours = load_model(tmp_path / "a")
+    ours = load_model(tmp_path / "a").network
     save_pretrained(ours, tmp_path / "b")
     assert {p.name for p in (tmp_path / "b").iterdir()} >= {"config.json", "model.safetensors",
                                                               "preprocessor_config.json"}
@@ -111,7 +111,7 @@ def test_save_pretrained_round_trips_through_transformers(tmp_path, hf):
     with torch.no_grad():
         assert torch.allclose(again(x).logits, ref(x).logits, atol=1e-6)
     assert json.loads((tmp_path / "b" / "preprocessor_config.json").read_text())["image_mean"] == [0.45] * 3
-    reloaded = load_model(tmp_path / "b")
+    reloaded = load_model(tmp_path / "b").network
     assert reloaded.config == ours.config
 
 
@@ -119,7 +119,7 @@ def test_folded_temporal_projection_equals_two_linears(tmp_path, hf):
     """Without autograd, temporal_attn.proj and temporal_fc run as one folded linear; with autograd they
     run as written. Both give the same logits, and a weight change invalidates the folded copy."""
     hf.save(hf.make(seed=7), tmp_path)
-    ours = load_model(tmp_path)
+    ours = load_model(tmp_path).network
     x = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
         folded = ours(x)

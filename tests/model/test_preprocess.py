@@ -116,4 +116,4 @@ def test_small_frames_are_padded_by_the_crop():
 def test_load_model_reads_preprocessor_config(tmp_path, hf):
     folder = hf.save(hf.make(), tmp_path)
     (folder / "preprocessor_config.json").write_text(json.dumps(EXACT_SIZE))
-    assert load_model(folder).preprocess_config == PreprocessConfig.from_hf_dict(EXACT_SIZE)
+    assert load_model(folder).preprocess == PreprocessConfig.from_hf_dict(EXACT_SIZE)

@@ -19,7 +19,7 @@ from torch import nn
 from model import load_model, quantize_int8
 from model.config import TimesformerConfig
 from model.errors import QuantizationError
-from model.quantize import weight_bytes
+from model.loaded import weight_bytes
 from model.timesformer import TimeSformer
 
 bnb = pytest.importorskip("bitsandbytes")
@@ -117,12 +117,14 @@ def test_batch_invariance(separable, threshold):
 def test_load_model_int8_on_cpu(tmp_path, hf):
     hf.save(hf.make(), tmp_path)
     fp32 = load_model(tmp_path)
-    q = load_model(tmp_path, precision="int8", int8_threshold=5.0)
-    assert q.precision == "int8" and not q.training
+    loaded = load_model(tmp_path, precision="int8", int8_threshold=5.0)
+    q = loaded.network
+    assert loaded.precision == "int8" and not q.training and loaded.input_dtype == torch.float32
     assert isinstance(q.blocks[0].attn.qkv, bnb.nn.Linear8bitLt) and type(q.head) is nn.Linear
+    assert loaded.weight_bytes() < 0.6 * fp32.weight_bytes()  # int8 weights and their scales, counted once
     x = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
-        assert torch.allclose(q(x), fp32(x), atol=0.1)
+        assert torch.allclose(q(x), fp32.network(x), atol=0.1)
 
 
 def test_no_linear_is_an_error():

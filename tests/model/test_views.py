@@ -12,6 +12,8 @@ import torch
 from model import load_model, save_pretrained
 from model.config import TimesformerConfig
 from model.errors import CheckpointError, ConfigError
+from model.loaded import LoadedModel
+from model.preprocess import PreprocessConfig
 from model.timesformer import TimeSformer
 from model.views import SymmetricViews, symmetry_group, with_views
 
@@ -57,19 +59,24 @@ def test_averaged_views_are_exactly_equivariant(size, transform, mapping):
     assert avg.shape == (2, len(LABELS)) and bool((avg <= 0).all())
 
 
-def test_views_keep_the_models_attributes():
-    model = net()
-    model.preprocess_config = "pre"
+def loaded(network: TimeSformer) -> LoadedModel:
+    return LoadedModel(network=network, config=network.config, preprocess=PreprocessConfig.for_image_size(32),
+                       name="tiny", license="unknown", precision="fp32", input_dtype=torch.float32)
+
+
+def test_views_replace_the_network_and_keep_the_rest():
+    model = loaded(net())
     views = with_views(model, "auto")
-    assert isinstance(views, SymmetricViews) and len(views.views) == 8
-    assert views.config is model.config and views.preprocess_config == "pre" and views.id2label == model.id2label
+    assert isinstance(views.network, SymmetricViews) and views.network.net is model.network
+    assert views.views == 8 and views.info()["views"] == 8 and model.views == 1
+    assert dataclasses.replace(views, network=model.network, views=1) == model  # nothing else changed
     assert with_views(model, "single") is model
 
 
 def test_symmetric_views_need_declared_symmetries():
-    plain = net(symmetries=())
+    plain = loaded(net(symmetries=()))
     assert with_views(plain, "auto") is plain
-    with pytest.raises(ConfigError, match="declares no label_symmetries"):
+    with pytest.raises(ConfigError, match="tiny declares no label_symmetries"):
         with_views(plain, "symmetric")
 
 

@@ -12,7 +12,7 @@ import feeds
 import pytest
 
 from model.sources import BUILTIN
-from streamer.sources.synthetic import Scene, write_video
+from model.demo.render import Scene, write_video
 
 FPS, STRIDE, HOP = 25.0, 4, 6  # the demo model's window (configs/default.yaml): 8 frames 0.16 s apart, a window every 0.24 s
 SEGMENTS = 7
@@ -21,7 +21,7 @@ SEGMENTS = 7
 def require_demo_model() -> None:
     if not (BUILTIN["motion-demo"] / "config.json").is_file():
         pytest.skip("the built-in motion-demo weights are not installed (model/weights/motion-demo); "
-                    "train them with tools/train_demo.py")
+                    "train them with python -m model.demo.train")
 
 
 def render(seed: int, folder) -> tuple:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 import run_stream
 from model.errors import ConfigError
-from streamer.config import SourceOptions, WindowConfig
+from streamer.config import SnapshotConfig, SourceConfig, SourceOptions, WindowConfig
 from streamer.configfile import build_config, load_yaml, merge, source_from_flag
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,3 +133,78 @@ def test_views_from_yaml_and_flag(tmp_path):
     path.write_text("sources: [{id: a, url: a.mp4}]\nmodel: {views: mirrored}\n")
     with pytest.raises(ConfigError, match="views"):
         run_stream.load_app_config(parser.parse_args(["--config", str(path)]))
+
+
+@pytest.mark.parametrize("data, line", [
+    ({"window": {"hop_sec": 1}},
+     "window.hop_sec: unknown key; known keys here: freshness_s, hop, hop_s, num_frames, span_s, stride; "
+     "did you mean hop_s?"),
+    ({"window": {"zzz": 1}}, "window.zzz: unknown key; known keys here: freshness_s, hop, hop_s, num_frames, span_s, "
+                             "stride"),
+    ({"modle": {}}, "modle: unknown key; known keys here: alerts, annotate, batching, clips, events, logging, "
+                    "metrics, model, publisher, run, snapshot, sources, ui, window; did you mean model?"),
+    ({"window": {"hop": -1}}, "window.hop: must be > 0, got -1"),
+    ({"sources": ["a.mp4", {"id": "b", "url": "b.mp4", "options": {"max_fps": -1}}]},
+     "sources[1].options.max_fps: must be > 0, got -1"),
+    ({"sources": [{"id": "a", "url": "a.mp4", "options": {"max_fps": "5"}}]},
+     "sources[0].options.max_fps: expected a number, got str '5'"),
+    ({"sources": [{"id": "a", "url": "a.mp4", "options": {"ring_capacity": True}}]},
+     "sources[0].options.ring_capacity: expected an integer, got bool True"),
+    ({"sources": [{"id": "a", "url": "a.mp4", "options": {"fps_hint": float("inf")}}]},
+     "sources[0].options.fps_hint: must be a finite number, got inf"),
+    ({"sources": [{"idd": "a", "url": "a.mp4"}]},
+     "sources[0].idd: unknown key; known keys here: id, mode, options, url; did you mean id?"),
+    ({"sources": [None]}, "sources[0]: expected a mapping, got NoneType None"),
+    ({"metrics": {"port": 70000}}, "metrics.port: must be <= 65535, got 70000"),
+    ({"events": {"classes": {"grow": {"k": 5}}}}, "events.classes.grow.k: need 1 <= k <= n, got k=5, n=3"),
+    ({"events": {"classes": {"grow": {"enterr": 0.5}}}},
+     "events.classes.grow.enterr: unknown key; known keys here: alpha, cooldown_s, enabled, enter, exit, k, "
+     "min_duration_s, n, smoothing; did you mean enter?"),
+    ({"snapshot": {"address": "udp://h:1"}},
+     "snapshot.address: 'udp://h:1' must be tcp://HOST:PORT, ipc://PATH or inproc://NAME"),
+    ({"annotate": {"path": "out.gif"}}, "annotate.path: 'out.gif' must end in .mp4, .avi, .mkv"),
+    ({"window": {"self": 1}}, "window.self: unknown key; known keys here: freshness_s, hop, hop_s, num_frames, "
+                              "span_s, stride"),
+    ({"window": {"a\nb": 1}}, "window.'a\\nb': unknown key; known keys here: freshness_s, hop, hop_s, num_frames, "
+                              "span_s, stride"),
+])
+def test_validation_errors_are_todays_one_line_text(data, line):
+    with pytest.raises(ConfigError) as info:
+        build_config({"sources": ["a.mp4"], **data})
+    assert str(info.value) == line
+
+
+def test_a_camera_index_written_as_a_number_is_a_string_url():
+    cfg = build_config({"sources": [{"id": "cam", "url": 0}]})
+    assert cfg.sources[0].url == "0"
+    with pytest.raises(ConfigError, match=r"^sources\[0\]\.url: expected a string, got bool True$"):
+        build_config({"sources": [{"id": "cam", "url": True}]})
+
+
+def test_a_wrong_value_is_shown_short_and_without_credentials():
+    with pytest.raises(ConfigError) as info:
+        build_config({"sources": "rtsp://admin:S3cr3t-PW@10.0.0.5/" + "x" * 500})
+    message = str(info.value)
+    assert message.startswith("sources: expected a list, got str 'rtsp://***@10.0")
+    assert "S3cr3t" not in message and len(message) < 100
+
+
+def test_sections_constructed_in_code_raise_config_error_too():
+    with pytest.raises(ConfigError, match=r"^address: 'udp://x' must be"):
+        SnapshotConfig(address="udp://x")
+    with pytest.raises(ConfigError, match=r"^options\.max_fps: must be > 0, got 0$"):
+        SourceConfig(id="a", url="a.mp4", options={"max_fps": 0})
+
+
+def test_configs_are_frozen_and_copied_with_model_copy():
+    cfg = build_config({"sources": ["a.mp4"], "window": {"hop": 2}})
+    with pytest.raises(ValidationError):
+        cfg.window.hop = 3
+    assert cfg.window.model_copy(update={"hop": 3}).hop == 3 and cfg.window.hop == 2
+
+
+def test_window_tells_which_sampling_keys_a_config_set():
+    assert build_config({"sources": ["a.mp4"]}).window.sampling_overrides() == {}
+    window = build_config({"sources": ["a.mp4"], "window": {"span_s": 1.5, "num_frames": None, "hop_s": 0.5}}).window
+    assert window.sampling_overrides() == {"span_s": 1.5}  # hop is not sampling; null means "from the model"
+    assert {"span_s", "num_frames", "hop_s"} <= window.model_fields_set

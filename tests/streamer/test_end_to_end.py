@@ -73,7 +73,8 @@ def test_file_mode_every_window_in_order_and_valid(tiny_model, bikes_mp4, tcp_ad
 
 def _config(model: Path, stride: int, hop: int, **window) -> Path:
     path = model.parent / f"e2e-{stride}-{hop}.yaml"
-    path.write_text(f"window: {{stride: {stride}, hop: {hop}}}\nbatching: {{max_batch: 4, max_wait_ms: 20}}\n")
+    path.write_text(f"window: {{stride: {stride}, hop: {hop}}}\nbatching: {{max_batch: 4, max_wait_ms: 20}}\n"
+                    "model: {top_k: 5}\n")  # merged over configs/default.yaml, whose top_k is 3
     return path
 
 
@@ -126,7 +127,7 @@ def test_config_error_is_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert lines == ["error: window.hopp: unknown key; known keys here: freshness_s, hop, hop_s, num_frames, "
-                     "span_s, stride"]
+                     "span_s, stride; did you mean hop?"]
 
 
 def test_missing_checkpoint_fails_before_capture(tmp_path, tcp_address):

@@ -1,0 +1,226 @@
+#!/usr/bin/env python
+"""Console benchmark: what the web console, event clips and open pages cost the pipeline.
+
+Three live runs of N synthetic cameras (160x120, 25 fps) through the motion-demo model (one view), the
+embedded default's window and events, measured over the same span after a warm-up:
+  off        the console and clips off;
+  on         the console on a free loopback port and clips on (a temporary folder), no page open;
+  on+pages   the same with P pages open in headless Chromium (one browser, P windows), once per
+             --nice value: the browser runs on the same cores, at nice 19 standing in for the
+             operator's own machine, at nice 0 competing with the model for the CPU.
+Reported: capture→publish p50/p99 (from the results a ZeroMQ subscriber got) and its rise; page update
+latency (result published → the tile shows it, measured in each page); the clip writer's CPU.
+
+Then the clip writer alone, recording one stream continuously (an event that never ends), frames from
+the synthetic renderer at 160x120 and 1280x720: CPU seconds per second of video = share of one core
+per recording stream.
+
+    python -m benchmarks.bench_console [--streams 8] [--pages 3] [--seconds 60] [--nice 19 0]
+    python -m benchmarks.bench_console --smoke        # 2 streams, 1 page, short runs, nothing written
+
+Prints tables and replaces its section of BENCHMARKS.md unless --no-write/--smoke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from streamer.sources.cvenv import prepare_opencv_environment
+
+prepare_opencv_environment()  # before cv2 is imported
+from benchmarks.harness import run_observed  # noqa: E402
+from benchmarks.report import machine, write_section  # noqa: E402
+from streamer.testing.chromium import browser, missing_reason  # noqa: E402
+from streamer.testing.processes import free_port, free_tcp_address  # noqa: E402
+from streamer.configfile import build_config, load_yaml  # noqa: E402
+from streamer.pipeline import Pipeline, tune_interpreter  # noqa: E402
+
+SECTION = "bench_console"
+WARMUP_S = 10.0  # results published before this are left out (model and page warm-up)
+
+
+def config(streams: int, seconds: float, console: bool, clips_dir: Path, threads: int) -> tuple[dict, str]:
+    default = load_yaml(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
+    address = free_tcp_address()
+    data = {
+        "sources": [{"id": f"cam{i}", "url": f"synthetic://actions?seed={i}&fps=25&width=160&height=120",
+                     "mode": "live"} for i in range(streams)],
+        "window": default["window"], "batching": default["batching"], "events": default["events"],
+        "model": {"source": "motion-demo", "views": "single", "precision": "fp32", "threads": threads},
+        "publisher": {"address": address, "wait_subscribers": 1, "sndhwm": 100000, "queue_size": 100000},
+        "logging": {"status_line": "off", "level": "WARNING"},
+        "run": {"duration_s": seconds},
+        "ui": {"enabled": console, "address": f"127.0.0.1:{free_port()}"},
+        "clips": {"enabled": console, "dir": str(clips_dir)},
+    }
+    return data, address
+
+
+class Pages(threading.Thread):
+    """Opens ``count`` console pages once the console listens; collects their latencies at the end."""
+
+    def __init__(self, pipeline: Pipeline, count: int, profile: Path, nice: int) -> None:
+        super().__init__(name="bench-pages", daemon=False)
+        self.pipeline, self.count, self.profile, self.nice = pipeline, count, profile, nice
+        self.done = threading.Event()
+        self.latencies: list[float] = []
+        self.error: str | None = None
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 300
+        while (self.pipeline.operate.console is None or not self.pipeline.operate.console.ready.is_set()) \
+                and time.monotonic() < deadline and not self.done.is_set():
+            time.sleep(0.1)
+        console = self.pipeline.operate.console
+        if console is None or not console.ready.is_set():
+            self.error = "the console never started"
+            return
+        driver = browser(self.profile, nice=self.nice)
+        try:
+            handles = []
+            for i in range(self.count):
+                if i:
+                    driver.switch_to.new_window("window")
+                driver.get(console.url)
+                handles.append(driver.current_window_handle)
+            self.done.wait()
+            for handle in handles:
+                driver.switch_to.window(handle)
+                self.latencies += driver.execute_script(
+                    f"return window.consoleStats.latencies.filter((x, i, a) => i >= a.length * {WARMUP_FRACTION});")
+        finally:
+            driver.quit()
+
+
+WARMUP_FRACTION = 0.2  # the first fifth of each page's updates is its warm-up
+
+
+def live_run(args, console: bool, pages_open: int, work: Path, nice: int = 19) -> dict:
+    data, address = config(args.streams, args.seconds, console, work / "clips", args.threads)
+    pipeline = Pipeline(build_config(data))
+    pages = Pages(pipeline, pages_open, work / f"profile-{pages_open}-{nice}", nice) if pages_open else None
+    if pages is not None:
+        pages.start()
+    try:
+        observed = run_observed(pipeline, address, drain_s=0.3)
+    finally:
+        if pages is not None:
+            pages.done.set()
+            pages.join(120)
+    first = min(r["published_ts"] for r in observed.results) + WARMUP_S
+    latency = np.array([r["latency_ms"]["capture_to_publish"] for r in observed.results if r["published_ts"] >= first])
+    row = {"run": (f"on+pages, nice {nice}" if pages_open else "on") if console else "off", "results": len(latency), "publish_p50": float(np.percentile(latency, 50)),
+           "publish_p99": float(np.percentile(latency, 99)), "page_p50": None, "page_p99": None,
+           "page_updates": 0, "clip_cpu": None, "clips": 0}
+    if console:
+        recorder = pipeline.operate.clips
+        row.update(clip_cpu=recorder.cpu_s / observed.elapsed_s / args.streams, clips=recorder.written)
+    if pages is not None:
+        if pages.error or not pages.latencies:
+            raise SystemExit(f"pages: {pages.error or 'no updates measured'}")
+        page = np.array(pages.latencies) * 1000.0
+        row.update(page_p50=float(np.percentile(page, 50)), page_p99=float(np.percentile(page, 99)),
+                   page_updates=len(page))
+    return row
+
+
+def clip_cost(width: int, height: int, seconds: float, work: Path) -> dict:
+    """The clip writer recording one stream for ``seconds`` of 25 fps video: CPU s per video s."""
+    from streamer.core.stats import StatsRegistry
+    from streamer.ops.clips import ClipRecorder
+    from streamer.config import ClipsConfig
+    from streamer.sources.synthetic.capture import SyntheticCapture
+
+    fps = 25.0
+    cap = SyntheticCapture(seed=3, fps=fps, width=width, height=height)
+    frames = [cap.read()[1] for _ in range(int(2 * fps))]  # rendered once: the renderer's cost is not the writer's
+    cap.release()
+    stats = StatsRegistry()
+    stats.add("cam", "synthetic://")
+    rec = ClipRecorder(ClipsConfig(dir=str(work), pre_s=0.0, post_s=0.0, max_clip_s=3600), stats,
+                       root=work / f"cost-{width}", fps_for=lambda s: fps)
+    t0 = time.time()
+    rec.on_sent("event.cam", {"type": "event", "stream": "cam", "id": f"bench-{width}", "phase": "start",
+                              "label": "x", "start_ts": t0, "start_frame": 0})
+    rec.start()
+    n, paced = int(seconds * fps), time.monotonic()
+    for i in range(n):  # at the camera's pace, as the capture thread hands frames over
+        delay = paced + i / fps - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        rec.on_frame("cam", i, time.time(), frames[i % len(frames)])
+    rec.stop(600)
+    return {"size": f"{width}x{height}", "video_s": seconds, "cpu_s": rec.cpu_s, "core_share": rec.cpu_s / seconds,
+            "missed": rec.missed}
+
+
+def tables(rows: list[dict], costs: list[dict], args) -> str:
+    off = rows[0]
+    out = [f"{args.streams} synthetic live streams (160x120, 25 fps), motion-demo fp32 one view, {args.seconds:.0f} s "
+           f"runs, first {WARMUP_S:.0f} s left out; console run: {args.pages} pages open in headless Chromium on the "
+           "same machine (at the nice value shown), clips on.\n",
+           "| run | results | capture→publish p50 ms | p99 ms | page update p50 ms | p99 ms | page updates | "
+           "clip writer, share of a core per stream | clips written |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        page = (f"{r['page_p50']:.0f} | {r['page_p99']:.0f} | {r['page_updates']}" if r["page_p50"] is not None
+                else "– | – | –")
+        clip = f"{100 * r['clip_cpu']:.2f} % | {r['clips']}" if r["clip_cpu"] is not None else "– | –"
+        out.append(f"| {r['run']} | {r['results']} | {r['publish_p50']:.0f} | {r['publish_p99']:.0f} | {page} | "
+                   f"{clip} |")
+    ratios = ", ".join(f"{r['run']} / off **{r['publish_p50'] / off['publish_p50']:.3f}**" for r in rows[1:])
+    out += [f"\ncapture→publish p50 ratios: {ratios}.\n",
+            "Clip writer alone, one stream recorded continuously (worst case: an event that never ends):\n",
+            "| frame size | video s | writer CPU s | share of one core per recording stream | frames missed |",
+            "|---|---|---|---|---|"]
+    out += [f"| {c['size']} | {c['video_s']:.0f} | {c['cpu_s']:.2f} | {100 * c['core_share']:.1f} % | {c['missed']} |"
+            for c in costs]
+    return "\n".join(out) + "\n"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--streams", type=int, default=8)
+    p.add_argument("--pages", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=60.0, help="length of each live run")
+    p.add_argument("--clip-seconds", type=float, default=20.0, help="video seconds per clip-cost row")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--nice", type=int, nargs="+", default=[19, 0], help="the browser's nice value, one run each")
+    p.add_argument("--note", default="", help="a line printed with the numbers (e.g. the machine's load)")
+    p.add_argument("--smoke", action="store_true", help="2 streams, 1 page, short runs, nothing written")
+    p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.streams, args.pages, args.seconds, args.clip_seconds, args.no_write = 2, 1, 20.0, 2.0, True
+        args.nice = [19]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    reason = missing_reason()
+    if reason is not None:
+        print(f"error: {reason}", file=sys.stderr)
+        return 1
+    tune_interpreter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        rows = [live_run(args, False, 0, work), live_run(args, True, 0, work)]
+        rows += [live_run(args, True, args.pages, work, nice) for nice in args.nice]
+        costs = [clip_cost(160, 120, args.clip_seconds, work), clip_cost(1280, 720, args.clip_seconds / 2, work)]
+    body = f"Machine: {machine()}.{(' ' + args.note) if args.note else ''}\n\n" + tables(rows, costs, args)
+    print(body)
+    if not args.no_write:
+        write_section(SECTION, "## Console (`benchmarks/bench_console.py`)\n\n" + body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""One event clip on disk: an H.264 MP4 written frame by frame with PyAV, and the clip store's retention.
+
+Written as ``.<id>.mp4.part`` and renamed to ``<id>.mp4`` when finished (a reader never sees half a
+file), with ``<id>.json`` beside it (what the clip holds: first frame, frames, missed frames, whether
+it is complete). H.264 in yuv420p with ``+faststart``, which every browser plays. Timestamps are the
+frames' own (milliseconds on the stream's clock), so a live source's uneven frame times are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from fractions import Fraction
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_TIME_BASE = Fraction(1, 1000)
+_SUFFIXES = (".mp4", ".json", ".part")
+
+
+def require_av():
+    """PyAV with an H.264 encoder, or a one-line ConfigError (checked when clips start, before any camera)."""
+    from model.errors import ConfigError
+
+    try:
+        import av
+    except ImportError:
+        raise ConfigError("clips need PyAV, a dependency of this package: pip install av (or --clips off)") from None
+    if "libx264" not in av.codecs_available:
+        raise ConfigError("clips: this PyAV build has no H.264 encoder (libx264); install the PyPI wheel "
+                          "(pip install --force-reinstall av) or run with --clips off")
+    return av
+
+
+class ClipFile:
+    """An MP4 being written; ``add`` frames in time order, then ``finish`` (or ``abandon``)."""
+
+    def __init__(self, path: Path, crf: int) -> None:
+        self.path = path
+        self.part = path.with_name(f".{path.name}.part")
+        self.crf = crf
+        self._out = None
+        self._stream = None
+        self._size: tuple[int, int] | None = None
+        self._t0: float | None = None
+        self._last_pts = -1
+        self.frames = 0
+
+    def _open(self, frame) -> None:
+        av = require_av()
+        h, w = frame.shape[:2]
+        self._size = (w - w % 2, h - h % 2)  # yuv420p needs even sides
+        self.part.parent.mkdir(parents=True, exist_ok=True)
+        self._out = av.open(str(self.part), "w", format="mp4", options={"movflags": "+faststart"})
+        stream = self._out.add_stream("libx264")
+        stream.width, stream.height = self._size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = _TIME_BASE
+        stream.codec_context.time_base = _TIME_BASE
+        stream.codec_context.thread_count = 1  # one core at most per clip; clips are short
+        stream.options = {"preset": "veryfast", "crf": str(self.crf)}
+        self._stream = stream
+
+    def add(self, frame, t: float) -> None:
+        """Encode one BGR frame captured at ``t`` seconds (stream clock). OSError/av errors propagate."""
+        import av
+
+        if self._out is None:
+            self._open(frame)
+            self._t0 = t
+        if (frame.shape[1], frame.shape[0]) != self._size:
+            import cv2
+
+            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)  # odd sides, or a size change
+        video = av.VideoFrame.from_ndarray(frame, format="bgr24")
+        pts = max(self._last_pts + 1, round((t - self._t0) * 1000))
+        video.pts, video.time_base = pts, _TIME_BASE
+        self._last_pts = pts
+        for packet in self._stream.encode(video):
+            self._out.mux(packet)
+        self.frames += 1
+
+    def finish(self, meta: dict) -> bool:
+        """Flush, close, move into place and write the sidecar; False when no frame was ever added."""
+        if self._out is None:
+            return False
+        try:
+            for packet in self._stream.encode():
+                self._out.mux(packet)
+        finally:
+            self._out.close()
+            self._out = None
+        os.replace(self.part, self.path)
+        side = self.path.with_suffix(".json")
+        tmp = side.with_name(f".{side.name}.part")
+        tmp.write_text(json.dumps(meta, separators=(",", ":")))
+        os.replace(tmp, side)
+        return True
+
+    def abandon(self) -> None:
+        """Close and delete what was written (after a write error)."""
+        if self._out is not None:
+            try:
+                self._out.close()
+            except Exception:  # the file is broken already (disk full): nothing more to save
+                log.debug("closing %s after an error failed too", self.part, exc_info=True)
+            self._out = None
+        for path in (self.part, self.path):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+def enforce_retention(root: Path, max_total_bytes: float, max_age_s: float, keep: set[Path]) -> int:
+    """Delete clips (``<root>/<stream>/<name>.mp4`` and their ``.json``) older than ``max_age_s``, then the
+    oldest until the total is at most ``max_total_bytes``; ``keep`` (files being written) is never
+    touched, nor any file that is not a clip. Returns how many clips were deleted."""
+    if not root.is_dir():
+        return 0
+    clips: dict[Path, list] = {}  # stem path -> [newest mtime, bytes, files]
+    for path in root.glob("*/*"):
+        if path.suffix not in _SUFFIXES or path in keep or not path.is_file():
+            continue
+        stem = path.parent / path.name.lstrip(".").split(".", 1)[0]
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        entry = clips.setdefault(stem, [0.0, 0, []])
+        entry[0] = max(entry[0], st.st_mtime)
+        entry[1] += st.st_size
+        entry[2].append(path)
+    now = time.time()
+    total = sum(entry[1] for entry in clips.values())
+    deleted = 0
+    for mtime, size, files in sorted(clips.values(), key=lambda entry: entry[0]):
+        if now - mtime <= max_age_s and total <= max_total_bytes:
+            break
+        for path in files:
+            try:
+                path.unlink()
+            except OSError as exc:
+                log.warning("clips: cannot delete %s: %s", path, exc.strerror)
+        total -= size
+        deleted += 1
+    return deleted

@@ -1,0 +1,324 @@
+"""Event clips: the source frames from ``pre_s`` before an event's start to ``post_s`` after its end, as MP4.
+
+Frames enter through the capture thread's frame tap (:meth:`ClipRecorder.on_frame`): each stream has
+a :class:`PreRoll`, a buffer of raw frames bounded in bytes (``clips.buffer_mb``) and in time
+(``pre_s`` plus the few seconds an event takes to be announced). Capture only appends to it and
+never waits. Events arrive from the publisher (:meth:`ClipRecorder.on_sent`, after the send): a
+``start`` opens a clip, an ``end`` tells it where to stop. One thread, ``clips``, owns every open
+file: it takes each clip's frames from the buffer (the pre-roll first, then frames as they come)
+and encodes them (:mod:`streamer.ops.clipfile`). The buffer is the bounded queue between capture and
+writer: a frame that left it before the writer took it is counted as missed and the clip is marked
+incomplete (R27). A clip whose file cannot be written (disk full, unwritable dir) is dropped, the
+stream's status shows a warning, and the pipeline carries on.
+
+Clocks: a live stream's frames and events are matched by wall-clock capture time (``start_ts``,
+``end_ts``); a file-mode stream's by media time (frame number / fps: ``start_frame``, ``end_frame``).
+Frame numbers count the frames handed to preprocessing, as the annotator's do.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from streamer.core.stats import StatsRegistry
+from streamer.ops.clipfile import ClipFile, enforce_retention, require_av
+from streamer.config import ClipsConfig
+
+log = logging.getLogger(__name__)
+
+#: longest wait between an event's (back-dated) start and its start message that clips still cover (smoothing,
+#: min_duration_s and a slow model add up: 14 s was seen with the 8-view demo on a loaded 2-core machine);
+#: ``buffer_mb`` bounds the memory this takes
+ANNOUNCE_SLACK_S = 30.0
+_RETENTION_EVERY_S = 60.0
+FINAL_BUDGET_S = 2.0  # at shutdown, open clips get this long to encode what they still have
+_KNOWN = 4096  # events whose clip path is remembered for their end message
+_EPS = 1e-6  # clock comparisons: frame 15 at 25 fps is 0.6 s, whatever the float rounding
+
+
+class Frame(NamedTuple):
+    index: int  #: frame number (frames handed to preprocessing)
+    t: float  #: the stream's clock: wall time (live) or media time (file)
+    wall: float
+    image: object  #: the raw BGR frame (numpy), never modified
+
+
+class PreRoll:
+    """One stream's recent raw frames, oldest first, bounded in bytes and in seconds (any thread)."""
+
+    def __init__(self, max_bytes: float, horizon_s: float) -> None:
+        self.max_bytes, self.horizon_s = max_bytes, horizon_s
+        self._frames: deque[Frame] = deque()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, frame: Frame) -> None:
+        with self._lock:
+            self._frames.append(frame)
+            self._bytes += frame.image.nbytes
+            while len(self._frames) > 1 and (self._bytes > self.max_bytes
+                                            or self._frames[0].t < frame.t - self.horizon_s):
+                self._bytes -= self._frames.popleft().image.nbytes
+
+    def after(self, index: int, t_from: float) -> tuple[list[Frame], int]:
+        """Frames with a number above ``index`` and ``t >= t_from``, and the oldest number still held."""
+        with self._lock:
+            oldest = self._frames[0].index if self._frames else index + 1
+            return [f for f in self._frames if f.index > index and f.t >= t_from], oldest
+
+
+class _Job:
+    """One clip being written (writer thread only, but ``rel`` and ``failed`` are read by others)."""
+
+    def __init__(self, msg: dict, rel: str, start_t: float) -> None:
+        self.stream, self.id, self.label = msg["stream"], msg["id"], msg["label"]
+        self.rel = rel
+        self.start_msg = msg
+        self.start_t = start_t
+        self.end_t: float | None = None
+        self.end_msg: dict | None = None
+        self.last_index = -1
+        self.first: Frame | None = None
+        self.last: Frame | None = None
+        self.missed = 0
+        self.reached = False  # a frame past the clip's end was seen
+        self.truncated = False
+        self.file: ClipFile | None = None
+        self.failed = False
+
+
+class ClipRecorder(threading.Thread):
+    """Fed by the capture threads (:meth:`on_frame`) and the publisher (:meth:`on_sent`); owns the clip files."""
+
+    def __init__(self, config: ClipsConfig, stats: StatsRegistry, *, root: Path,
+                 live_for: Callable[[str], bool] = lambda stream: True,
+                 fps_for: Callable[[str], float | None] = lambda stream: None,
+                 on_clip: Callable[[dict], None] | None = None) -> None:
+        super().__init__(name="clips", daemon=False)
+        require_av()
+        self.config = config
+        self.stats = stats
+        self.root = root
+        self.live_for, self.fps_for = live_for, fps_for
+        self.on_clip = on_clip  # told about every finished clip (its sidecar dict), in this thread
+        horizon = config.pre_s + ANNOUNCE_SLACK_S
+        self.buffers = {s.stream: PreRoll(config.buffer_mb * 1e6, horizon) for s in stats}
+        self._commands: queue.Queue = queue.Queue(maxsize=1000)
+        self._wake = threading.Event()
+        self._stop_event = threading.Event()
+        self._open_streams: set[str] = set()  # streams with a clip being written (read by capture threads)
+        #: event id -> relative path of its clip (None: it could not be written); the newest _KNOWN events
+        self._clips: OrderedDict[str, str | None] = OrderedDict()
+        self._jobs: dict[str, _Job] = {}
+        self.written = 0
+        self.missed = 0  # frames that left a buffer before the writer took them
+        self.dropped_commands = 0
+        self.cpu_s = 0.0  # CPU time this thread spent encoding (benchmarks)
+
+    # ---- capture threads ------------------------------------------------------------------------
+    def on_frame(self, stream: str, index: int, wall: float, image) -> None:
+        buf = self.buffers.get(stream)
+        if buf is None:
+            return
+        t = wall if self.live_for(stream) else index / (self.fps_for(stream) or 25.0)
+        buf.add(Frame(index, t, wall, image))
+        if stream in self._open_streams:
+            self._wake.set()
+
+    # ---- publisher thread -----------------------------------------------------------------------
+    def on_sent(self, topic: str, payload: dict) -> None:
+        if payload.get("type") != "event" or payload.get("stream") not in self.buffers:
+            return
+        phase = payload.get("phase")
+        if phase == "start":
+            self._clips[payload["id"]] = f"{payload['stream']}/{payload['id']}.mp4"
+            while len(self._clips) > _KNOWN:
+                self._clips.popitem(last=False)
+        elif phase != "end":
+            return
+        try:
+            self._commands.put_nowait(payload)
+        except queue.Full:
+            self.dropped_commands += 1
+            self.stats[payload["stream"]].warn("clips", "clips: the clip writer is behind; event messages dropped")
+            return
+        self._wake.set()
+
+    def clip_for(self, stream: str, event_id: str) -> str | None:
+        """The clip's path relative to ``clips.dir`` if one is being written for this event, else None."""
+        return self._clips.get(event_id)
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Finish every open clip with the frames there are (within ``FINAL_BUDGET_S``), then end."""
+        self._stop_event.set()
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """:meth:`request_stop`, then join."""
+        self.request_stop()
+        if self.ident is not None:
+            self.join(timeout)
+            if self.is_alive():
+                log.warning("clips thread still alive %.1f s after stop", timeout)
+
+    def run(self) -> None:
+        next_retention = 0.0
+        try:
+            while not self._stop_event.is_set():
+                self._wake.wait(0.2)
+                self._wake.clear()
+                self.step(final=False)
+                if time.monotonic() >= next_retention:
+                    next_retention = time.monotonic() + _RETENTION_EVERY_S
+                    self._retention()
+            self.step(final=True)
+        except Exception:
+            log.exception("clips thread failed; no more clips are written")
+            for stats in self.stats:
+                stats.warn("clips", "clips: the clip writer failed (see the log); no more clips are written")
+        finally:
+            for job in self._jobs.values():
+                if job.file is not None:
+                    job.file.abandon()
+
+    # ---- the thread -----------------------------------------------------------------------------
+    def step(self, final: bool) -> None:
+        """One round of the writer: take new event messages, encode what arrived, finish what is whole
+        (``final``: every clip, with the frames there are). The thread calls it; tests may call it instead."""
+        while True:
+            try:
+                msg = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            self._command(msg)
+        cpu0 = time.thread_time()
+        deadline = time.monotonic() + FINAL_BUDGET_S if final else None
+        for job in list(self._jobs.values()):
+            self._pull(job, deadline)
+            if final or job.reached:
+                self._finish(job)
+        self.cpu_s += time.thread_time() - cpu0
+        self._open_streams = {job.stream for job in self._jobs.values()}
+
+    def _clock(self, stream: str, msg: dict, when: str) -> float:
+        if self.live_for(stream):
+            return float(msg[f"{when}_ts"])
+        return float(msg[f"{when}_frame"]) / (self.fps_for(stream) or 25.0)
+
+    def _command(self, msg: dict) -> None:
+        stream, event_id = msg["stream"], msg["id"]
+        if msg["phase"] == "start":
+            rel = f"{stream}/{event_id}.mp4"
+            self._jobs[event_id] = _Job(msg, rel, self._clock(stream, msg, "start"))
+            return
+        job = self._jobs.get(event_id)
+        if job is not None:
+            job.end_t, job.end_msg = self._clock(stream, msg, "end"), msg
+
+    def _pull(self, job: _Job, deadline: float | None = None) -> None:
+        """Encode the job's frames that arrived since the last pull (its pre-roll on the first); past
+        ``deadline`` (shutdown) the rest counts as missed."""
+        cfg = self.config
+        frames, oldest = self.buffers[job.stream].after(job.last_index, job.start_t - cfg.pre_s - _EPS)
+        if job.last_index >= 0 and oldest > job.last_index + 1:  # frames left the buffer unwritten
+            lost = (frames[0].index if frames else oldest) - job.last_index - 1
+            job.missed += lost
+            self.missed += lost
+        limit = job.start_t + cfg.max_clip_s
+        stop_t = min(limit, job.end_t + cfg.post_s if job.end_t is not None else float("inf"))
+        for n, frame in enumerate(frames):
+            if frame.t > stop_t + _EPS:  # the first frame past the clip: it is whole
+                job.reached, job.truncated = True, stop_t == limit
+                break
+            if deadline is not None and time.monotonic() > deadline:  # shutting down: keep exit prompt (R19)
+                lost = sum(1 for f in frames[n:] if f.t <= stop_t + _EPS)
+                job.missed += lost
+                self.missed += lost
+                break
+            job.last_index, job.last = frame.index, frame
+            if job.first is None:
+                job.first = frame
+            if job.failed:
+                continue
+            try:
+                if job.file is None:
+                    job.file = ClipFile(self.root / job.rel, cfg.crf)
+                job.file.add(frame.image, frame.t)
+            except Exception as exc:  # OSError (disk full, unwritable dir) or an encoder error: drop the clip
+                self._fail(job, exc)
+
+    def _interval(self, stream: str) -> float:
+        return 1.0 / (self.fps_for(stream) or 25.0)
+
+    def _fail(self, job: _Job, exc: BaseException) -> None:
+        job.failed = True
+        if job.id in self._clips:
+            self._clips[job.id] = None
+        if job.file is not None:
+            job.file.abandon()
+            job.file = None
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        text = f"clips: cannot write {self.root / job.stream}: {reason}"
+        log.warning("[%s] %s (event %s; the pipeline carries on)", job.stream, text, job.id)
+        self.stats[job.stream].warn("clips", text)
+
+    def _finish(self, job: _Job) -> None:
+        del self._jobs[job.id]
+        if job.failed or job.file is None:
+            if not job.failed:
+                log.info("[%s] no frames for the clip of event %s", job.stream, job.id)
+            return
+        meta = self._meta(job)
+        try:
+            job.file.finish(meta)
+        except Exception as exc:
+            self._fail(job, exc)
+            return
+        self.written += 1
+        stats = self.stats[job.stream]
+        if job.missed:
+            stats.warn("clips", f"clips: the writer fell behind; {job.missed} frames missing from {job.rel}")
+        else:
+            stats.warn("clips", None)  # written and nothing missed: an earlier problem is over
+        log.info("[%s] clip %s: %d frames%s", job.stream, job.rel, meta["frames"],
+                 "" if meta["complete"] else f" (incomplete: {meta['incomplete']})")
+        if self.on_clip is not None:
+            self.on_clip(meta)
+        self._retention()  # the size limit, at once
+
+    def _meta(self, job: _Job) -> dict:
+        cfg = self.config
+        why = []
+        if job.missed:
+            why.append(f"{job.missed} frames missed")
+        if job.first.t > job.start_t - cfg.pre_s + self._interval(job.stream):
+            why.append(f"pre-roll {max(0.0, job.start_t - job.first.t):.2f} s of {cfg.pre_s:g} s")
+        if job.truncated:
+            why.append(f"longer than max_clip_s {cfg.max_clip_s:g} s")
+        elif not job.reached:
+            why.append("the stream stopped before the clip's end")
+        end = job.end_msg or {}
+        return {"id": job.id, "stream": job.stream, "label": job.label, "clip": job.rel,
+                "start_ts": job.start_msg["start_ts"], "end_ts": end.get("end_ts"),
+                "start_frame": job.start_msg["start_frame"], "end_frame": end.get("end_frame"),
+                "first_frame": job.first.index, "last_frame": job.last.index,
+                "first_ts": job.first.wall, "last_ts": job.last.wall, "frames": job.file.frames,
+                "missed": job.missed, "complete": not why, "incomplete": "; ".join(why)}
+
+    def _retention(self) -> None:
+        cfg = self.config
+        keep = {job.file.part for job in self._jobs.values() if job.file is not None}
+        try:
+            deleted = enforce_retention(self.root, cfg.max_total_mb * 1e6, cfg.max_age_h * 3600.0, keep)
+        except OSError as exc:
+            log.warning("clips: retention could not scan %s: %s", self.root, exc.strerror)
+            return
+        if deleted:
+            log.info("clips: retention deleted %d old clip(s) under %s", deleted, self.root)

@@ -1,0 +1,67 @@
+"""Tile previews: the newest raw frame of a stream, scaled down, annotated, as JPEG, on request only.
+
+Capture threads hand over a reference to each new frame (:meth:`Previews.frame`: one dict store,
+no copy, no encode). A page asks for a preview; the first request in a ``1 / preview_fps`` interval
+encodes (in one worker thread, off the event loop) and every other request in that interval, from
+any page, gets the same bytes. With no page open nothing is encoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from streamer.ops.annotate import draw
+
+
+class Previews:
+    def __init__(self, streams: list[str], width: int, fps: float, tiles: dict[str, dict]) -> None:
+        self.streams = set(streams)
+        self.width, self.interval = width, 1.0 / fps
+        self.tiles = tiles  # the console state's tiles: the label and state drawn on the preview
+        self._frames: dict[str, tuple[float, object]] = {}
+        self._cache: dict[str, tuple[float, bytes]] = {}  # stream -> (encoded at, jpeg)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-preview")
+        self.encoded = 0
+
+    def frame(self, stream: str, wall: float, image) -> None:
+        """The newest frame of ``stream`` (capture thread)."""
+        self._frames[stream] = (wall, image)
+
+    async def jpeg(self, stream: str) -> bytes | None:
+        """The stream's preview, encoded at most once per interval; None before the first frame."""
+        lock = self._locks.setdefault(stream, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(stream)
+            if cached is not None and time.monotonic() - cached[0] < self.interval:
+                return cached[1]
+            newest = self._frames.get(stream)
+            if newest is None:
+                return None
+            lines = self._lines(stream)
+            data = await asyncio.get_running_loop().run_in_executor(self._pool, self._encode, newest[1], lines)
+            self._cache[stream] = (time.monotonic(), data)
+            self.encoded += 1
+            return data
+
+    def _lines(self, stream: str) -> list[str]:
+        tile = self.tiles.get(stream, {})
+        top = tile.get("top") or []
+        first = f"{top[0]['label']} {top[0]['score']:.2f}" if top else "(waiting for the first window)"
+        return [first, f"{stream} {tile.get('state', '')}"]
+
+    def _encode(self, image, lines: list[str]) -> bytes:
+        import cv2
+
+        h, w = image.shape[:2]
+        if w > self.width:
+            image = cv2.resize(image, (self.width, max(1, round(h * self.width / w))), interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", draw(image, lines), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        return buf.tobytes()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
