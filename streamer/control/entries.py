@@ -7,30 +7,26 @@ unknown-key and range checks, the same one-line errors, prefixed with where the 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from streamer.config import SourceConfig, SourceOptions
+from model.errors import ConfigError
+from streamer.config import SourceConfig
+from streamer.configerrors import describe
 
 
 def parse_source(data: Any, where: str = "source") -> SourceConfig:
     """``data`` (a mapping with ``id``, ``url`` and any source option) as a validated :class:`SourceConfig`."""
-    from streamer.configfile import _build  # the YAML reader's own validation, so errors read the same
-
-    return _build(SourceConfig, data, where)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {describe(data)}")
+    try:
+        return SourceConfig(**{str(key): value for key, value in data.items()})
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
 
 
 def source_to_dict(source: SourceConfig) -> dict:
-    """The entry that :func:`parse_source` reads back as ``source``: id, url, mode if set, options not at default."""
-    out: dict[str, Any] = {"id": source.id, "url": source.url}
-    if source.mode is not None:
-        out["mode"] = source.mode
-    defaults = SourceOptions()
-    options = {f.name: getattr(source.options, f.name) for f in dataclasses.fields(SourceOptions)
-               if getattr(source.options, f.name) != getattr(defaults, f.name)}
-    if options:
-        out["options"] = options
-    return out
+    """The entry that :func:`parse_source` reads back as ``source``: id, url, and what differs from the defaults."""
+    return source.model_dump(mode="json", exclude_defaults=True)
 
 
 __all__ = ["parse_source", "source_to_dict"]

@@ -44,7 +44,7 @@ def test_add_list_update_remove(capsys, server, service):
 
 @pytest.mark.parametrize("argv, error", [
     (["remove", "ghost"], "error: no stream 'ghost'; running: none\n"),
-    (["add", "cam", "0", "--option", "max_fps=-1"], "error: source.options.max_fps: must be > 0, got -1.0\n"),
+    (["add", "cam", "0", "--option", "max_fps=-1"], "error: source.options.max_fps: must be > 0, got -1\n"),
     (["add", "cam", "0", "--option", "colour=red"], "error: source.options.colour: unknown key; known keys here: "),
     (["add", "cam", "0", "--option", "loop"], "error: --option 'loop': write KEY=VALUE"),
     (["add", "bad id", "0"], "error: source.id: 'bad id' must be non-empty"),
