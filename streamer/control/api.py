@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol
 
-from streamer.config import SourceConfig
+from streamer.config import CONTROL_ADDRESS, SourceConfig
 
 #: Where the control socket listens unless told otherwise (loopback only: S10).
-DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
+DEFAULT_ADDRESS = CONTROL_ADDRESS
 
 #: Operations and the request keys each needs (besides ``op`` and the optional ``version``).
 OPERATIONS: dict[str, tuple[str, ...]] = {

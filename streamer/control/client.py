@@ -71,7 +71,7 @@ class Client:
             reply = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             reply = None
-        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+        if not isinstance(reply, dict) or reply.get("type") != "reply" or not isinstance(reply.get("ok"), bool):
             raise ControlError(f"the reply from {redact(self.address)} is not a control reply; is that address a "
                                "control socket?")
         return reply

@@ -6,8 +6,13 @@ Requests and replies are JSON objects (docs/PROTOCOL.md, "Control socket"):
     {"op": "remove", "id": "door"}        {"op": "update", "source": {...}}
     {"op": "list"}   {"op": "reload"}   {"op": "health"}
 
-    {"ok": true, "op": "add", "version": 1, "id": "door", "session": "9f2c41d0", "state": "connecting"}
-    {"ok": false, "op": "add", "version": 1, "error": "source.url: must not be empty"}
+    {"type": "reply", "version": 1, "ok": true, "op": "add", "id": "door", "session": "9f2c41d0",
+     "state": "connecting", "published_ts": 1764000140.0}
+    {"type": "reply", "version": 1, "ok": false, "op": "add", "error": "source.id: missing; this key is required",
+     "published_ts": 1764000140.0}
+
+Replies are the protocol's ``reply`` messages (:func:`streamer.outputs.protocol.reply`), with ``op``
+and the operation's fields.
 
 :func:`handle` never raises: bytes that are not a JSON object, an unknown ``op`` or key, an invalid
 source, a refused operation and a defect in the service all come back as ``ok: false`` with one line.
@@ -24,11 +29,12 @@ from model.errors import ConfigError, RecognizerError
 from streamer.config import SourceConfig
 from streamer.control.api import OPERATIONS, SourceService
 from streamer.control.entries import parse_source
+from streamer.outputs import protocol
 from streamer.redact import redact
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = protocol.VERSION
 _COMMON = ("op", "version")
 
 
@@ -110,7 +116,7 @@ def dispatch(service: SourceService, request: Request) -> dict:
 def reply_error(op: Optional[str], message: str) -> dict:
     """An ``ok: false`` reply whose ``error`` is the first line of ``message``, credentials hidden (S6)."""
     lines = redact(message).splitlines()
-    return {"ok": False, "op": op, "version": VERSION, "error": lines[0] if lines else "request refused"}
+    return protocol.error_reply(lines[0] if lines else "request refused", op=op)
 
 
 def handle_data(service: SourceService, data: dict) -> dict:
@@ -123,7 +129,7 @@ def handle_data(service: SourceService, data: dict) -> dict:
     except Exception as exc:  # a defect in the service: reported, never fatal to the transport
         log.exception("control: %s failed", op)
         return reply_error(op, f"internal error in {op}: {type(exc).__name__}; see the service log")
-    return {"ok": True, "op": op, "version": VERSION, **fields}
+    return protocol.reply(True, op=op, **fields)
 
 
 def handle(service: SourceService, raw: bytes) -> bytes:
@@ -141,7 +147,7 @@ def handle(service: SourceService, raw: bytes) -> bytes:
 
 
 def encode(message: dict) -> bytes:
-    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return protocol.to_json(message)
 
 
 __all__ = ["Request", "decode", "parse_request", "dispatch", "handle", "handle_data", "encode", "reply_error",

@@ -20,6 +20,8 @@ from typing import Callable, Optional
 
 from model.errors import ConfigError, PublisherError
 from streamer.control import requests
+from streamer.outputs import protocol
+from streamer.endpoints import bound_endpoint
 from streamer.outputs.security import is_loopback
 from streamer.redact import redact
 
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes], bytes]
 
-MAX_REQUEST_BYTES = 64 << 10  #: a request with a full source entry is well under 2 kB
+MAX_REQUEST_BYTES = protocol.MAX_REQUEST_FRAME_BYTES  #: 64 KiB; a request with a full source entry is under 2 kB
 
 
 def check_exposure(address: str, curve: bool) -> None:
@@ -46,7 +48,7 @@ class ControlServer(threading.Thread):
         """``secure(sock)`` makes the socket a CURVE server before it is bound (the publisher's keys)."""
         super().__init__(name="control", daemon=False)
         check_exposure(address, secure is not None)  # before any thread or socket exists
-        self.address = address  #: after start_and_wait: the bound endpoint (a ``:*`` port resolved)
+        self.address = address
         self._handler = handler
         self._ctx = context
         self._secure = secure
@@ -54,7 +56,10 @@ class ControlServer(threading.Thread):
         self._linger_ms = linger_ms
         self._stop_event = threading.Event()
         self.ready = threading.Event()
-        self.error: Optional[BaseException] = None
+        self.error: Optional[BaseException] = None  # the bind failed (raised by start_and_wait)
+        #: what ended the thread after the bind, for the supervisor (streamer/supervisor.py), which logs it
+        self.failure: Optional[BaseException] = None
+        self.endpoint: Optional[str] = None  # the address actually bound (a ``*`` port resolved)
         self.served = 0
         self.malformed = 0
 
@@ -65,8 +70,16 @@ class ControlServer(threading.Thread):
         if self.error is not None:
             raise self.error
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def again(self) -> "ControlServer":
+        """A new server on the endpoint this one had bound (same port, even if it was ``*``), not started."""
+        return ControlServer(self.endpoint or self.address, self._handler, self._ctx, secure=self._secure,
+                             max_request_bytes=self._max_request_bytes, linger_ms=self._linger_ms)
+
+    def request_stop(self) -> None:
         self._stop_event.set()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self.request_stop()
         if self.ident is not None:
             self.join(timeout)
             if self.is_alive():
@@ -86,7 +99,7 @@ class ControlServer(threading.Thread):
             sock.close(linger=0)
             raise PublisherError(f"cannot bind the control socket to {redact(self.address)}: {exc.strerror}; pick a "
                                  "free address with --control ADDRESS (or --control off)") from None
-        self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.endpoint = bound_endpoint(sock, self.address)
         return sock
 
     def run(self) -> None:
@@ -98,14 +111,14 @@ class ControlServer(threading.Thread):
             self.error = exc
             self.ready.set()
             return
-        log.info("control socket on %s%s", redact(self.address), " (CURVE)" if self._secure else "")
+        log.info("control socket on %s%s", redact(self.endpoint), " (CURVE)" if self._secure else "")
         self.ready.set()
         try:
             while not self._stop_event.is_set():
                 if sock.poll(100, zmq.POLLIN):
                     self._answer(sock, sock.recv_multipart(), zmq)
-        except Exception:
-            log.exception("control thread failed")
+        except Exception as exc:  # a defect: the supervisor logs it once and restarts the server
+            self.failure = exc
         finally:
             sock.close(linger=self._linger_ms)
 

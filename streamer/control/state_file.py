@@ -8,19 +8,23 @@ synced so the rename survives a power cut. A process killed at any moment leaves
 the new file, never a mix; a temporary file left behind is overwritten by the next write. The file
 is created with mode 0600: source URLs may carry credentials.
 
-:func:`read` validates every entry exactly as the YAML's ``sources:`` entries are.
+:func:`read` validates every entry exactly as the YAML's ``sources:`` entries are; :func:`resume`
+makes a present state file the start-up source list.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Iterable, Optional
 
 from model.errors import ConfigError
-from streamer.config import SourceConfig
+from streamer.config import AppConfig, SourceConfig
 from streamer.control.entries import parse_source, source_to_dict
+
+log = logging.getLogger(__name__)
 
 VERSION = 1
 MAX_BYTES = 4 << 20  #: 64 sources with every option set are ~30 kB
@@ -80,4 +84,26 @@ def read(path: str | Path) -> Optional[tuple[SourceConfig, ...]]:
     return sources
 
 
-__all__ = ["write", "read", "VERSION"]
+def resume(config: AppConfig) -> AppConfig:
+    """``config`` with the state file's sources when ``control.state_file`` names a file that exists (R24);
+    the config's own ``sources:`` are used only when there is none yet."""
+    path = config.control.state_file
+    sources = read(path) if path is not None else None
+    if sources is None:
+        if path is not None:
+            log.info("state file %s does not exist yet: starting with the config's %d source(s)", path,
+                     len(config.sources))
+        return config
+    limit = config.run.max_sources
+    if len(sources) > limit:
+        raise ConfigError(f"state file {path}: {len(sources)} sources, more than run.max_sources = {limit}; raise "
+                          "run.max_sources, or remove the file to start from the config's sources")
+    if not sources and config.control.address is None:
+        raise ConfigError(f"state file {path} holds no sources and the control socket is off, so none could be "
+                          "added: turn control on (control.address), or remove the file")
+    log.info("sources from the state file %s (%d); the config's sources are used only when it is missing", path,
+             len(sources))
+    return config.model_copy(update={"sources": sources})
+
+
+__all__ = ["write", "read", "resume", "VERSION"]

@@ -26,7 +26,7 @@ from streamer.config import PublisherConfig
 from streamer.redact import redact
 from streamer.outputs.security import CurveServer, is_loopback
 from streamer.endpoints import bound_endpoint
-from streamer.core.stats import StatsRegistry, StreamStats
+from streamer.core.stats import StatsRegistry, StreamState, StreamStats
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,8 @@ class Publisher:
         self._send(sock, item, zmq)
 
     def _send(self, sock, item: _Outgoing, zmq) -> None:
+        if item.stats is not None and item.stats.state is StreamState.REMOVED:
+            return  # a window of a stream removed meanwhile: its last status said "removed"; nothing follows it
         ms = None if item.capture_mono is None else (time.monotonic() - item.capture_mono) * 1000.0
         payload = protocol.stamp(item.payload, published_ts=time.time(), capture_to_publish_ms=ms)
         if ms is not None and item.stats is not None:

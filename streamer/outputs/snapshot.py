@@ -118,6 +118,12 @@ class LastValueCache:
         view[payload["stream"]] = view.get(payload["stream"], _Entry()).with_message(payload)
         self._view = view  # the one write a reader can see: a reference swap
 
+    def forget(self, stream: str) -> None:
+        """Drop a removed stream (publisher thread, after its last status was sent)."""
+        view = dict(self._view)
+        view.pop(stream, None)
+        self._view = view
+
     def view(self) -> dict[str, _Entry]:
         """The current mapping; treat it as read-only (the next message replaces it, never changes it)."""
         return self._view

@@ -113,6 +113,16 @@ def control_schema(protocol_schema):
     return check
 
 
+def fields(reply: dict) -> dict:
+    """A reply without what every reply has (``type``, ``published_ts``)."""
+    return {k: v for k, v in reply.items() if k not in ("type", "published_ts")}
+
+
+@pytest.fixture(scope="session")
+def reply_fields():
+    return fields
+
+
 @pytest.fixture
 def zmq_context():
     ctx = zmq.Context()
@@ -128,3 +138,89 @@ def server(service, zmq_context):
     yield srv
     srv.stop()
     assert not srv.is_alive()
+
+
+# ---- a real pipeline in this process, with its control socket ---------------------------------------
+class Running:
+    """``streamer.pipeline.Pipeline`` run in a thread (tiny model, CPU, test-pattern sources), its control
+    socket on a free loopback port, a Client on it, and a Collector of every message it publishes."""
+
+    def __init__(self, model, sources: list[dict], *, extra: dict | None = None) -> None:
+        from streamer.configfile import build_config
+        from streamer.pipeline import Pipeline
+        from streamer.subscribe import Collector
+        from streamer.testing.processes import free_tcp_address
+
+        self.address = free_tcp_address()
+        data = {
+            "sources": sources,
+            "window": {"stride": 1, "hop": 2},
+            "batching": {"max_batch": 4, "max_wait_ms": 2},
+            "model": {"source": str(model), "threads": 1, "precision": "fp32", "device": "cpu"},
+            "publisher": {"address": self.address, "heartbeat_s": 0.5},
+            "logging": {"status_line": "off"},
+            "events": {"enabled": False},
+            "ui": {"enabled": False}, "clips": {"enabled": False},
+            "control": {"address": "tcp://127.0.0.1:*"},
+        }
+        for key, value in (extra or {}).items():
+            data[key] = {**data[key], **value} if isinstance(data.get(key), dict) else value
+        self.pipeline = Pipeline(build_config(data))
+        self.collector = Collector(self.address, ("result.", "status.", "event."), rcvhwm=100000)
+        self.stop = threading.Event()
+        self.code = None
+        self._thread = threading.Thread(target=self._run, name="test-pipeline")
+        self._thread.start()
+        from streamer.testing.processes import wait_until
+
+        control = wait_until(lambda: self.pipeline.control is not None and self.pipeline.control.endpoint
+                             or self.code is not None, 120, 0.05)
+        assert isinstance(control, str), f"the pipeline ended with {self.code} before its control socket bound"
+        # the subscription has reached the publisher (slow joiner): a heartbeat came through
+        assert wait_until(lambda: self.collector.messages, 30), "the collector received nothing in 30 s"
+        from streamer.control import Client
+
+        self.client = Client(control, timeout=10.0)
+
+    def _run(self) -> None:
+        self.code = self.pipeline.run(self.stop)
+
+    def messages(self, kind: str | None = None, stream: str | None = None) -> list[dict]:
+        return [m for m in list(self.collector.messages)
+                if (kind is None or m["type"] == kind) and (stream is None or m["stream"] == stream)]
+
+    def wait_results(self, stream: str, count: int = 1, session: str | None = None, timeout: float = 60.0):
+        from streamer.testing.processes import wait_until
+
+        def enough():
+            got = [m for m in self.messages("result", stream) if session is None or m["session"] == session]
+            return got if len(got) >= count else None
+
+        got = wait_until(enough, timeout, 0.02)
+        assert got is not None, f"{stream}: fewer than {count} results within {timeout} s"
+        return got
+
+    def close(self) -> int:
+        if self.stop.is_set():
+            return self.code
+        self.client.close()
+        self.stop.set()
+        self._thread.join(30)
+        self.collector.close(0.2)
+        assert not self._thread.is_alive(), "the pipeline did not stop within 30 s"
+        return self.code
+
+
+@pytest.fixture
+def running(tiny_model):
+    """``running(sources, extra=None)``: a started in-process pipeline; closed (and checked) after the test."""
+    started = []
+
+    def start(sources: list[dict], extra: dict | None = None) -> Running:
+        run = Running(tiny_model, sources, extra=extra)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        assert run.close() == 0

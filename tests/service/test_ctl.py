@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def run(capsys, server, *argv: str) -> tuple[int, str, str]:
-    code = ctl.main(["--address", server.address, *argv])
+    code = ctl.main(["--address", server.endpoint, *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -94,7 +94,7 @@ def test_as_a_command_with_curve_keys(tmp_path, service, zmq_context, monkeypatc
                         secure=curve.secure)
     srv.start_and_wait()
     try:
-        base = [sys.executable, "-m", "streamer.ctl", "--address", srv.address, "--timeout", "3"]
+        base = [sys.executable, "-m", "streamer.ctl", "--address", srv.endpoint, "--timeout", "3"]
         keys = ["--server-key", str(tmp_path / "server" / "server.key"),
                 "--client-key", str(tmp_path / "clients" / "ops.key_secret")]
         done = subprocess.run(base + keys + ["add", "cam", "synthetic://"], cwd=feeds.REPO, env=feeds.ENV,

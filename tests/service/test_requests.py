@@ -21,6 +21,7 @@ def reply(control_schema):
         raw = request if isinstance(request, bytes) else json.dumps(request).encode()
         got = json.loads(requests.handle(service, raw))
         control_schema("reply", got)
+        assert got.pop("type") == "reply" and isinstance(got.pop("published_ts"), float)
         return got
 
     return send

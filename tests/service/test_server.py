@@ -19,15 +19,15 @@ from streamer.outputs import security
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_every_operation_round_trips(server, service, zmq_context):
-    with Client(server.address, context=zmq_context) as ctl:
-        assert ctl.add({"id": "door", "url": "rtsp://u:p@10.0.0.5/live", "options": {"open_timeout_s": 2}}) == {
+def test_every_operation_round_trips(server, service, zmq_context, reply_fields):
+    with Client(server.endpoint, context=zmq_context) as ctl:
+        assert reply_fields(ctl.add({"id": "door", "url": "rtsp://u:p@10.0.0.5/live", "options": {"open_timeout_s": 2}})) == {
             "ok": True, "op": "add", "version": 1, "id": "door", "session": "s1", "state": "connecting"}
         assert service.sources["door"].options.open_timeout_s == 2.0
         assert [s["id"] for s in ctl.list()] == ["door"]
         assert ctl.list()[0]["url"] == "rtsp://***@10.0.0.5/live"
         assert ctl.update({"id": "door", "url": "1"})["session"] == "s2"
-        assert ctl.health() == {"ok": True, "op": "health", "version": 1, "healthy": False, "streams": 1,
+        assert reply_fields(ctl.health()) == {"ok": True, "op": "health", "version": 1, "healthy": False, "streams": 1,
                                 "problems": ["door: connecting"]}
         service.config_sources = [service.sources["door"]]
         assert ctl.reload()["unchanged"] == 1
@@ -39,7 +39,7 @@ def test_every_operation_round_trips(server, service, zmq_context):
 
 
 def test_a_refused_request_changes_nothing(server, service, zmq_context):
-    with Client(server.address, context=zmq_context) as ctl:
+    with Client(server.endpoint, context=zmq_context) as ctl:
         for i in range(4):
             ctl.add({"id": f"c{i}", "url": str(i)})
         with pytest.raises(ControlError, match="run.max_sources is 4"):
@@ -50,17 +50,18 @@ def test_a_refused_request_changes_nothing(server, service, zmq_context):
         assert list(service.sources) == ["c0", "c1", "c2", "c3"]
 
 
-def test_frames_that_are_not_one_request_get_an_error_and_the_server_carries_on(server, zmq_context):
+def test_frames_that_are_not_one_request_get_an_error_and_the_server_carries_on(server, zmq_context, reply_fields):
     dealer = zmq_context.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
-    dealer.connect(server.address)
+    dealer.connect(server.endpoint)
     dealer.send_multipart([b"", b"{\"op\": \"list\"}", b"extra"])
     assert dealer.poll(5000)
     frames = dealer.recv_multipart()
     assert frames[0] == b"" and json.loads(frames[1])["error"] == "request: send one JSON object in one frame"
     dealer.send_multipart([b"{\"op\": \"list\"}"])  # a DEALER without the empty delimiter is answered too
     assert dealer.poll(5000)
-    assert json.loads(dealer.recv_multipart()[0]) == {"ok": True, "op": "list", "version": 1, "sources": []}
+    assert reply_fields(json.loads(dealer.recv_multipart()[0])) == {"ok": True, "op": "list", "version": 1,
+                                                                     "sources": []}
     dealer.close()
     assert server.malformed == 1  # counted before the reply went out
 
@@ -70,10 +71,10 @@ def test_an_oversize_request_gets_nothing_and_others_are_served(service, zmq_con
                         max_request_bytes=1024)
     srv.start_and_wait()
     try:
-        with Client(srv.address, context=zmq_context, timeout=1.0) as big:
+        with Client(srv.endpoint, context=zmq_context, timeout=1.0) as big:
             with pytest.raises(ControlError, match="no reply from"):
                 big.call({"op": "add", "source": {"id": "x", "url": "y" * 5000}})
-        with Client(srv.address, context=zmq_context) as ctl:
+        with Client(srv.endpoint, context=zmq_context) as ctl:
             assert ctl.list() == []
         assert service.calls == ["list"] and srv.is_alive()
     finally:
@@ -117,7 +118,7 @@ def test_a_reply_that_is_not_a_control_reply_is_an_error(zmq_context):
 
 
 def test_a_busy_address_is_a_one_line_error(server, service, zmq_context):
-    other = ControlServer(server.address, functools.partial(requests.handle, service), zmq_context)
+    other = ControlServer(server.endpoint, functools.partial(requests.handle, service), zmq_context)
     with pytest.raises(PublisherError, match=r"cannot bind the control socket to tcp://127\.0\.0\.1:\d+: .*--control"):
         other.start_and_wait()
     other.join(5)
@@ -143,10 +144,10 @@ def test_curve_admits_only_allowed_clients(tmp_path, service, zmq_context, monke
     try:
         alice = security.client_options(tmp_path / "server" / "server.key", tmp_path / "clients" / "alice.key_secret")
         mallory = security.client_options(tmp_path / "server" / "server.key", tmp_path / "others" / "mallory.key_secret")
-        with Client(srv.address, context=zmq_context, curve=alice) as ctl:
+        with Client(srv.endpoint, context=zmq_context, curve=alice) as ctl:
             assert ctl.add({"id": "door", "url": "0"})["id"] == "door"
         for options in (mallory, None):
-            with Client(srv.address, context=zmq_context, curve=options, timeout=1.0) as ctl:
+            with Client(srv.endpoint, context=zmq_context, curve=options, timeout=1.0) as ctl:
                 with pytest.raises(ControlError, match="no reply"):
                     ctl.remove("door")
         assert list(service.sources) == ["door"] and service.calls == ["add"]
