@@ -209,9 +209,7 @@ def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Even
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from streamer.control.state_file import resume
-
-        config = resume(load_app_config(args))  # a present state file is the source list (R24)
+        config = load_app_config(args)
     except ConfigError as exc:
         if aborted.is_set():
             raise  # main() treats it as the stop it is
@@ -220,6 +218,12 @@ def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Even
 
     terminal = Terminal()
     setup_logging(config.logging.level, terminal)
+    try:
+        from streamer.control.state_file import resume
+
+        config = resume(config)  # a present state file is the source list (R24)
+    except ConfigError as exc:
+        return _error(exc)
 
     from streamer.pipeline import Pipeline, tune_interpreter
 

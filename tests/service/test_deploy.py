@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import shlex
@@ -41,6 +42,18 @@ def test_unit_is_a_restarting_notify_service_with_its_own_user_and_state():
     state = argv[argv.index("--state") + 1]
     assert state == f"%S/{service['StateDirectory']}/sources.json"  # %S: /var/lib, the state directory root
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+
+
+def test_the_recipes_pass_flags_run_stream_accepts():
+    import run_stream
+
+    args = run_stream.build_parser().parse_args(exec_start()[2:])
+    assert args.state == "%S/timesformer-stream/sources.json" and str(args.config) == "/etc/timesformer-stream/config.yaml"
+    entry = next(v for k, v in dockerfile_instructions() if k == "ENTRYPOINT")
+    argv = json.loads(entry)
+    assert argv[:2] == ["python", "/app/run_stream.py"]
+    args = run_stream.build_parser().parse_args(argv[2:])
+    assert args.state == "/var/lib/timesformer-stream/sources.json" and args.publish == "tcp://0.0.0.0:5555"
 
 
 def systemd_analyze() -> str:
