@@ -15,31 +15,28 @@ control socket on a free loopback port and a ``--state`` file; this script is an
   kill -9        the process killed at a random moment during 50 random operations, then started
                  again with the same --state: the restored set against the last acknowledged one
 
-    python benchmarks/bench_control.py              # all of it (about 6 minutes on 2 busy cores)
-    python benchmarks/bench_control.py --quick --no-write
+    python -m benchmarks.bench_control              # all of it (about 8 minutes on 2 busy cores)
+    python -m benchmarks.bench_control --quick      # small counts, nothing written
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+from collections import Counter
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import feeds  # noqa: E402  (tests/fixtures/feeds.py)
-from model.errors import ControlError  # noqa: E402
-from streamer.control import Client  # noqa: E402
-from streamer.subscribe import Subscriber  # noqa: E402
-from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
+from benchmarks.report import emit, machine
+from model.errors import ControlError
+from streamer.control import Client
+from streamer.subscribe import Subscriber
+from streamer.testing.processes import StreamProcess, free_tcp_address, make_tiny_model, rss_kb, wait_until
 
 SECTION = "bench_control"
 KEEP = "keep"
@@ -53,14 +50,14 @@ class Monitor:
 
     def __init__(self, folder: Path, model: Path, sources: list[tuple[str, str]], name: str = "run") -> None:
         self.folder = folder
-        self.publish, self.control = feeds.free_tcp_address(), feeds.free_tcp_address()
+        self.publish, self.control = free_tcp_address(), free_tcp_address()  # fixed: a restart reuses them
         config = folder / "config.yaml"
         config.write_text(CONFIG)
         args = ["--config", str(config), "--model", str(model), "--publish", self.publish, "--control", self.control,
                 "--state", str(folder / "state.json")]
         for stream, url in sources:
             args += ["--source", f"{stream}={url}"]
-        self.proc = feeds.Pipeline(args, folder / f"{name}.log")
+        self.proc = StreamProcess(args, folder / f"{name}.log")
         self.results: list[tuple[float, str, int, float]] = []  # (arrival monotonic, stream, seq, capture->publish ms)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._receive, name="bench-subscriber")
@@ -80,14 +77,15 @@ class Monitor:
         """Until the control socket answers and ``keep`` has published a result."""
         def ready() -> bool:
             if self.proc.proc.poll() is not None:
-                raise SystemExit(f"run_stream.py exited with {self.proc.proc.returncode}:\n{self.proc.stderr()[-3000:]}")
+                raise SystemExit(f"run_stream.py exited with {self.proc.proc.returncode}:\n"
+                                 f"{self.proc.stderr()[-3000:]}")
             return any(r[1] == KEEP for r in self.results)
 
-        if not feeds.wait_until(ready, timeout, 0.1):
+        if not wait_until(ready, timeout, 0.1):
             raise SystemExit(f"no result from {KEEP} within {timeout:g} s:\n{self.proc.stderr()[-3000:]}")
 
     def first_result_after(self, stream: str, since: float, timeout: float = 30.0) -> float | None:
-        got = feeds.wait_until(lambda: next((t for t, s, _, _ in self.results if s == stream and t >= since), None),
+        got = wait_until(lambda: next((t for t, s, _, _ in self.results if s == stream and t >= since), None),
                                timeout, 0.005)
         return None if got is None else got - since
 
@@ -96,7 +94,7 @@ class Monitor:
         pid = self.proc.pid
         status = Path(f"/proc/{pid}/status").read_text().splitlines()
         threads = next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
-        return threads, len(list(Path(f"/proc/{pid}/fd").iterdir())), feeds.rss_kb(pid)
+        return threads, len(list(Path(f"/proc/{pid}/fd").iterdir())), rss_kb(pid)
 
     def close(self) -> None:
         self.client.close()
@@ -166,7 +164,7 @@ def cycles(mon: Monitor, n: int) -> dict:
     marks = {}
     for i in range(1, n + 1):
         mon.client.add({"id": "cycle", "url": OTHER_URL.format(n=0)})
-        feeds.wait_until(lambda: any(s["id"] == "cycle" and s["frames"] > 0 for s in mon.client.list()), 10, 0.02)
+        wait_until(lambda: any(s["id"] == "cycle" and s["frames"] > 0 for s in mon.client.list()), 10, 0.02)
         mon.client.remove("cycle")
         if i in (10, n):
             time.sleep(0.5)  # let the allocator settle before reading RSS
@@ -177,7 +175,7 @@ def cycles(mon: Monitor, n: int) -> dict:
 def round_trips(mon: Monitor, streams: int, calls: int) -> list[float]:
     for i in range(streams - 1):  # keep is the 16th
         mon.client.add({"id": f"rt{i}", "url": "testpattern://?fps=5&width=64&height=48"})
-    feeds.wait_until(lambda: len(mon.client.list()) == streams, 10)
+    wait_until(lambda: len(mon.client.list()) == streams, 10)
     out = []
     for _ in range(calls):
         start = time.perf_counter()
@@ -220,7 +218,7 @@ def kill_once(folder: Path, model: Path, ops: int, rng: random.Random) -> tuple[
         mon.close()
     again = Monitor(folder, model, [(KEEP, KEEP_URL)], name="restart")  # --source is ignored: the state file wins
     try:
-        feeds.wait_until(lambda: again.proc.proc.poll() is not None or _answers(again.client), 120)
+        wait_until(lambda: again.proc.proc.poll() is not None or _answers(again.client), 120)
         restored = {s["id"]: s["url"] for s in again.client.list()}
     finally:
         again.close()
@@ -268,9 +266,9 @@ def report(first: list[float], oth: dict, cyc: dict, rtt: list[float], kills: li
         f"| kill -9 during 50 random operations, restart with the same --state | {ok_kills} of {len(kills)} restored "
         f"the acknowledged set | all |",
     ]
-    details = sorted({d for _, d in kills})
+    outcomes = Counter(detail for _, detail in kills)
     return "\n".join(lines) + "\n\nkill -9 outcomes: " + "; ".join(
-        f"{sum(d == x for _, x in kills)}x {x}" for x in details) + "\n"
+        f"{n}x {detail}" for detail, n in sorted(outcomes.items())) + ".\n"
 
 
 def parse_args(argv):
@@ -285,7 +283,8 @@ def parse_args(argv):
     p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args(argv)
     if args.quick:
-        args.adds, args.ops, args.seconds, args.cycles, args.calls, args.kills, args.no_write = 2, 6, 3.0, 12, 30, 1, True
+        args.adds, args.ops, args.seconds, args.cycles, args.calls, args.kills = 2, 6, 3.0, 12, 30, 1
+        args.no_write = True
     return args
 
 
@@ -293,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model = feeds.make_tiny_model(folder / "tiny")
+        model = make_tiny_model(folder / "tiny")
         mon = Monitor(folder, model, [(KEEP, KEEP_URL)])
         try:
             mon.wait_ready()
@@ -318,9 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "subscribes over TCP loopback. capture->publish is each result's `latency_ms.capture_to_publish`.\n\n"
         + report(first, oth, cyc, rtt, kills)
     )
-    print(text)
-    if not args.no_write:
-        write_section(SECTION, text)
+    emit(SECTION, text, write=not args.no_write)
     return 0
 
 

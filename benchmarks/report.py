@@ -23,6 +23,13 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def emit(name: str, body: str, write: bool = True) -> None:
+    """Print a benchmark's section and, when ``write``, put it into BENCHMARKS.md (:func:`write_section`)."""
+    print(body)
+    if write:
+        write_section(name, body)
+
+
 def cpu_model() -> str:
     """The processor's model name from ``lscpu`` (e.g. "AMD EPYC 7B13"), for the machine line of a section."""
     import platform

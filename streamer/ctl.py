@@ -26,9 +26,12 @@ from streamer.control.api import DEFAULT_ADDRESS
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m streamer.ctl", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--address", default=DEFAULT_ADDRESS, help=f"the control socket (default {DEFAULT_ADDRESS})")
-    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="wait this long for a reply (default 5)")
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--address", default=DEFAULT_ADDRESS,
+                   help=f"the control socket (default {DEFAULT_ADDRESS})")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="wait this long for a reply (default 5)")
     p.add_argument("--server-key", metavar="FILE", help="CURVE: the service's public key file (NAME.key)")
     p.add_argument("--client-key", metavar="FILE", help="CURVE: this client's secret key file (NAME.key_secret)")
     ops = p.add_subparsers(dest="op", required=True, metavar="OPERATION")

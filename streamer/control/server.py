@@ -15,13 +15,12 @@ bytes`` (``functools.partial(requests.handle, service)``), one request at a time
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Callable, Optional
 
-from model.errors import ConfigError, PublisherError
+from model.errors import ConfigError
 from streamer.control import requests
+from streamer.endpoints import ServerThread, bind
 from streamer.outputs import protocol
-from streamer.endpoints import bound_endpoint
 from streamer.outputs.security import is_loopback
 from streamer.redact import redact
 
@@ -40,50 +39,27 @@ def check_exposure(address: str, curve: bool) -> None:
                           "(publisher.curve_secret_key and publisher.curve_allow_dir)")
 
 
-class ControlServer(threading.Thread):
+class ControlServer(ServerThread):
     """Owns the ROUTER socket; answers each request with ``handler(request)``."""
 
     def __init__(self, address: str, handler: Handler, context, *, secure: Optional[Callable] = None,
                  max_request_bytes: int = MAX_REQUEST_BYTES, linger_ms: int = 200) -> None:
         """``secure(sock)`` makes the socket a CURVE server before it is bound (the publisher's keys)."""
-        super().__init__(name="control", daemon=False)
         check_exposure(address, secure is not None)  # before any thread or socket exists
+        super().__init__("control")
         self.address = address
         self._handler = handler
         self._ctx = context
         self._secure = secure
         self._max_request_bytes = max_request_bytes
         self._linger_ms = linger_ms
-        self._stop_event = threading.Event()
-        self.ready = threading.Event()
-        self.error: Optional[BaseException] = None  # the bind failed (raised by start_and_wait)
-        #: what ended the thread after the bind, for the supervisor (streamer/supervisor.py), which logs it
-        self.failure: Optional[BaseException] = None
-        self.endpoint: Optional[str] = None  # the address actually bound (a ``*`` port resolved)
         self.served = 0
         self.malformed = 0
-
-    def start_and_wait(self, timeout: float = 5.0) -> None:
-        """Start the thread and wait for the bind; a bind failure is raised here as PublisherError."""
-        self.start()
-        self.ready.wait(timeout)
-        if self.error is not None:
-            raise self.error
 
     def again(self) -> "ControlServer":
         """A new server on the endpoint this one had bound (same port, even if it was ``*``), not started."""
         return ControlServer(self.endpoint or self.address, self._handler, self._ctx, secure=self._secure,
                              max_request_bytes=self._max_request_bytes, linger_ms=self._linger_ms)
-
-    def request_stop(self) -> None:
-        self._stop_event.set()
-
-    def stop(self, timeout: float = 3.0) -> None:
-        self.request_stop()
-        if self.ident is not None:
-            self.join(timeout)
-            if self.is_alive():
-                log.warning("control thread still alive %.1f s after stop", timeout)
 
     def _open(self, zmq):
         sock = self._ctx.socket(zmq.ROUTER)
@@ -93,13 +69,7 @@ class ControlServer(threading.Thread):
         sock.setsockopt(zmq.RCVHWM, 100)
         if self._secure is not None:
             self._secure(sock)
-        try:
-            sock.bind(self.address)
-        except zmq.ZMQError as exc:
-            sock.close(linger=0)
-            raise PublisherError(f"cannot bind the control socket to {redact(self.address)}: {exc.strerror}; pick a "
-                                 "free address with --control ADDRESS (or --control off)") from None
-        self.endpoint = bound_endpoint(sock, self.address)
+        self.endpoint = bind(sock, self.address, "control socket", "--control ADDRESS (or --control off)")
         return sock
 
     def run(self) -> None:

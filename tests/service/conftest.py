@@ -39,7 +39,7 @@ class FakeService:
         self.sources[source.id] = source
         self.states[source.id] = "connecting"
         self.sessions += 1
-        return {"id": source.id, "session": f"s{self.sessions}", "state": "connecting"}
+        return {"id": source.id, "session": f"{self.sessions:08x}", "state": "connecting"}
 
     def add(self, source: SourceConfig) -> dict:
         with self.lock:
@@ -72,7 +72,7 @@ class FakeService:
         with self.lock:
             self.calls.append("list")
             return {"sources": [api.list_entry(s, url=redact(s.url), mode=s.mode or "live", state=self.states[i],
-                                               reason="", session="s", fps=25.0, frames=10, results=2, drops=1)
+                                               reason="", session="0000000a", fps=25.0, frames=10, results=2, drops=1)
                                 for i, s in self.sources.items()]}
 
     def reload(self) -> dict:

@@ -28,7 +28,7 @@ def run(capsys, server, *argv: str) -> tuple[int, str, str]:
 def test_add_list_update_remove(capsys, server, service):
     code, out, err = run(capsys, server, "add", "door", "rtsp://admin:pw@10.0.0.5/live", "--mode", "live",
                          "--option", "open_timeout_s=2.5", "--option", "loop=false", "--option", "ring_capacity=32")
-    assert (code, out, err) == (0, "add: door (session s1, connecting)\n", "")
+    assert (code, out, err) == (0, "add: door (session 00000001, connecting)\n", "")
     options = service.sources["door"].options
     assert (options.open_timeout_s, options.loop, options.ring_capacity) == (2.5, False, 32)  # typed as YAML is
     code, out, _ = run(capsys, server, "list")
@@ -38,7 +38,7 @@ def test_add_list_update_remove(capsys, server, service):
     assert row.split() == ["door", "connecting", "live", "25.0", "2", "1", "rtsp://***@10.0.0.5/live"]
     code, out, _ = run(capsys, server, "list", "--json")
     assert code == 0 and [s["id"] for s in json.loads(out)] == ["door"]
-    assert run(capsys, server, "update", "door", "0")[:2] == (0, "update: door (session s2, connecting)\n")
+    assert run(capsys, server, "update", "door", "0")[:2] == (0, "update: door (session 00000002, connecting)\n")
     assert run(capsys, server, "remove", "door")[:2] == (0, "removed: door\n")
 
 
@@ -99,7 +99,7 @@ def test_as_a_command_with_curve_keys(tmp_path, service, zmq_context, monkeypatc
                 "--client-key", str(tmp_path / "clients" / "ops.key_secret")]
         done = subprocess.run(base + keys + ["add", "cam", "synthetic://"], cwd=feeds.REPO, env=feeds.ENV,
                               capture_output=True, text=True, timeout=60)
-        assert (done.returncode, done.stdout, done.stderr) == (0, "add: cam (session s1, connecting)\n", "")
+        assert (done.returncode, done.stdout, done.stderr) == (0, "add: cam (session 00000001, connecting)\n", "")
         plain = subprocess.run(base + ["list"], cwd=feeds.REPO, env=feeds.ENV, capture_output=True, text=True,
                                timeout=60)
         assert plain.returncode == 1 and plain.stderr.startswith("error: no reply from")

@@ -48,7 +48,8 @@ def test_the_recipes_pass_flags_run_stream_accepts():
     import run_stream
 
     args = run_stream.build_parser().parse_args(exec_start()[2:])
-    assert args.state == "%S/timesformer-stream/sources.json" and str(args.config) == "/etc/timesformer-stream/config.yaml"
+    assert args.state == "%S/timesformer-stream/sources.json"
+    assert str(args.config) == "/etc/timesformer-stream/config.yaml"
     entry = next(v for k, v in dockerfile_instructions() if k == "ENTRYPOINT")
     argv = json.loads(entry)
     assert argv[:2] == ["python", "/app/run_stream.py"]

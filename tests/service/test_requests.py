@@ -93,12 +93,13 @@ def test_undecodable_requests_get_one_line(service, raw, error, reply):
 def test_operations_reach_the_service_once_each(service, reply):
     source = {"id": "door", "url": "rtsp://user:secret@10.0.0.5/live"}
     added = reply(service, {"op": "add", "source": source, "version": 1})
-    assert added == {"ok": True, "op": "add", "version": 1, "id": "door", "session": "s1", "state": "connecting"}
+    assert added == {"ok": True, "op": "add", "version": 1, "id": "door", "session": "00000001", "state": "connecting"}
     listed = reply(service, {"op": "list"})
     assert [s["id"] for s in listed["sources"]] == ["door"]
     assert "secret" not in json.dumps(listed)  # S6: urls are redacted
-    assert reply(service, {"op": "add", "source": source})["error"] == "id 'door' is already running; use update to change it"
-    assert reply(service, {"op": "update", "source": {**source, "url": "1"}})["session"] == "s2"
+    refused = reply(service, {"op": "add", "source": source})
+    assert refused["error"] == "id 'door' is already running; use update to change it"
+    assert reply(service, {"op": "update", "source": {**source, "url": "1"}})["session"] == "00000002"
     assert reply(service, {"op": "remove", "id": "door"}) == {"ok": True, "op": "remove", "version": 1, "id": "door"}
     assert reply(service, {"op": "remove", "id": "door"})["error"] == "no stream 'door'; running: none"
     assert service.calls == ["add", "list", "add", "update", "remove", "remove"]

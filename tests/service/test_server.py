@@ -21,12 +21,13 @@ pytestmark = pytest.mark.timeout(60)
 
 def test_every_operation_round_trips(server, service, zmq_context, reply_fields):
     with Client(server.endpoint, context=zmq_context) as ctl:
-        assert reply_fields(ctl.add({"id": "door", "url": "rtsp://u:p@10.0.0.5/live", "options": {"open_timeout_s": 2}})) == {
-            "ok": True, "op": "add", "version": 1, "id": "door", "session": "s1", "state": "connecting"}
+        added = ctl.add({"id": "door", "url": "rtsp://u:p@10.0.0.5/live", "options": {"open_timeout_s": 2}})
+        assert reply_fields(added) == {
+            "ok": True, "op": "add", "version": 1, "id": "door", "session": "00000001", "state": "connecting"}
         assert service.sources["door"].options.open_timeout_s == 2.0
         assert [s["id"] for s in ctl.list()] == ["door"]
         assert ctl.list()[0]["url"] == "rtsp://***@10.0.0.5/live"
-        assert ctl.update({"id": "door", "url": "1"})["session"] == "s2"
+        assert ctl.update({"id": "door", "url": "1"})["session"] == "00000002"
         assert reply_fields(ctl.health()) == {"ok": True, "op": "health", "version": 1, "healthy": False, "streams": 1,
                                 "problems": ["door: connecting"]}
         service.config_sources = [service.sources["door"]]
@@ -143,7 +144,8 @@ def test_curve_admits_only_allowed_clients(tmp_path, service, zmq_context, monke
     srv.start_and_wait()
     try:
         alice = security.client_options(tmp_path / "server" / "server.key", tmp_path / "clients" / "alice.key_secret")
-        mallory = security.client_options(tmp_path / "server" / "server.key", tmp_path / "others" / "mallory.key_secret")
+        mallory = security.client_options(tmp_path / "server" / "server.key",
+                                          tmp_path / "others" / "mallory.key_secret")
         with Client(srv.endpoint, context=zmq_context, curve=alice) as ctl:
             assert ctl.add({"id": "door", "url": "0"})["id"] == "door"
         for options in (mallory, None):
