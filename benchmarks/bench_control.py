@@ -7,8 +7,8 @@ control socket on a free loopback port and a ``--state`` file; this script is an
 
   first result   add -> the new stream's first result arrives (from sending the add), N times
   others         a stream left alone while 20 add/remove/update operations run against other
-                 streams: its seq gaps and capture->publish p50/p99, against an equally long quiet
-                 period just before (same run)
+                 streams: its seq gaps and capture->publish p50/p99, against equally long quiet
+                 periods (quiet and busy blocks alternate, same run, same background streams)
   cycles         100 add/remove cycles: the process's threads, open fds and RSS at the start, after
                  10 cycles and after 100
   round trip     ``list`` with 16 streams running: p50/p99 over many calls
@@ -41,8 +41,14 @@ from streamer.testing.processes import StreamProcess, free_tcp_address, make_tin
 SECTION = "bench_control"
 KEEP = "keep"
 KEEP_URL = "testpattern://?fps=25&width=64&height=48"
-OTHER_URL = "testpattern://?fps=10&width=64&height=48&frames={n}"  # frames: 0 = endless; n makes an update differ
+OTHER_URL = "testpattern://?fps=10&width=64&height=48&frames={n}"
 CONFIG = "window: {stride: 1, hop: 1}\nbatching: {max_batch: 4, max_wait_ms: 5}\nevents: {enabled: false}\n"
+
+
+def other_url(k: int = 0) -> str:
+    """A 10 fps test pattern; ``k`` makes the URL differ (an update is a change) while it still runs for days
+    (``frames`` 0 is endless, 10**7 + k frames is 11 days at 10 fps)."""
+    return OTHER_URL.format(n=10**7 + k if k else 0)
 
 
 class Monitor:
@@ -124,7 +130,7 @@ def first_results(mon: Monitor, n: int) -> list[float]:
     for i in range(n):
         stream = f"new{i}"
         sent = time.monotonic()
-        mon.client.add({"id": stream, "url": OTHER_URL.format(n=0)})
+        mon.client.add({"id": stream, "url": other_url()})
         took = mon.first_result_after(stream, sent)
         mon.client.remove(stream)
         if took is None:
@@ -133,37 +139,54 @@ def first_results(mon: Monitor, n: int) -> list[float]:
     return out
 
 
-def others(mon: Monitor, ops: int, seconds: float) -> dict:
-    """A quiet period, then ``ops`` operations spread over as long a period; ``keep`` measured in both."""
-    quiet_start = time.monotonic()
-    time.sleep(seconds)
-    busy_start = time.monotonic()
-    rng = random.Random(7)
-    live: list[str] = []
-    for k in range(ops):
-        op = "add" if not live or (len(live) < 4 and rng.random() < 0.5) else rng.choice(["remove", "update"])
-        if op == "add":
-            stream = f"o{k}"
-            mon.client.add({"id": stream, "url": OTHER_URL.format(n=k)})
-            live.append(stream)
-        elif op == "remove":
-            mon.client.remove(live.pop(rng.randrange(len(live))))
-        else:
-            mon.client.update({"id": rng.choice(live), "url": OTHER_URL.format(n=1000 + k)})
-        time.sleep(max(0.0, busy_start + seconds * (k + 1) / ops - time.monotonic()))
-    busy_end = time.monotonic()
-    for stream in live:
+BACKGROUND = ("bg0", "bg1")  #: other streams that run through both periods of `others`
+#: the operations of one busy block, against the background and one extra stream (gone again at its end)
+BLOCK_OPS = ("add extra", "update bg0", "update bg1", "remove extra", "update bg0")
+
+
+def _operate(mon: Monitor, op: str, k: int) -> None:
+    verb, stream = op.split()
+    if verb == "remove":
         mon.client.remove(stream)
-    quiet, quiet_gaps = keep_stats(mon, quiet_start, busy_start)
-    busy, busy_gaps = keep_stats(mon, busy_start, busy_end)
-    return {"quiet": quiet, "busy": busy, "gaps": quiet_gaps + busy_gaps, "ops": ops, "seconds": seconds}
+    else:
+        getattr(mon.client, verb)({"id": stream, "url": other_url(k)})
+
+
+def others(mon: Monitor, ops: int, seconds: float) -> dict:
+    """``keep`` while the same background streams run: in quiet blocks with no operation, and in busy blocks
+    with the operations of :data:`BLOCK_OPS` against the other streams, spread evenly; quiet and busy
+    blocks alternate (``ops / len(BLOCK_OPS)`` pairs), so the machine's drift (other jobs) falls on both
+    alike. ``seconds``: the quiet (and the busy) time in all."""
+    rounds = ops // len(BLOCK_OPS)
+    for stream in BACKGROUND:
+        since = time.monotonic()
+        mon.client.add({"id": stream, "url": other_url()})
+        mon.first_result_after(stream, since)
+    block_s = seconds / rounds
+    quiet, busy, gaps, k = [], [], 0, 0
+    for _ in range(rounds):
+        t0 = time.monotonic()
+        time.sleep(block_s)
+        t1 = time.monotonic()
+        for j, op in enumerate(BLOCK_OPS):
+            _operate(mon, op, k)
+            k += 1
+            time.sleep(max(0.0, t1 + block_s * (j + 1) / len(BLOCK_OPS) - time.monotonic()))
+        t2 = time.monotonic()
+        for into, (a, b) in ((quiet, (t0, t1)), (busy, (t1, t2))):
+            latencies, missed = keep_stats(mon, a, b)
+            into.extend(latencies)
+            gaps += missed
+    for stream in BACKGROUND:
+        mon.client.remove(stream)
+    return {"quiet": quiet, "busy": busy, "gaps": gaps, "ops": k, "seconds": seconds}
 
 
 def cycles(mon: Monitor, n: int) -> dict:
     base = mon.proc_counts()
     marks = {}
     for i in range(1, n + 1):
-        mon.client.add({"id": "cycle", "url": OTHER_URL.format(n=0)})
+        mon.client.add({"id": "cycle", "url": other_url()})
         wait_until(lambda: any(s["id"] == "cycle" and s["frames"] > 0 for s in mon.client.list()), 10, 0.02)
         mon.client.remove("cycle")
         if i in (10, n):
@@ -199,7 +222,7 @@ def kill_once(folder: Path, model: Path, ops: int, rng: random.Random) -> tuple[
             ids = sorted(acked)
             op = rng.choice(["add", "add", "remove", "update"]) if len(ids) > 1 else "add"
             stream = f"k{k}" if op == "add" else rng.choice([i for i in ids if i != KEEP] or [KEEP])
-            url = OTHER_URL.format(n=k)
+            url = other_url(k)
             request = {"op": op, "id": stream} if op == "remove" else {"op": op, "source": {"id": stream, "url": url}}
             if k == kill_at:
                 threading.Timer(rng.uniform(0.0, 0.01), mon.proc.proc.kill).start()
@@ -253,7 +276,7 @@ def report(first: list[float], oth: dict, cyc: dict, rtt: list[float], kills: li
         "| measurement | result | target |",
         "|---|---|---|",
         f"| add -> first result (n={len(first)}) | p50 {pct(first, 50):.2f} s, max {max(first):.2f} s | <= 3 s |",
-        f"| `{KEEP}` capture->publish, quiet / during {oth['ops']} ops ({oth['seconds']:g} s each) | "
+        f"| `{KEEP}` capture->publish, quiet / during {oth['ops']} ops ({oth['seconds']:g} s each, 2 other streams) | "
         f"p50 {pct(oth['quiet'], 50):.1f} / {pct(oth['busy'], 50):.1f} ms, p99 {q99:.1f} / {b99:.1f} ms "
         f"(x{b99 / q99:.2f}) | p99 <= x1.20 |",
         f"| `{KEEP}` seq gaps over both periods ({len(oth['quiet']) + len(oth['busy'])} results) | {oth['gaps']} | 0 |",
@@ -274,7 +297,7 @@ def report(first: list[float], oth: dict, cyc: dict, rtt: list[float], kills: li
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--adds", type=int, default=10, help="add -> first result repetitions")
-    p.add_argument("--ops", type=int, default=20, help="operations against other streams")
+    p.add_argument("--ops", type=int, default=20, help="operations against other streams (a multiple of 5)")
     p.add_argument("--seconds", type=float, default=20.0, help="length of the quiet and the busy period")
     p.add_argument("--cycles", type=int, default=100, help="add/remove cycles")
     p.add_argument("--calls", type=int, default=300, help="list round trips")
@@ -282,8 +305,11 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help="small counts (proves the script), nothing written")
     p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args(argv)
+    if args.ops < len(BLOCK_OPS) or args.ops % len(BLOCK_OPS):
+        p.error(f"--ops {args.ops}: the busy blocks run {len(BLOCK_OPS)} operations each; use a positive multiple of "
+                f"{len(BLOCK_OPS)}")
     if args.quick:
-        args.adds, args.ops, args.seconds, args.cycles, args.calls, args.kills = 2, 6, 3.0, 12, 30, 1
+        args.adds, args.ops, args.seconds, args.cycles, args.calls, args.kills = 2, 10, 4.0, 12, 30, 1
         args.no_write = True
     return args
 
