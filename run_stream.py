@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video source: camera index, /dev/videoN, rtsp://, http(s)://, tcp://, file, "
                         "testpattern://, synthetic://; repeat for several; replaces the config's sources")
     p.add_argument("--model", help="checkpoint: folder, .pyth/.pth file, hub id, or built-in name")
-    p.add_argument("--precision", choices=["auto", "int8", "fp16", "bf16", "fp32"], help="inference precision")
+    p.add_argument("--precision", choices=["auto", "int8", "fp16", "bf16", "fp32", "int8-x86", "int8-bnb", "int8-ao",
+                                            "fp8"],
+                   help="inference precision (README: the precision table); int8: the device's fast 8-bit path")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--publish", metavar="ADDRESS", help="ZeroMQ address to bind, e.g. tcp://127.0.0.1:5555 or ipc:///tmp/x")
     p.add_argument("--mode", choices=["live", "file"], help="live: only fresh windows; file: every window, as fast as possible")
@@ -94,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-batches", metavar="B,B,...",
                    help="--bench batch sizes (default: 1 and batching.max_batch)")
     p.add_argument("--bench-repeats", type=int, default=10, metavar="N", help="--bench timed runs per row")
+    p.add_argument("--bench-source", metavar="VIDEO",
+                   help="--bench: a video (file or URL) whose first windows are the clips top-1 agreement is "
+                        "measured on (default: the motion-demo's held-out video for motion-demo, else synthetic)")
     return p
 
 
@@ -272,7 +277,8 @@ def _bench(args: argparse.Namespace, config) -> int:
               file=sys.stderr)
         return 2
     try:
-        return run_bench(config, BenchConfig(batches=batches, repeats=args.bench_repeats), sys.stdout)
+        return run_bench(config, BenchConfig(batches=batches, repeats=args.bench_repeats, source=args.bench_source),
+                         sys.stdout)
     except RecognizerError as exc:
         return _error(exc)
 

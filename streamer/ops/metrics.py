@@ -24,7 +24,7 @@ message the publisher sent (:meth:`Metrics.on_sent`, publisher thread):
 | ``timesformer_open_events`` | gauge | stream |
 | ``timesformer_publisher_sent_total`` | counter (messages handed to ZeroMQ) | |
 | ``timesformer_publisher_queue_dropped_total`` | counter (messages dropped before ZeroMQ: the publisher's queue was full; *not* ZeroMQ's drops at a slow subscriber's SNDHWM, which PUB cannot count: subscribers see those as ``seq`` gaps) | |
-| ``timesformer_model_bytes`` | gauge (the weights: ``model.loaded.weight_bytes``) | model, precision, device |
+| ``timesformer_model_bytes`` | gauge (the weights: ``model.quantize.weight_bytes``, packed int8 weights included) | model, precision, device |
 | ``timesformer_cuda_memory_allocated_bytes`` | gauge (CUDA only) | device |
 
 plus the standard ``process_*`` metrics (resident memory, CPU seconds, open files).
