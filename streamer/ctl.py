@@ -105,7 +105,11 @@ def run(args: argparse.Namespace, curve) -> int:
         elif args.op == "reload":
             r = client.reload()
             print(f"reloaded: added {r['added']}, removed {r['removed']}, updated {r['updated']}, "
-                  f"{r['unchanged']} unchanged")
+                  f"{r['unchanged']} unchanged" + (f"; CURVE allow-list: {r['allow_list_keys']} key(s)"
+                                                   if "allow_list_keys" in r else ""))
+            if "allow_list_error" in r:
+                print(f"error: CURVE allow-list not reloaded: {r['allow_list_error']}", file=sys.stderr)
+                return 1
         else:
             h = client.health()
             if not h["healthy"]:

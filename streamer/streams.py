@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
-from model.errors import ControlError, RecognizerError
+from model.errors import ControlError, PublisherError, RecognizerError
 from streamer.config import AppConfig, SourceConfig
 from streamer.control import state_file
 from streamer.control.api import assess, diff_reply, diff_sources, list_entry
@@ -171,17 +171,32 @@ class StreamSet:
         return assess(self.list()["sources"])
 
     def reload(self) -> dict:
-        """Apply the config file's sources by id; a file that fails validation changes nothing (logged once)."""
+        """The CURVE allow folder read again (when CURVE is on: :meth:`_reload_allow_list`), then the config
+        file's sources applied by id; a file that fails validation changes no source (logged once)."""
         if self._reload_config is None:
             raise ControlError("reload: this pipeline was not started from config files; use add, remove or update")
+        keys = self._reload_allow_list()
         try:
             config = self._reload_config()
             with self._lock:
                 self._check_open()
-                return self._apply(config)
+                return {**self._apply(config), **keys}
         except RecognizerError as exc:
             log.error("reload refused, the running sources are unchanged: %s", exc)
             raise
+
+    def _reload_allow_list(self) -> dict:
+        """The publisher's CURVE allow-list (shared by the snapshot and control sockets) read again; reply fields
+        ``allow_list_keys`` (the keys in force) and, when the folder was refused, ``allow_list_error`` (the
+        list in force stays: fail closed). Nothing when CURVE is off."""
+        curve = self._runtime.publisher.curve if self._runtime is not None else None
+        if curve is None:
+            return {}
+        try:
+            return {"allow_list_keys": len(curve.reload())}
+        except PublisherError as exc:
+            log.error("CURVE allow-list reload refused, the %d key(s) in force stay: %s", len(curve.allowed), exc)
+            return {"allow_list_keys": len(curve.allowed), "allow_list_error": str(exc)}
 
     # ---- helpers (under the lock) ---------------------------------------------------------------
     def _apply(self, config: AppConfig) -> dict:

@@ -25,6 +25,7 @@ class FakeService:
         self.sources: dict[str, SourceConfig] = {}
         self.states: dict[str, str] = {}
         self.config_sources: list[SourceConfig] = []  # what reload reads
+        self.allow_list: dict = {}  # reload's CURVE fields (allow_list_keys, allow_list_error) when CURVE is on
         self.max_sources = max_sources
         self.shutting_down = False
         self.calls: list[str] = []
@@ -82,7 +83,7 @@ class FakeService:
             diff = api.diff_sources(self.sources.values(), self.config_sources)
             self.sources = {s.id: s for s in self.config_sources}
             self.states = {i: self.states.get(i, "connecting") for i in self.sources}
-            return api.diff_reply(*diff)
+            return {**api.diff_reply(*diff), **self.allow_list}
 
     def health(self) -> dict:
         return api.assess(self.list()["sources"])

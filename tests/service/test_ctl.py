@@ -71,6 +71,16 @@ def test_reload(capsys, server, service):
     assert (code, out) == (0, "reloaded: added ['c'], removed ['b'], updated [], 1 unchanged\n")
 
 
+def test_reload_reports_the_curve_allow_list_and_a_refused_folder_is_exit_1(capsys, server, service):
+    service.allow_list = {"allow_list_keys": 2}
+    assert run(capsys, server, "reload") == (0, "reloaded: added [], removed [], updated [], 0 unchanged; CURVE "
+                                                "allow-list: 2 key(s)\n", "")
+    service.allow_list = {"allow_list_keys": 2, "allow_list_error": "key file /k/x.key holds no public-key line"}
+    code, out, err = run(capsys, server, "reload")
+    assert (code, err) == (1, "error: CURVE allow-list not reloaded: key file /k/x.key holds no public-key line\n")
+    assert out.startswith("reloaded: ")
+
+
 def test_no_service_is_exit_1(capsys):
     code = ctl.main(["--address", feeds.free_tcp_address(), "--timeout", "0.3", "list"])
     _, err = capsys.readouterr()

@@ -138,21 +138,28 @@ def test_kill_9_during_operations_restores_the_last_acknowledged_set(tmp_path, t
             assert restored == expected
 
 
-def test_control_off_loopback_needs_curve_and_curve_admits_only_allowed_clients(tmp_path, tiny_model):
-    exposed = subprocess.run(feeds.run_stream_argv("--source", url(10), "--control", "tcp://0.0.0.0:5557"),
-                             cwd=feeds.REPO, env=feeds.ENV, capture_output=True, text=True, timeout=120)
-    assert exposed.returncode == 2
-    assert exposed.stderr.startswith("error: control.address: tcp://0.0.0.0:5557 can be reached from other machines")
+def curve_keys(tmp_path):
+    """A server key pair, ``ops`` allowed (in clients/) and ``eve`` not (in others/); (config, ops, eve)
+    with ops' and eve's CURVE client options."""
     security.generate_keypair(tmp_path / "server", "server")
     security.generate_keypair(tmp_path / "clients", "ops")
     security.generate_keypair(tmp_path / "others", "eve")
     config = tmp_path / "curve.yaml"
     config.write_text(f"publisher: {{curve_secret_key: {tmp_path / 'server' / 'server.key_secret'}, "
                       f"curve_allow_dir: {tmp_path / 'clients'}}}\n")
+    server_key = tmp_path / "server" / "server.key"
+    return (config, security.client_options(server_key, tmp_path / "clients" / "ops.key_secret"),
+            security.client_options(server_key, tmp_path / "others" / "eve.key_secret"))
+
+
+def test_control_off_loopback_needs_curve_and_curve_admits_only_allowed_clients(tmp_path, tiny_model):
+    exposed = subprocess.run(feeds.run_stream_argv("--source", url(10), "--control", "tcp://0.0.0.0:5557"),
+                             cwd=feeds.REPO, env=feeds.ENV, capture_output=True, text=True, timeout=120)
+    assert exposed.returncode == 2
+    assert exposed.stderr.startswith("error: control.address: tcp://0.0.0.0:5557 can be reached from other machines")
+    config, ops, eve = curve_keys(tmp_path)
     with start(tmp_path, tiny_model, "--config", str(config), "--source", f"cam={url(10)}") as run:
         address = run.endpoint("control")
-        ops = security.client_options(tmp_path / "server" / "server.key", tmp_path / "clients" / "ops.key_secret")
-        eve = security.client_options(tmp_path / "server" / "server.key", tmp_path / "others" / "eve.key_secret")
         with Client(address, curve=ops) as ctl:
             assert [s["id"] for s in ctl.list()] == ["cam"]
         for options in (eve, None):
@@ -160,6 +167,34 @@ def test_control_off_loopback_needs_curve_and_curve_admits_only_allowed_clients(
                 other.remove("cam")
         with Client(address, curve=ops) as ctl:
             assert [s["id"] for s in ctl.list()] == ["cam"]
+        assert run.terminate(15) == 0, run.stderr()
+
+
+def test_reload_and_sighup_read_the_curve_allow_folder_again(tmp_path, tiny_model, control_schema):
+    config, ops, eve = curve_keys(tmp_path)
+    with start(tmp_path, tiny_model, "--config", str(config), "--source", f"cam={url(10)}") as run:
+        address = run.endpoint("control")
+        with Client(address, curve=eve, timeout=1.5) as other, pytest.raises(ControlError, match="no reply"):
+            other.list()
+        (tmp_path / "clients" / "eve.key").write_bytes((tmp_path / "others" / "eve.key").read_bytes())
+        with Client(address, curve=ops) as ctl:
+            reply = ctl.reload()  # the control socket's reload
+        assert reply["allow_list_keys"] == 2 and "allow_list_error" not in reply and reply["unchanged"] == 1
+        control_schema("reply", reply)
+        with Client(address, curve=eve) as other:
+            assert [s["id"] for s in other.list()] == ["cam"]
+        (tmp_path / "clients" / "eve.key").unlink()
+        run.proc.send_signal(signal.SIGHUP)  # SIGHUP: the same
+        assert feeds.wait_until(lambda: run.stderr().count("CURVE allow-list reloaded") == 2, 30), run.stderr()
+        with Client(address, curve=eve, timeout=1.5) as other, pytest.raises(ControlError, match="no reply"):
+            other.list()
+        (tmp_path / "clients" / "broken.key").write_text("not a certificate\n")  # refused: the keys in force stay
+        with Client(address, curve=ops) as ctl:
+            reply = ctl.reload()
+            assert reply["allow_list_keys"] == 1 and "broken.key" in reply["allow_list_error"]
+            control_schema("reply", reply)
+            assert [s["id"] for s in ctl.list()] == ["cam"]
+        assert "CURVE allow-list reload refused, the 1 key(s) in force stay" in run.stderr()
         assert run.terminate(15) == 0, run.stderr()
 
 
