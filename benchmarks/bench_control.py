@@ -15,7 +15,7 @@ control socket on a free loopback port and a ``--state`` file; this script is an
   kill -9        the process killed at a random moment during 50 random operations, then started
                  again with the same --state: the restored set against the last acknowledged one
 
-    python -m benchmarks.bench_control              # all of it (about 8 minutes on 2 busy cores)
+    python -m benchmarks.bench_control              # all of it (about 4 minutes on 2 busy cores)
     python -m benchmarks.bench_control --quick      # small counts, nothing written
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import emit, machine
+from benchmarks.report import emit, load_average, machine, simd
 from model.errors import ControlError
 from streamer.control import Client
 from streamer.subscribe import Subscriber
@@ -316,6 +316,7 @@ def parse_args(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    load_start = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model = make_tiny_model(folder / "tiny")
@@ -336,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             kills.append(kill_once(state, model, 50, rng))
     text = (
         "## Service mode (`benchmarks/bench_control.py`)\n\n"
-        f"Machine: {machine()}. **Measured while other jobs shared the 2 cores.**\n"
+        f"Machine: {machine()}; {simd()}; load average (1, 5, 15 min) at the start {load_start}, at the end "
+        f"{load_average()}. **Measured while other jobs shared the 2 cores.**\n"
         "run_stream.py in its own process: tiny TimeSformer (32 px, 2 layers, 8 frames), CPU, one torch thread, "
         f"window stride 1 hop 1; `{KEEP}` is a live test pattern at 25 fps, the streams operated on are test "
         "patterns at 10 fps (64x48). This script drives the control socket with `streamer.control.Client` and "
