@@ -80,6 +80,13 @@ class Console(threading.Thread):
     def on_frame(self, stream: str, index: int, wall: float, image) -> None:
         self.previews.frame(stream, wall, image)
 
+    def add_stream(self, stream: str) -> None:
+        """A stream added while running: previews from now on (its tile appears with its first status)."""
+        self.previews.add(stream)
+
+    def forget(self, stream: str) -> None:
+        self.previews.forget(stream)
+
     def _put(self, item: dict) -> None:
         try:
             self._inbox.put_nowait(item)
