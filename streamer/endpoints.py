@@ -23,6 +23,7 @@ from typing import Iterable
 
 from model.errors import PublisherError
 from streamer.redact import redact
+from streamer.supervisor import join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,4 @@ class ServerThread(threading.Thread):
 
     def stop(self, timeout: float = 3.0) -> None:
         self.request_stop()
-        if self.ident is not None:
-            self.join(timeout)
-            if self.is_alive():
-                log.warning("%s thread still alive %.1f s after stop", self.name, timeout)
+        join_or_warn(self, timeout)

@@ -37,6 +37,21 @@ from typing import Callable, Iterable
 log = logging.getLogger(__name__)
 
 
+def join_or_warn(thread: threading.Thread, timeout: float) -> bool:
+    """Join ``thread`` for at most ``timeout`` seconds (one that never started counts as ended).
+
+    A thread still alive then is named in one warning, since shutdown goes on without it; returns
+    whether it ended.
+    """
+    if thread.ident is None:
+        return True
+    thread.join(timeout)
+    if thread.is_alive():
+        log.warning("%s thread still alive %.1f s after stop", thread.name, timeout)
+        return False
+    return True
+
+
 class Policy(enum.Enum):
     FATAL = "fatal"  #: the pipeline stops with exit status 1
     RESTART = "restart"  #: the component is started again (rate-limited, then fatal)

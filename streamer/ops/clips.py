@@ -29,6 +29,7 @@ from typing import Callable, NamedTuple
 from streamer.core.stats import StatsRegistry
 from streamer.ops.clipfile import ClipFile, enforce_retention, require_av
 from streamer.config import ClipsConfig
+from streamer.supervisor import join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +179,7 @@ class ClipRecorder(threading.Thread):
     def stop(self, timeout: float = 10.0) -> None:
         """:meth:`request_stop`, then join."""
         self.request_stop()
-        if self.ident is not None:
-            self.join(timeout)
-            if self.is_alive():
-                log.warning("clips thread still alive %.1f s after stop", timeout)
+        join_or_warn(self, timeout)
 
     def run(self) -> None:
         next_retention = 0.0

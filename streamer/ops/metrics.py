@@ -39,6 +39,7 @@ from typing import Callable
 from model.errors import PublisherError
 from streamer.config import MetricsConfig
 from streamer.core.stats import STATES, StatsRegistry
+from streamer.supervisor import join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,4 @@ class Metrics:
     def stop(self, timeout: float = 3.0) -> None:
         self.request_stop()
         if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("metrics thread still alive %.1f s after stop", timeout)
+            join_or_warn(self._thread, timeout)

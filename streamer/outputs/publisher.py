@@ -26,6 +26,7 @@ from streamer.redact import redact
 from streamer.outputs.security import CurveServer, is_loopback
 from streamer.endpoints import bind
 from streamer.core.stats import StatsRegistry, StreamState, StreamStats
+from streamer.supervisor import join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,7 @@ class Publisher:
     def stop(self, timeout: float = 3.0) -> None:
         """:meth:`request_stop`, then join the thread for at most ``timeout`` seconds."""
         self.request_stop()
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("publisher thread still alive %.1f s after stop", timeout)
+        join_or_warn(self._thread, timeout)
 
     def alive(self) -> bool:
         return self._thread.is_alive()
