@@ -9,8 +9,10 @@ says what was wrong and what to do about it, in one line, so the CLI can print i
     ├── QuantizationError    int8 requested but impossible (no bitsandbytes, nothing to replace)
     ├── SourceError          a video source cannot be opened or read                   (exit 1)
     ├── PublisherError       the ZeroMQ endpoint cannot be bound, key files unusable   (exit 1)
-    └── ClusterError         Ray missing, unreachable or short of room; a worker refused its streams (exit 1)
-        └── WorkerUnavailable    a worker actor did not answer: lost, restarting, or not placed yet
+    ├── ClusterError         Ray missing, unreachable or short of room; a worker refused its streams (exit 1)
+    │   └── WorkerUnavailable    a worker actor did not answer: lost, restarting, or not placed yet
+    └── ControlError         a control request cannot be carried out (unknown or duplicate id,
+                             over the cap, shutting down), or no reply came         (exit 1)
 
 This module imports nothing heavy, so `streamer` can use it without pulling in torch.
 """
@@ -53,3 +55,7 @@ class ClusterError(RecognizerError):
 class WorkerUnavailable(ClusterError):
     """A worker actor did not answer a call: its process or node is lost, Ray is restarting it, or it has
     not been placed yet (the cluster lacks room)."""
+
+
+class ControlError(RecognizerError):
+    """A control request (add, remove, update, list, reload) cannot be carried out, or got no reply."""

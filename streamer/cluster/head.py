@@ -27,7 +27,7 @@ from model.errors import ConfigError
 from streamer.config import AppConfig
 from streamer.endpoints import Listen, check_free
 from streamer.sources.table import plan_source
-from streamer.supervisor import Deadline, Policy, Supervisor, Watched
+from streamer.supervisor import Deadline, Policy, Supervisor, Watched, restarted
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,6 @@ class ClusterHead:
         self.fleet.start()
 
     def _start_snapshot(self, ctx) -> None:
-        from streamer.ops.features import restart_snapshot
         from streamer.outputs.snapshot import SnapshotServer
 
         curve = self.hub.curve
@@ -130,7 +129,7 @@ class ClusterHead:
                                        secure=curve.secure if curve is not None else None)
         self.supervisor.watch(Watched("snapshot", thread=lambda: self.snapshot, failure=lambda: self.snapshot.failure,
                                       policy=Policy.RESTART, doing=lambda: "answering",
-                                      restart=lambda: setattr(self, "snapshot", restart_snapshot(self.snapshot))))
+                                      restart=lambda: setattr(self, "snapshot", restarted(self.snapshot))))
         self.snapshot.start_and_wait()
 
     def _wait(self, stop: threading.Event) -> None:
