@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import machine, write_section
+from benchmarks.report import emit, machine
 from streamer.subscribe import Collector
 from streamer.testing.processes import ANY_PORT, StreamProcess, wait_until
 
@@ -128,10 +128,7 @@ def main() -> int:
                                  args.seconds, Path(tmp)))
             rows[-1]["label"] = label
             print(f"{label}: done", file=sys.stderr)
-    body = report(rows, args)
-    print(body)
-    if not args.no_write:
-        write_section(SECTION, body)
+    emit(SECTION, report(rows, args), write=not args.no_write)
     return 0
 
 

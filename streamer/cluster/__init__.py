@@ -17,6 +17,7 @@ the single-machine :class:`streamer.pipeline.Pipeline`:
 | ``worker`` | what a worker actor does, without Ray: runs the existing ``Pipeline`` over each share it is given, reports health |
 | ``fleet`` | the head's worker management, without Ray: slots, health, placement, loss and reassignment |
 | ``raybackend`` | the only module that imports Ray: starting or joining it, the actors, their calls, the clean-up |
+| ``control`` | the control API over the fleet: add/remove/update/list/reload/health/rebalance on the head's one control address, each carried out by the worker that owns (or will own) the stream |
 | ``head`` | ``ClusterHead.run``: binds the three addresses, runs the fleet until stopped, shuts everything down |
 
 Ray is imported only by ``raybackend`` (and the actor class it defines), and only when ``--cluster``

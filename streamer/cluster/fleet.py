@@ -21,18 +21,26 @@ and ``kill(handle, restart=...)``.
 - **Status while no worker serves a stream** is the head's to send (R17): ``connecting`` before its
   first worker, ``reassigning`` after losing one (with why, and, when no worker has room, that it
   waits for one to join), ``failed`` when a worker refused it, every ``publisher.heartbeat_s``.
+- **Sessions** are the head's: each start of a stream (at start-up, after a move, after ``add`` or
+  ``update``) gets a new one, which the head's status messages and the reply to ``add`` carry and the
+  worker runs the stream under (``seq`` goes on from where subscribers saw it stop on a move).
+- **Control** (streamer/cluster/control.py, from the control socket's thread, under :attr:`Fleet.lock`):
+  :meth:`Fleet.add` (placed at the next tick), :meth:`Fleet.remove` (the owning worker takes it out
+  of its pipeline; the hub retires it), :meth:`Fleet.rebalance`.
 - Moving live streams otherwise happens only on request (``rebalance``: :func:`streamer.cluster.cost.moves`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from model.errors import RecognizerError, WorkerUnavailable
-from streamer.cluster.cost import Bin, Item, expected_cost, place
+from streamer.cluster.cost import Bin, Item, expected_cost, moves, place
 from streamer.config import AppConfig, SourceConfig
 from streamer.core.stats import StreamState, StreamStats
 from streamer.outputs import protocol
@@ -41,6 +49,7 @@ from streamer.redact import redact
 log = logging.getLogger(__name__)
 
 HEALTH_INTERVAL_S = 0.5  #: how often each worker is asked for its health
+RETIRE_WAIT_S = 2.0  #: a removed stream's worker has this long to send its last status, else the head does
 START_GRACE_S = 60.0  #: at start, how long placement waits for every worker to come up
 
 
@@ -69,6 +78,12 @@ class Stream:
     since: float = field(default_factory=time.time)
     demand: float | None = None  #: windows/s it asked for, as its last worker measured
     served: bool = False  #: some worker has served it (a later wait is a reassignment)
+    session: str = field(default_factory=lambda: new_session())  #: this start of it (a move is a new start)
+
+
+def new_session() -> str:
+    """A stream's session id, as the single-machine pipeline makes them (streamer.core.stats.StreamStats)."""
+    return os.urandom(4).hex()
 
 
 @dataclass
@@ -88,7 +103,10 @@ class Fleet:
         self.clock = clock
         self.slots = [Slot(f"w{i}", None) for i in range(workers)]
         self.streams = {s.id: Stream(s, expected_cost(s)) for s in config.sources}
+        #: held by :meth:`tick` and by the control operations (streamer/cluster/control.py, another thread)
+        self.lock = threading.RLock()
         self._assigning: list[_Assign] = []
+        self._removing: list[tuple[str, str, Any]] = []  # (slot, share, pending remove call)
         self._started_at = clock()
         self._placed_once = False
         self._next_beat = 0.0
@@ -102,10 +120,14 @@ class Fleet:
         log.info("cluster: %d workers asked for, %d streams to place", len(self.slots), len(self.streams))
 
     def tick(self) -> None:
-        now = self.clock()
+        with self.lock:
+            self._tick(self.clock())
+
+    def _tick(self, now: float) -> None:
         for slot in self.slots:
             self._check_health(slot, now)
         self._collect_assigns()
+        self._collect_removals()
         if self._may_place(now):
             self._place_waiting()
         if now >= self._next_beat:
@@ -191,7 +213,7 @@ class Fleet:
 
     def _orphan(self, stream: Stream, why: str) -> None:
         stream.slot = stream.feed = None
-        stream.phase = "waiting"
+        stream.phase, stream.session = "waiting", new_session()  # its next start is a new session
         self._set(stream, StreamState.REASSIGNING, f"{why}; moving it to another worker")
 
     # ---- placement -----------------------------------------------------------------------------
@@ -242,7 +264,9 @@ class Fleet:
         """Ask ``slot``'s worker to serve ``streams`` (one share), each going on from its next seq."""
         ids = tuple(s.source.id for s in streams)
         first_seq = {i: self.hub.next_seq(i) for i in ids}
-        call = self.backend.call(slot.handle, "assign", self.config, [s.source for s in streams], first_seq)
+        sessions = {s.source.id: s.session for s in streams}
+        call = self.backend.call(slot.handle, "assign", self.config, [s.source for s in streams], first_seq,
+                                 sessions)
         self._assigning.append(_Assign(slot.name, slot.incarnation, call, ids))
         for stream in streams:
             stream.phase, stream.slot = "starting", slot.name
@@ -252,8 +276,8 @@ class Fleet:
         for entry in [a for a in self._assigning if a.call.done()]:
             self._assigning.remove(entry)
             slot = next(s for s in self.slots if s.name == entry.slot)
-            streams = [self.streams[i] for i in entry.streams if self.streams[i].slot == entry.slot
-                       and self.streams[i].phase == "starting"]
+            streams = [self.streams[i] for i in entry.streams if i in self.streams
+                       and self.streams[i].slot == entry.slot and self.streams[i].phase == "starting"]
             try:
                 reply = entry.call.result()
             except WorkerUnavailable:
@@ -265,12 +289,73 @@ class Fleet:
                     self._set(stream, StreamState.FAILED, f"worker {slot.name}: {exc}")
                 continue
             if not slot.ready or slot.incarnation != entry.incarnation or len(streams) != len(entry.streams):
-                self.backend.call(slot.handle, "release", reply["share"])  # lost or moved meanwhile
+                self.backend.call(slot.handle, "release", reply["share"])  # lost, moved or removed meanwhile
+                for stream in streams:  # the others of the share start again, in a share of their own
+                    stream.phase, stream.slot = "waiting", None
                 continue
             slot.feeds.add(reply["share"])
             self.hub.add_feed(reply["share"], reply["endpoint"], slot.name, entry.streams)
             for stream in streams:
                 stream.phase, stream.feed, stream.served = "serving", reply["share"], True
+
+    # ---- control operations (streamer/cluster/control.py; the caller holds self.lock) ----------
+    def add(self, source: SourceConfig) -> Stream:
+        """A new stream, placed at the next tick as the streams at start are; the head speaks for it until then."""
+        stream = Stream(source, expected_cost(source))
+        self.streams[source.id] = stream
+        log.info("stream %s: added (%s)", source.id, redact(source.url))
+        self._publish(stream)
+        return stream
+
+    def remove(self, stream_id: str, reason: str):
+        """Take a stream out: its worker removes it from its pipeline (its events end, its last status says
+        ``removed``). The pending call, or None when no worker serves it (the head says ``removed``)."""
+        stream = self.streams.pop(stream_id)
+        stream.state, stream.reason, stream.since = StreamState.REMOVED, reason, time.time()
+        log.info("stream %s: removed (%s)", stream_id, reason)
+        slot = next((s for s in self.slots if s.name == stream.slot and s.ready), None)
+        if stream.phase != "serving" or slot is None:  # a share still starting is released when it answers
+            self.hub.retire(stream_id, self.status(stream), 0.0)
+            return None
+        self.hub.retire(stream_id, self.status(stream), RETIRE_WAIT_S)
+        call = self.backend.call(slot.handle, "remove", stream.feed, stream_id)
+        self._removing.append((slot.name, stream.feed, call))
+        return call
+
+    def rebalance(self) -> list[tuple[str, str, str]]:
+        """Even out the load with the fewest moves (:func:`streamer.cluster.cost.moves`); each moved stream
+        loses its window: it is fenced at once, says ``reassigning``, and starts on its new worker under a new
+        session, its seq going on. The (stream, from, to) moves."""
+        serving = {s.source.id: s for s in self.streams.values() if s.phase == "serving"}
+        bins = [Bin(b.name, b.load, b.demand, b.capacity, [i for i in b.items if i in serving]) for b in self.bins()]
+        done = moves(bins, {i: Item(i, s.cost, s.demand) for i, s in serving.items()})
+        for stream_id, src, dst in done:
+            self._move(serving[stream_id], src, dst)
+        log.info("cluster: rebalance %s", ", ".join(f"{s} {a}->{b}" for s, a, b in done) or "moved nothing")
+        return done
+
+    def _move(self, stream: Stream, src: str, dst: str) -> None:
+        source, target = (next(s for s in self.slots if s.name == name) for name in (src, dst))
+        self.hub.release([stream.source.id])  # nothing more of it from src (its "removed" included)
+        self._removing.append((src, stream.feed, self.backend.call(source.handle, "remove", stream.feed,
+                                                                   stream.source.id)))
+        stream.feed, stream.session = None, new_session()
+        self._set(stream, StreamState.REASSIGNING, f"moving from worker {src} to {dst} (rebalance)")
+        self.assign(target, [stream])
+
+    def _collect_removals(self) -> None:
+        for entry in [r for r in self._removing if r[2].done()]:
+            self._removing.remove(entry)
+            name, share, call = entry
+            try:
+                released = call.result()["released"]
+            except RecognizerError as exc:  # lost meanwhile (its health check moves the rest), or ended
+                log.debug("cluster: remove on worker %s: %s", name, exc)
+                continue
+            slot = next(s for s in self.slots if s.name == name)
+            if released and share in slot.feeds:  # its last stream: the worker stopped the share
+                slot.feeds.discard(share)
+                self.hub.drop_feed(share)
 
     # ---- what the head says for streams without a worker ---------------------------------------
     def _set(self, stream: Stream, state: StreamState, reason: str) -> None:
@@ -293,7 +378,8 @@ class Fleet:
         if last is not None:
             snap.update({k: last["counters"][k] for k in ("frames", "windows", "results", "drops", "decode_errors",
                                                          "reconnects")})
-        snap.update(state=str(stream.state), reason=redact(stream.reason), state_since=stream.since)
+        snap.update(state=str(stream.state), reason=redact(stream.reason), state_since=stream.since,
+                    session=stream.session)
         return protocol.with_worker(protocol.status_message(sid, redact(stream.source.url), snap), None)
 
 

@@ -24,6 +24,7 @@ import time
 from typing import Callable
 
 from model.errors import ConfigError
+from streamer.control.api import reload_on_hangup
 from streamer.config import AppConfig
 from streamer.endpoints import Listen, check_free
 from streamer.sources.table import plan_source
@@ -53,7 +54,13 @@ def check_supported(config: AppConfig) -> None:
 
 
 class ClusterHead:
-    def __init__(self, config: AppConfig, *, mode_override: str | None = None) -> None:
+    def __init__(self, config: AppConfig, *, mode_override: str | None = None,
+                 reload_config: Callable[[], AppConfig] | None = None, notifier=None) -> None:
+        """``reload_config()``: the config as its files say now (``reload``, SIGHUP); ``notifier``: systemd's."""
+        from streamer.control.sdnotify import Notifier
+
+        self._mode, self._reload_config = mode_override, reload_config
+        self.notifier = notifier or Notifier({})
         if mode_override is not None:  # --mode: every source's mode, as the workers' pipelines will read it
             config = config.model_copy(update={"sources": tuple(s.model_copy(update={"mode": mode_override})
                                                                 for s in config.sources)})
@@ -66,16 +73,22 @@ class ClusterHead:
         self.hub = None
         self.fleet = None
         self.snapshot = None
+        self.service = None  # streamer.cluster.control.ClusterService once the fleet runs
+        self.control = None  # its control socket (control.address)
 
     def listens(self) -> list[Listen]:
         cfg = self.config
         out = [Listen("publisher", cfg.publisher.address, "--publish ADDRESS")]
         if cfg.snapshot.address is not None:
             out.append(Listen("snapshot", cfg.snapshot.address, "--snapshot ADDRESS"))
+        if cfg.control.address is not None:
+            out.append(Listen("control", cfg.control.address, "--control ADDRESS"))
         return out
 
-    def run(self, stop: threading.Event, *, started: Callable[[], None] = lambda: None) -> int:
-        """Serve until ``stop`` is set or ``run.duration_s`` has passed; 0, or 1 when the hub failed."""
+    def run(self, stop: threading.Event, *, started: Callable[[], None] = lambda: None,
+            hangup: threading.Event | None = None) -> int:
+        """Serve until ``stop`` is set or ``run.duration_s`` has passed; 0, or 1 when the hub failed.
+        ``hangup`` (SIGHUP): when set, the config files are read again and their sources applied."""
         import os
 
         import zmq
@@ -97,7 +110,7 @@ class ClusterHead:
             ctx = zmq.Context()
             try:
                 self._start(backend, ctx, stop)
-                self._wait(stop)
+                self._wait(stop, hangup or threading.Event())
             finally:
                 deadline = Deadline(SHUTDOWN_S)
                 self._shutdown(ctx, deadline)
@@ -120,6 +133,29 @@ class ClusterHead:
             self._start_snapshot(ctx)
         self.fleet = Fleet(cfg, backend, self.hub, workers=backend.default_workers())
         self.fleet.start()
+        from streamer.cluster.control import ClusterService
+
+        self.service = ClusterService(cfg, self.fleet, mode_override=self._mode, reload_config=self._reload_config)
+        self.service.start()
+        if cfg.control.address is not None and not stop.is_set():
+            self._start_control(ctx)
+        self.notifier.ready(f"{len(self.fleet.streams)} stream(s) on {len(self.fleet.slots)} worker(s)")
+
+    def _start_control(self, ctx) -> None:
+        """The control socket, as in single-machine mode, over the fleet (streamer/cluster/control.py)."""
+        import functools
+
+        from streamer.control import requests
+        from streamer.control.server import ControlServer
+
+        cfg, curve = self.config.control, self.hub.curve
+        self.control = ControlServer(cfg.address, functools.partial(requests.handle, self.service), ctx,
+                                     secure=curve.secure if curve is not None else None,
+                                     max_request_bytes=cfg.max_request_bytes)
+        self.supervisor.watch(Watched("control", thread=lambda: self.control, failure=lambda: self.control.failure,
+                                      policy=Policy.RESTART, doing=lambda: "answering",
+                                      restart=lambda: setattr(self, "control", restarted(self.control))))
+        self.control.start_and_wait()
 
     def _start_snapshot(self, ctx) -> None:
         from streamer.outputs.snapshot import SnapshotServer
@@ -132,11 +168,15 @@ class ClusterHead:
                                       restart=lambda: setattr(self, "snapshot", restarted(self.snapshot))))
         self.snapshot.start_and_wait()
 
-    def _wait(self, stop: threading.Event) -> None:
+    def _wait(self, stop: threading.Event, hangup: threading.Event) -> None:
         duration = self.config.run.duration_s
         deadline = None if duration is None else time.monotonic() + duration
         while not stop.wait(0.1):
             self.fleet.tick()
+            self.notifier.tick(time.monotonic())
+            if hangup.is_set():
+                hangup.clear()
+                self._reload()
             cause = self.supervisor.check()
             if cause is not None:
                 self.error = cause
@@ -146,12 +186,21 @@ class ClusterHead:
                 return
         log.info("stop requested")
 
+    def _reload(self) -> None:
+        """SIGHUP: the config files' sources applied by id (a refused file is logged once by the service)."""
+        reload_on_hangup(self.service, self.notifier, lambda: len(self.fleet.streams))
+
     def _shutdown(self, ctx, deadline: Deadline) -> None:
+        self.notifier.stopping()
         self.supervisor.stop_watching()
+        if self.service is not None:
+            self.service.close()  # control requests are refused from here on (still answered, until the end)
         if self.fleet is not None:
             self.fleet.stop(min(WORKERS_STOP_S, deadline.left(SERVERS_S)))
         if self.snapshot is not None:
             self.snapshot.request_stop()
+        if self.control is not None:
+            self.control.request_stop()
         if self.hub is not None:
             self.hub.request_stop()
         self.supervisor.join(self.supervisor.names(), deadline, reserve=SHUTDOWN_S - WORKERS_STOP_S - SERVERS_S)

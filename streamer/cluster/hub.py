@@ -18,8 +18,12 @@ every subscriber):
 
 Everything forwarded, and the head's own status messages (:meth:`Hub.publish`: ``reassigning``
 while a stream has no worker), feeds :attr:`Hub.cache`, the last-value cache behind the head's
-snapshot socket, so the merged snapshot holds exactly what went out. Commands from other threads
-arrive through a bounded queue that the thread reads between polls (every :data:`_POLL_MS`).
+snapshot socket, so the merged snapshot holds exactly what went out. A stream removed through the
+control socket is *retired* (:meth:`Hub.retire`): its worker's last status (``removed``) goes out,
+or the head's after a short wait, then the stream is forgotten (owner, seq, snapshot entry), so an
+id added again starts afresh. Commands from other threads arrive through a bounded queue that the
+thread reads before and after each poll (at most :data:`_POLL_MS` apart), so a command takes effect
+before any message that arrived after it was given.
 """
 
 from __future__ import annotations
@@ -54,6 +58,13 @@ class _Feed:
     sock: object
 
 
+@dataclass
+class _Retiring:
+    feed: str | None  #: the stream's owner when its removal began
+    final: dict  #: the head's removed status, sent if the worker's does not come
+    until: float  #: monotonic deadline for the worker's
+
+
 class Hub:
     def __init__(self, config: PublisherConfig, streams: Iterable[str], context) -> None:
         self.config = config
@@ -61,6 +72,7 @@ class Hub:
         self._ctx = context
         self._commands: queue.Queue = queue.Queue(maxsize=10000)
         self._owner: dict[str, str | None] = {}  # stream -> feed (hub thread only)
+        self._retiring: dict[str, _Retiring] = {}  # stream -> its removal in progress (hub thread only)
         self._last_seq: dict[str, int] = {}  # stream -> last seq forwarded (written here, read anywhere)
         self._feeds: dict[str, _Feed] = {}
         self._by_sock: dict[object, str] = {}  # socket -> feed
@@ -89,6 +101,12 @@ class Hub:
     def release(self, streams: Iterable[str]) -> None:
         """The streams have no owner any more (their feed may go on serving others)."""
         self._command(("release", tuple(streams)))
+
+    def retire(self, stream: str, final: dict, wait_s: float) -> None:
+        """A stream removed by a control request: forward its worker's last status (``removed``) if it comes
+        within ``wait_s``, else send ``final`` (the head's); then forget the stream (owner, seq, snapshot
+        entry), so an id added again starts afresh."""
+        self._command(("retire", stream, final, wait_s))
 
     def publish(self, topic: str, payload: dict) -> bool:
         """Send the head's own message (status while a stream has no worker); False if the queue is full."""
@@ -153,10 +171,16 @@ class Hub:
         poller.register(out, zmq.POLLIN)
         try:
             while self._take_commands(poller, out, zmq):
-                for sock, _ in poller.poll(_POLL_MS):
+                self._expire_retiring(out, zmq)
+                ready = poller.poll(_POLL_MS)
+                # commands queued while polling first: a command always takes effect before any message
+                # that arrived after it was given (e.g. a worker's "removed" after the head fenced or retired)
+                if not self._take_commands(poller, out, zmq):
+                    break
+                for sock, _ in ready:
                     if sock is out:
                         self._drain_subscriptions(out, zmq)
-                    else:
+                    elif sock in self._by_sock:  # not dropped by those commands
                         self._forward(sock, out, zmq)
         except Exception as exc:  # a defect: the head logs it and stops
             self.failure = exc
@@ -185,6 +209,9 @@ class Hub:
             elif kind == "release":
                 for stream in command[1]:
                     self._owner[stream] = None
+            elif kind == "retire":
+                _, stream, final, wait_s = command
+                self._retiring[stream] = _Retiring(self._owner.get(stream), final, time.monotonic() + wait_s)
             else:
                 self._send(out, zmq, command[1], protocol.stamp(command[2], published_ts=time.time()))
 
@@ -227,6 +254,29 @@ class Hub:
                 payload = protocol.with_worker(payload, self._feeds[feed].worker)
                 frames = [frames[0], protocol.to_json(payload)]
             self._send(out, zmq, frames[0].decode("utf-8"), payload, frames)
+            if payload.get("state") == "removed" and payload["stream"] in self._retiring:
+                self._forget(payload["stream"])
+
+    def _expire_retiring(self, out, zmq) -> None:
+        """Removals whose worker did not send the last status in time: the head's goes out instead."""
+        now = time.monotonic()
+        for stream, retiring in list(self._retiring.items()):
+            if now >= retiring.until:
+                if not self._added_again(stream, retiring):
+                    self._send(out, zmq, protocol.status_topic(stream),
+                               protocol.stamp(retiring.final, published_ts=time.time()))
+                self._forget(stream)
+
+    def _added_again(self, stream: str, retiring: _Retiring) -> bool:
+        """The id was added again and another feed serves it already (it keeps its owner and seq)."""
+        return self._owner.get(stream) not in (None, retiring.feed)
+
+    def _forget(self, stream: str) -> None:
+        retiring = self._retiring.pop(stream)
+        if not self._added_again(stream, retiring):
+            self._owner.pop(stream, None)
+            self._last_seq.pop(stream, None)
+            self.cache.forget(stream)
 
     def _checked(self, feed: str, frames: list[bytes]) -> dict | None:
         """The message as a dict if it may go out: well formed, from its stream's owner, seq increasing."""

@@ -66,8 +66,12 @@ class WorkerActor:
         node_ip = ray.util.get_node_ip_address()
         self.core = WorkerCore(name, "127.0.0.1" if node_ip == head_ip else node_ip)
 
-    def assign(self, config: AppConfig, sources: list[SourceConfig], first_seq: dict[str, int]) -> dict:
-        return self.core.assign(config, sources, first_seq)
+    def assign(self, config: AppConfig, sources: list[SourceConfig], first_seq: dict[str, int],
+               sessions: dict[str, str]) -> dict:
+        return self.core.assign(config, sources, first_seq, sessions)
+
+    def remove(self, share: str, stream: str) -> dict:
+        return self.core.remove(share, stream)
 
     def release(self, share: str) -> None:
         self.core.release(share)

@@ -41,7 +41,8 @@ _RATE_WINDOW_S = 5.0  #: demand is measured over at least this long
 
 def share_config(config: AppConfig, sources: Iterable[SourceConfig], host: str) -> AppConfig:
     """The head's config as one share runs it: these sources, a publisher on ``host`` that waits for the
-    head's hub, and none of the head-only features (snapshot, console, metrics, annotate, run limits)."""
+    head's hub, and none of the head-only features (snapshot, control socket and state file, console,
+    metrics, annotate, run limits)."""
     pub = config.publisher.model_copy(update={"address": f"tcp://{host}:*", "wait_subscribers": 1,
                                               "curve_secret_key": None, "curve_allow_dir": None})
     return config.model_copy(update={
@@ -54,6 +55,7 @@ def share_config(config: AppConfig, sources: Iterable[SourceConfig], host: str) 
         "run": config.run.model_copy(update={"max_windows": None, "duration_s": None}),
         "logging": config.logging.model_copy(update={"status_line": "off"}),
         "cluster": config.cluster.model_copy(update={"address": None}),
+        "control": config.control.model_copy(update={"address": None, "state_file": None}),
     })
 
 
@@ -99,8 +101,9 @@ class WorkerCore:
         log.info("worker %s (incarnation %s, pid %d) binds on %s", name, self.incarnation, os.getpid(), host)
 
     def assign(self, config: AppConfig, sources: list[SourceConfig], first_seq: dict[str, int],
-               timeout: float = ASSIGN_TIMEOUT_S) -> dict:
-        """Start one share; returns ``{share, endpoint, streams}`` once its publisher is bound.
+               sessions: dict[str, str], timeout: float = ASSIGN_TIMEOUT_S) -> dict:
+        """Start one share; returns ``{share, endpoint, streams}`` once its publisher is bound. Each stream
+        goes on from ``first_seq`` under the ``session`` the head chose for this start of it.
 
         Raises the pipeline's own error (ConfigError, SourceError, CheckpointError, ...) when the share
         cannot start."""
@@ -111,6 +114,7 @@ class WorkerCore:
         pipeline = Pipeline(cfg)  # a bad source fails here, before anything starts
         for stream, seq in first_seq.items():
             pipeline.stats[stream].next_seq = seq  # results go on counting where subscribers saw them stop
+            pipeline.stats[stream].session = sessions[stream]  # the head's: its replies and statuses named it
         with self._lock:
             self._count += 1
             share = _Share(f"{self.name}-{self.incarnation}-{self._count}", pipeline, tuple(s.id for s in sources))
@@ -159,6 +163,22 @@ class WorkerCore:
             share.thread.join(timeout)
             if share.thread.is_alive():
                 log.warning("worker %s: share %s still stopping after %.1f s", self.name, share_id, timeout)
+
+    def remove(self, share_id: str, stream_id: str) -> dict:
+        """Take one stream out of a share's running pipeline (its events end, its last status says
+        ``removed``); a share left with no stream is released. ``{"released": bool}``; ControlError when
+        the share or the stream is not here."""
+        from model.errors import ControlError
+
+        with self._lock:
+            share = self._shares.get(share_id)
+        if share is None or share.code is not None:
+            raise ControlError(f"worker {self.name}: share {share_id} is not running")
+        share.pipeline.streams.remove(stream_id)
+        if share.pipeline.streams.list()["sources"]:
+            return {"released": False}
+        self.release(share_id)
+        return {"released": True}
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every share at once and wait for them against one deadline."""

@@ -96,10 +96,13 @@ def test_every_stream_through_one_address_and_a_lost_node_moves_only_its_streams
                 assert after[s][2] not in (victim, None), after
                 assert any(m["state"] == "reassigning" for m in rec.statuses(s))
                 assert seqs(rec, s) == sorted(set(seqs(rec, s)))  # never backwards, never twice (gaps allowed)
+                sessions = [m["session"] for m in rec.results(s)]
+                assert sum(a != b for a, b in zip(sessions, sessions[1:])) == 1  # one restart: a new session
             for s in others:  # untouched: one worker throughout (after the head's "connecting"), every result
                 assert after[s] == [where[s]], after
                 got = seqs(rec, s)
                 assert got == list(range(got[0], got[0] + len(got))), (s, got)
+                assert len({m["session"] for m in rec.results(s)}) == 1
             for m in rec.messages()[:200] + [m for m in rec.messages() if m.get("state") == "reassigning"][:3]:
                 validate(m)
             pids = [p for name, ps in clusterprocs.worker_pids(head.stderr()).items() for p in ps]
@@ -127,3 +130,34 @@ def test_with_no_room_streams_say_so_and_start_when_a_node_joins(ray_cluster, ti
         finally:
             ray_cluster.remove_node(node)
     assert json.loads((tmp_path / "sub.jsonl").read_text().splitlines()[-1])["stream"] == "s0"
+
+
+def test_control_requests_to_the_head_land_on_the_owning_worker(ray_cluster, tiny_model, tmp_path, validate):
+    from streamer.control import Client
+
+    args = head_args(ray_cluster.address, tiny_model, streams=["s0", "s1"])  # three workers, one idle
+    with feeds.Pipeline(args, tmp_path / "head.log") as head, \
+            feeds.Recorder(head.endpoint("publisher", timeout=120), tmp_path / "sub.jsonl") as rec, \
+            Client(head.endpoint("control"), timeout=20.0) as ctl:
+        assert feeds.wait_until(lambda: rec.results("s0") and rec.results("s1"), 150), head.stderr()[-4000:]
+        busy = set(served_by(rec, ["s0", "s1"]).values())
+        added = ctl.add({"id": "s2", "url": "synthetic://actions?seed=9&fps=8&width=64&height=48"})
+        assert feeds.wait_until(lambda: rec.results("s2"), 90), head.stderr()[-4000:]
+        assert {m["session"] for m in rec.results("s2")} == {added["session"]}  # the session the reply named
+        idle = served_by(rec, ["s2"])["s2"]
+        assert idle not in busy | {None}  # placed on the worker that had nothing
+        rows = {r["id"]: r for r in ctl.list()}
+        assert {s: r["worker"] for s, r in rows.items()} == served_by(rec, ["s0", "s1", "s2"])
+
+        gone = served_by(rec, ["s0"])["s0"]
+        assert ctl.remove("s0")["id"] == "s0"
+        assert feeds.wait_until(lambda: (rec.latest_status("s0") or {}).get("state") == "removed", 10)
+        last = rec.latest_status("s0")
+        assert last["worker"] == gone and last["reason"] == "removed by a control request"
+        validate(last)
+        count = len(rec.results("s0"))
+        time.sleep(2.0)
+        assert len(rec.results("s0")) == count and [r["id"] for r in ctl.list()] == ["s1", "s2"]
+        got = seqs(rec, "s1")
+        assert got == list(range(got[0], got[0] + len(got)))  # the others carried on untouched
+        stop_and_check_gone(head, [p for ps in clusterprocs.worker_pids(head.stderr()).values() for p in ps])

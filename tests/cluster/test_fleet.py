@@ -1,144 +1,19 @@
-"""The head's worker management (streamer/cluster/fleet.py) against a fake backend and a fake hub: no Ray,
-no sockets, a hand-driven clock. What Ray does is reduced to what the fleet sees: calls that answer,
-fail with WorkerUnavailable, or stay pending."""
+"""The head's worker management (streamer/cluster/fleet.py) against a fake backend and a fake hub
+(tests/fixtures/fakecluster.py): no Ray, no sockets, a hand-driven clock. What Ray does is reduced to
+what the fleet sees: calls that answer, fail with WorkerUnavailable, or stay pending."""
 
 from __future__ import annotations
 
 import pytest
+from fakecluster import SIX, build, run
 
-from model.errors import SourceError, WorkerUnavailable
-from streamer.cluster.fleet import HEALTH_INTERVAL_S, START_GRACE_S, Fleet
-from streamer.config import AppConfig
-from streamer.outputs.snapshot import LastValueCache
-
-SIX = [{"id": f"s{i}", "url": "synthetic://actions?fps=10"} for i in range(6)]
-
-
-class Call:
-    """A call in flight. Like a Ray call it runs as soon as its worker answers at all (at once, or when a
-    worker that is not placed yet starts), whether or not anyone asks for its result."""
-
-    def __init__(self, worker, method, args):
-        self.worker, self.method, self.args, self.outcome = worker, method, args, None
-        self.done()
-
-    def done(self):
-        if self.outcome is None and not self.worker.silent:
-            try:
-                self.outcome = (self.worker.answer(self.method, *self.args), None)
-            except Exception as exc:
-                self.outcome = (None, exc)
-        return self.outcome is not None
-
-    def result(self):
-        value, error = self.outcome
-        if error is not None:
-            raise error
-        return value
-
-
-class Worker:
-    """A worker actor as the fleet sees it: health reports, shares, and the ways it can fail."""
-
-    def __init__(self, name):
-        self.name, self.incarnation, self.shares, self.count = name, f"{name}-1", {}, 0
-        self.up = True  # answers calls
-        self.silent = False  # calls do not answer yet (not placed, or an unreachable node)
-        self.refuse = None  # assign raises this
-        self.ended = {}  # share -> error: the share's pipeline returned
-        self.kills = []
-        self.capacity = None  # windows/s its model takes, as --bench measured
-
-    def answer(self, method, *args):
-        if not self.up:
-            raise WorkerUnavailable("its actor died (process or node lost)")
-        if method == "health":
-            return {"incarnation": self.incarnation, "capacity": self.capacity, "streams": {},
-                    "shares": {s: {"running": s not in self.ended, "error": self.ended.get(s)} for s in self.shares}}
-        if method == "assign":
-            if self.refuse is not None:
-                raise self.refuse
-            config, sources, first_seq = args
-            self.count += 1
-            share = f"{self.incarnation}-{self.count}"
-            self.shares[share] = ([s.id for s in sources], dict(first_seq))
-            return {"share": share, "endpoint": f"tcp://127.0.0.1:{1000 + self.count}",
-                    "streams": [s.id for s in sources]}
-        if method == "release":
-            self.shares.pop(args[0], None)
-        return None
-
-    def restart(self):
-        self.up, self.silent, self.shares, self.count = True, False, {}, 0
-        self.incarnation = f"{self.name}-{int(self.incarnation.rsplit('-', 1)[1]) + 1}"
-
-    def streams(self):
-        return sorted(s for ids, _ in self.shares.values() for s in ids)
-
-
-class Backend:
-    def __init__(self):
-        self.workers = {}
-
-    def spawn(self, name):
-        self.workers[name] = Worker(name)
-        return self.workers[name]
-
-    def call(self, handle, method, *args):
-        return Call(handle, method, args)
-
-    def kill(self, handle, *, restart):
-        handle.kills.append(restart)
-
-
-class Hub:
-    def __init__(self, streams):
-        self.cache = LastValueCache(streams)
-        self.feeds, self.sent, self.seq = {}, [], {}
-
-    def add_feed(self, feed, endpoint, worker, streams):
-        self.feeds[feed] = (worker, tuple(streams))
-
-    def drop_feed(self, feed):
-        self.feeds.pop(feed, None)
-
-    def publish(self, topic, payload):
-        self.sent.append(payload)
-        self.cache.on_sent(topic, payload)
-        return True
-
-    def next_seq(self, stream):
-        return self.seq.get(stream, -1) + 1
-
-    def states(self, stream):
-        return [(m["state"], m["reason"]) for m in self.sent if m["stream"] == stream]
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from model.errors import SourceError
+from streamer.cluster.fleet import HEALTH_INTERVAL_S, START_GRACE_S
 
 
 @pytest.fixture
-def make(tmp_path):
-    def build(sources=SIX, workers=3, **cluster):
-        config = AppConfig(sources=sources, cluster={"address": "local:3", **cluster})
-        backend, hub, clock = Backend(), Hub([s["id"] for s in sources]), Clock()
-        fleet = Fleet(config, backend, hub, workers=workers, clock=clock)
-        fleet.start()
-        return fleet, backend, hub, clock
-
+def make():
     return build
-
-
-def run(fleet, clock, seconds=1.0):
-    """Tick as the head does (every 0.1 s) for ``seconds`` of the fake clock."""
-    for _ in range(int(seconds / 0.1)):
-        clock.now += 0.1
-        fleet.tick()
 
 
 def test_streams_wait_for_every_worker_then_spread_evenly(make):
@@ -277,8 +152,8 @@ def test_a_share_that_ends_is_done_and_one_that_fails_moves(make):
     w1.ended[next(iter(w1.shares))] = "inference thread died: RuntimeError: boom"
     run(fleet, clock, 1.0)
     assert fleet.streams[ended].phase == "done" and ended not in w0.streams()
-    assert ("reassigning", f"its pipeline on worker w1 stopped: inference thread died: RuntimeError: boom; moving it "
-                           f"to another worker") in hub.states(failed)
+    assert ("reassigning", "its pipeline on worker w1 stopped: inference thread died: RuntimeError: boom; moving it "
+                           "to another worker") in hub.states(failed)
     assert fleet.streams[failed].phase == "serving" and failed in w0.streams() + w1.streams()
 
 

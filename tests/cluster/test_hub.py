@@ -18,17 +18,17 @@ from streamer.outputs.snapshot import request_snapshot
 STREAMS = ["a", "b"]
 
 
-def result(stream: str, seq: int) -> dict:
-    return protocol.stamp(protocol.result_message(stream=stream, seq=seq, frame_indices=[0, 1], frame_ts=[1.0, 2.0],
-                                                  top_k=[{"label": "x", "score": 0.5}],
+def result(stream: str, seq: int, session: str = "5e551011") -> dict:
+    return protocol.stamp(protocol.result_message(stream=stream, session=session, seq=seq, frame_indices=[0, 1],
+                                                  frame_ts=[1.0, 2.0], top_k=[{"label": "x", "score": 0.5}],
                                                   model={"name": "m", "precision": "fp32", "license": "-"},
                                                   inference_ms=1.0, age_ms=1.0, batch_size=1),
                           published_ts=3.0, capture_to_publish_ms=4.0)
 
 
-def status(stream: str) -> dict:
-    return protocol.stamp(protocol.status_message(stream, "testpattern://", StreamStats(stream, "x").snapshot()),
-                          published_ts=3.0)
+def status(stream: str, **fields) -> dict:
+    message = protocol.status_message(stream, "testpattern://", StreamStats(stream, "x").snapshot())
+    return protocol.stamp({**message, **fields}, published_ts=3.0)
 
 
 class Worker:
@@ -153,6 +153,36 @@ def test_head_messages_and_the_merged_snapshot(hub, subscriber, ctx):
         server.stop()
     assert snap["streams"]["a"]["result"]["seq"] == 7 and snap["streams"]["a"]["status"]["worker"] == "w0"
     assert snap["streams"]["b"]["status"]["state"] == "reassigning"
+
+
+def test_a_removed_stream_says_removed_once_and_is_forgotten(hub, subscriber, ctx):
+    w0 = Worker(ctx)
+    hub.add_feed("f0", w0.endpoint, "w0", ["a", "b"])
+    joined(w0, subscriber, "w0", "a")
+    for seq in (0, 1):
+        w0.send(result("a", seq))
+        w0.send(result("b", seq))
+    received(subscriber, lambda m: sum(x["type"] == "result" for x in m) >= 4)
+    assert hub.next_seq("a") == 2
+    # "a": its worker's last status comes in time, and is the only "removed" a subscriber gets
+    hub.retire("a", status("a", state="removed", reason="the head's", worker=None), wait_s=30.0)
+    w0.send(status("a", state="removed", reason="removed by a control request"))
+    got = received(subscriber, lambda m: any(x.get("state") == "removed" for x in m))
+    assert [(m["reason"], m["worker"]) for m in got if m.get("state") == "removed"] == \
+           [("removed by a control request", "w0")]
+    assert feeds.wait_until(lambda: hub.next_seq("a") == 0 and "a" not in hub.cache.view(), 5)
+    w0.send(result("a", 2))  # nothing more of it goes out (owner forgotten)
+    # "b": its worker never says so; the head's own status goes out after wait_s
+    hub.retire("b", status("b", state="removed", reason="the head's", worker=None), wait_s=0.2)
+    got = received(subscriber, lambda m: any(x.get("state") == "removed" for x in m))
+    assert [(m["stream"], m["reason"]) for m in got if m.get("state") == "removed"] == [("b", "the head's")]
+    assert hub.next_seq("b") == 0 and "b" not in hub.cache.view() and hub.fenced >= 1
+    # added again: a new session that counts from 0, forwarded from its new feed
+    hub.add_feed("f1", w0.endpoint, "w0", ["a"])
+    joined(w0, subscriber, "w0", "a")
+    w0.send(result("a", 0, session="0a0a0a0a"))
+    got = received(subscriber, lambda m: any(x["type"] == "result" for x in m))
+    assert [(m["stream"], m["seq"], m["session"]) for m in got if m["type"] == "result"] == [("a", 0, "0a0a0a0a")]
 
 
 def test_a_busy_address_is_one_error(ctx):
