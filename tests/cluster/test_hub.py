@@ -45,10 +45,8 @@ class Worker:
 
 
 @pytest.fixture
-def ctx():
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
+def ctx(zmq_context):
+    return zmq_context
 
 
 @pytest.fixture
