@@ -4,16 +4,19 @@ Start-up: the config is checked (:func:`check_supported`, every source planned: 
 fails before Ray starts), every listening address is checked (streamer/endpoints.py), then
 ``started()`` (from here a signal only sets ``stop``: a half-started local Ray must be shut down, not
 abandoned), then Ray is started or joined, the hub (XSUB per worker -> XPUB at ``publisher.address``)
-and the snapshot socket are bound, the worker actors are asked for and the fleet places the streams.
+and the snapshot socket are bound, the worker actors are asked for, the fleet places the streams,
+and the control socket answers (streamer/cluster/control.py: each operation lands on the worker that
+owns the stream); then systemd hears ``READY=1`` (when it started the head).
 
 While it runs, the main thread waits on ``stop`` and every 0.1 s runs the fleet (health, placement,
-reassignment: streamer/cluster/fleet.py) and the supervisor (the hub is fatal, the snapshot server is
-restarted on its endpoint, as in single-machine mode).
+reassignment: streamer/cluster/fleet.py), a pending SIGHUP (``reload``) and the supervisor (the hub
+is fatal, the snapshot and control servers are restarted on their endpoints, as in single-machine mode).
 
-Shutdown, in one ``finally``: the workers stop their pipelines (their final status goes out through
-the hub), the head sends ``stopped`` for streams no worker served, the snapshot server and the hub
-close, then every worker actor is ended and Ray is left (a local Ray this process started is shut
-down with all its processes), all within :data:`SHUTDOWN_S`.
+Shutdown, in one ``finally``: control requests are refused from its start, the workers stop their
+pipelines (their final status goes out through the hub), the head sends ``stopped`` for streams no
+worker served, the snapshot and control servers and the hub close, then every worker actor is ended
+and Ray is left (a local Ray this process started is shut down with all its processes), all within
+:data:`SHUTDOWN_S`.
 """
 
 from __future__ import annotations
