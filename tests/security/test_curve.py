@@ -1,4 +1,5 @@
-"""CURVE with a client allow-list (S2), key files (S3), loopback by default and the loud warning (S1).
+"""CURVE with a client allow-list (S2), key files (S3), loopback by default and the loud warning (S1),
+the libzmq version floor (S4).
 
 The encrypted end-to-end test runs run_stream.py in its own process with a CURVE config and three
 subscribers on 127.0.0.1: one whose key is in the allow-list (receives results), one with a valid
@@ -85,6 +86,25 @@ def test_allow_list_fails_closed(tmp_path, setup, message):
 def test_curve_needs_an_allow_list():
     with pytest.raises(ConfigError, match="curve_allow_dir: CURVE needs both"):
         PublisherConfig(curve_secret_key="server.key_secret")
+
+
+@pytest.mark.parametrize("version, curve, refused", [
+    ((4, 3, 1), True, True), ((4, 2, 5), True, True), ((4, 3, 2), False, True), ((4, 3, 2), True, False),
+    ((4, 3, 5), True, False),
+])
+def test_curve_refuses_a_libzmq_below_the_floor_or_without_curve(monkeypatch, version, curve, refused):
+    monkeypatch.setattr(zmq, "zmq_version_info", lambda: version)
+    monkeypatch.setattr(zmq, "zmq_version", lambda: ".".join(map(str, version)))
+    has = zmq.has
+    monkeypatch.setattr(zmq, "has", lambda what: curve if what == "curve" else has(what))
+    if not refused:
+        security.require_curve()
+        return
+    with pytest.raises(PublisherError) as err:
+        security.require_curve()
+    line = str(err.value)
+    assert "\n" not in line and "libzmq >= 4.3.2" in line and ".".join(map(str, version)) in line
+    assert "upgrade pyzmq" in line
 
 
 @pytest.mark.parametrize("address, loopback", [
