@@ -109,12 +109,14 @@ def write_config(path: Path, sources: Iterable[dict], *, window: str = "{stride:
     return path
 
 
-#: bind a free port and log the endpoint it got (the pipeline's sockets take ``*``; metrics take port 0)
+#: bind a free port and log the endpoint it got (the pipeline's sockets take ``*``; metrics and the
+#: console take port 0)
 ANY_PORT = "tcp://127.0.0.1:*"
 
 #: the log lines that name what a pipeline listens on, by name (see streamer/endpoints.py)
 ENDPOINT_LINES = {"publisher": re.compile(r"publishing on (\S+)"), "snapshot": re.compile(r"snapshots on (\S+)"),
-                  "metrics": re.compile(r"metrics on (http://\S+)/metrics")}
+                  "metrics": re.compile(r"metrics on (http://\S+)/metrics"),
+                  "console": re.compile(r"console: open (http://\S+?)/? in a browser")}
 
 
 def run_stream_argv(*args: str, prefix: Iterable[str] = ()) -> list[str]:
@@ -155,7 +157,7 @@ class StreamProcess:
         return self.log.read_text(errors="replace")
 
     def endpoint(self, name: str = "publisher", timeout: float = 60.0) -> str:
-        """The address the pipeline bound for ``name`` (publisher, snapshot, metrics), read from its log."""
+        """The address the pipeline bound for ``name`` (publisher, snapshot, metrics, console), read from its log."""
         def found():
             match = ENDPOINT_LINES[name].search(self.stderr())
             return match.group(1) if match else None

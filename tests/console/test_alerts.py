@@ -74,7 +74,7 @@ class Receiver:
 
 def publisher_with(listener, stats: StatsRegistry) -> tuple[Publisher, threading.Event]:
     stop = threading.Event()
-    pub = Publisher(PublisherConfig(address=feeds.free_tcp_address(), heartbeat_s=60.0, queue_size=10000), stats)
+    pub = Publisher(PublisherConfig(address=feeds.ANY_PORT, heartbeat_s=60.0, queue_size=10000), stats)
     pub.listeners.append(listener)
     pub.start(stop)
     return pub, stop
