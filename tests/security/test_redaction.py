@@ -50,7 +50,7 @@ def test_canary_password_never_leaks_from_a_running_pipeline(tiny_model, rtsp_re
         port = server.port
         sources = [  # the server ignores credentials; the pipeline must still never show them
             {"id": "good", "url": f"rtsp://first.last:{CANARY}@127.0.0.1:{port}/live"},
-            {"id": "refused", "url": f"rtsp://admin.user:{CANARY}@ss@127.0.0.1:{feeds.free_port()}/x"},
+            {"id": "refused", "url": f"rtsp://admin.user:{CANARY}@ss@127.0.0.1:{feeds.refused_port()}/x"},
             {"id": "hole", "url": f"rtsp://j.doe:{CANARY}@127.0.0.1:{hole.port}/y"},
         ]
         cfg = feeds.write_config(tmp_path / "c.yaml", sources,
@@ -154,10 +154,10 @@ def test_fuzzed_credentials_never_reach_any_output_channel(tiny_model, tmp_path_
 
     tmp = tmp_path_factory.mktemp("channels")
     secret = f"{value}{CHANNEL_CANARY}"
-    urls = {f"rtsp{i}": f"rtsp://{info[:20]}{CHANNEL_CANARY}{info[20:]}@127.0.0.1:{feeds.free_port()}/x"
+    urls = {f"rtsp{i}": f"rtsp://{info[:20]}{CHANNEL_CANARY}{info[20:]}@127.0.0.1:{feeds.refused_port()}/x"
             for i, info in enumerate(infos)}
-    urls["mjpeg"] = f"http://127.0.0.1:{feeds.free_port()}/cam.mjpg?user=a&{key}={secret}"
-    urls["found"] = f"rtsp://admin:S3cr3t'{CHANNEL_CANARY}@127.0.0.1:{feeds.free_port()}/x?pw={CHANNEL_CANARY}"
+    urls["mjpeg"] = f"http://127.0.0.1:{feeds.refused_port()}/cam.mjpg?user=a&{key}={secret}"
+    urls["found"] = f"rtsp://admin:S3cr3t'{CHANNEL_CANARY}@127.0.0.1:{feeds.refused_port()}/x?pw={CHANNEL_CANARY}"
     cfg = feeds.write_config(tmp / "c.yaml", [{"id": k, "url": v} for k, v in urls.items()],
                              options="open_timeout_s: 1, read_timeout_s: 1, backoff_initial_s: 0.2, backoff_max_s: 0.5")
     with feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--publish", feeds.ANY_PORT,
