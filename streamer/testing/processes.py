@@ -174,7 +174,8 @@ class StreamProcess:
         return self.log.read_text(errors="replace")
 
     def endpoint(self, name: str = "publisher", timeout: float = 60.0) -> str:
-        """The address the pipeline bound for ``name`` (publisher, snapshot, control, metrics, console), read from its log."""
+        """The address the pipeline bound for ``name`` (publisher, snapshot, control, metrics, console), read
+        from its log."""
         def found():
             match = ENDPOINT_LINES[name].search(self.stderr())
             return match.group(1) if match else None
