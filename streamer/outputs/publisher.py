@@ -65,6 +65,7 @@ class Publisher:
         self.failure: BaseException | None = None
         self.endpoint: str | None = None  # the address actually bound (a ``*`` port resolved)
         self._curve = None  # streamer.outputs.security.CurveServer when publisher.curve_secret_key is set
+        self.options: dict[str, int] = {}  #: socket options as the bound socket reports them
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=False)
 
     # ---- any thread --------------------------------------------------------------------------
@@ -162,6 +163,8 @@ class Publisher:
                         "every result. Bind tcp://127.0.0.1:PORT, or set publisher.curve_secret_key and "
                         "publisher.curve_allow_dir (keys: python -m streamer.keys)", redact(cfg.address))
         self.endpoint = bound_endpoint(sock, cfg.address)
+        # read back from the socket, not from the config: what ZeroMQ really applies (docs, tests)
+        self.options = {name: sock.getsockopt(getattr(zmq, name)) for name in ("SNDHWM", "LINGER", "MAXMSGSIZE")}
         log.info("publishing on %s (SNDHWM %d)", redact(self.endpoint), cfg.sndhwm)
         return sock
 

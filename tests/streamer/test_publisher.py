@@ -145,10 +145,14 @@ def test_full_queue_drops_and_counts_instead_of_blocking(tcp_address):
 
 
 def test_socket_options(tcp_address):
+    """SNDHWM and LINGER as configured, MAXMSGSIZE at the subscription limit (S9), read back from the socket."""
+    from streamer.outputs import protocol
+
     stats = StatsRegistry()
     pub = started(tcp_address, stats, sndhwm=37, linger_ms=50)
     try:
         assert pub.alive()
+        assert pub.options == {"SNDHWM": 37, "LINGER": 50, "MAXMSGSIZE": protocol.MAX_SUBSCRIPTION_BYTES}
     finally:
         pub.stop()
     assert not pub.alive()
