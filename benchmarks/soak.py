@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -62,6 +63,7 @@ SECTION = "soak"
 HOP = 4  #: frames between window ends (the config's window.hop)
 PASSWORD, TOKEN = "S0ak'Pa55", "t0kenS0akXYZ"  #: the secrets of the ``secret`` source's URL
 SECRETS = ("S0ak", "Pa55", TOKEN)  #: what must never show (each part of the password on its own)
+RETRY = re.compile(r";? retry \d+ in [\d.]+ s")  #: the part of a backoff reason that changes each time
 SNAPSHOT_EVERY_S = 10.0  #: the main loop asks for a snapshot (and checks it for secrets) this often
 BAD_SOURCES = ("corrupt", "mjpeg100", "twosize", "secret", "vanish")  #: issue 19's bad sources (see above)
 OPTIONS = "open_timeout_s: 3, read_timeout_s: 2, stall_timeout_s: 2, backoff_initial_s: 0.5, backoff_max_s: 4"
@@ -114,6 +116,7 @@ class Observer(threading.Thread):
         if m["state"] == "running" and m.get("fps"):
             self.fps[s].append(float(m["fps"]))
         for note in [m.get("reason") or ""] + list(m.get("warnings") or []):
+            note = RETRY.sub("", note)  # one note per reason, whichever retry it was
             if note and note not in self.notes[s] and len(self.notes[s]) < 4:
                 self.notes[s].append(note)
 

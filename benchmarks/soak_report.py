@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from pathlib import Path
 
 from benchmarks.report import machine
 from benchmarks.soak_faults import FLOOD_RATE, FLOOD_S, HANDSHAKES, HOLD_S, MEMORY_KINDS, RSS_GROWTH_MB
 
 SETTLE_S = 10.0  #: seconds after a fault (or a camera's recovery) that are not quiet yet
 WARMUP_S = 10.0  #: seconds after the first result that are not quiet yet
+
+
+def simd() -> str:
+    """The widest x86 vector extension the CPU has (from /proc/cpuinfo), for the machine line."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "SIMD unknown"
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    return "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -69,11 +80,11 @@ def over_time(r: dict, bucket: float) -> str:
     t0 = r["t0"]
     rows = defaultdict(lambda: {"lat": [], "n": 0, "rss": None, "fds": None, "threads": None, "load": [], "faults": []})
     for t, _, _, lat in r["obs"].results:
-        if t >= t0:
+        if t0 <= t <= r["t_end"]:
             rows[int((t - t0) // bucket)]["lat"].append(lat)
             rows[int((t - t0) // bucket)]["n"] += 1
     for sample in r["samples"]:
-        if sample.t >= t0:
+        if t0 <= sample.t <= r["t_end"]:
             row = rows[int((sample.t - t0) // bucket)]
             row["rss"], row["fds"], row["threads"] = sample.rss, sample.fds, sample.threads
             row["load"].append(sample.load)
@@ -163,8 +174,8 @@ def secrets(r: dict) -> str:
 def summary(r: dict) -> str:
     obs = r["obs"]
     produced = sum(s["counters"]["results"] for s in obs.status.values())
-    rss = [s.rss for s in r["samples"] if s.t >= r["t0"]]
-    load = [s.load for s in r["samples"] if s.t >= r["t0"]]
+    rss = [s.rss for s in r["samples"] if r["t0"] <= s.t <= r["t_end"]]
+    load = [s.load for s in r["samples"] if r["t0"] <= s.t <= r["t_end"]]
     quarter = max(1, len(rss) // 4)
     faults = r["faults"]
     return "\n".join([
@@ -183,7 +194,8 @@ def section(r: dict, bucket: float, verdicts: str) -> str:
     """The whole BENCHMARKS.md section; ``verdicts``: their table (benchmarks/soak_verdicts.py)."""
     plan = r["plan"]
     return (f"## Soak (`benchmarks/soak.py`)\n\n"
-            f"Machine: {machine()}; **measured under load** (see the load average below).\n"
+            f"Machine: {machine()}; {simd()}; shared with other jobs: **measured under load** (see the load "
+            f"average below).\n"
             f"{plan.minutes:g} minutes after the first result; run_stream.py (tiny TimeSformer, CPU, 1 torch thread, "
             f"live mode, stride 2, hop {r['hop']}) on {len(r['cameras'])} RTSP cameras (GStreamer server, bikes.mp4 "
             f"640x272 25 fps / carphone 176x144 30 fps), a test pattern (25 fps), issue 19's bad sources from the "

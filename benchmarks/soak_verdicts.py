@@ -37,7 +37,7 @@ class Verdict(NamedTuple):
 
 
 def _quarters(r: dict, field: str, average) -> tuple[float, float]:
-    values = [getattr(s, field) for s in r["samples"] if s.t >= r["t0"]]
+    values = [getattr(s, field) for s in r["samples"] if r["t0"] <= s.t <= r["t_end"]]
     q = max(1, len(values) // 4)
     return average(values[:q]), average(values[-q:])
 
@@ -51,7 +51,7 @@ def _exit(r: dict) -> Verdict:
 
 def _memory(r: dict) -> list[Verdict]:
     first, last = _quarters(r, "rss", statistics.mean)
-    peak = max((s.rss for s in r["samples"]), default=0)
+    peak = max((s.rss for s in r["samples"] if r["t0"] <= s.t <= r["t_end"]), default=0)
     drift = Verdict("RSS over the run", f"last - first quarter <= {RSS_GROWTH_MB:g} MB",
                     f"{first / 1024:.0f} -> {last / 1024:.0f} MB ({(last - first) / 1024:+.1f}), max {peak / 1024:.0f} MB",
                     (last - first) / 1024 <= RSS_GROWTH_MB)
