@@ -40,6 +40,7 @@ from typing import Callable
 from model.errors import PublisherError
 from streamer.config import MetricsConfig
 from streamer.core.stats import STATES, StatsRegistry
+from streamer.supervisor import join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         for s in stats:
             self.open_events.labels(s.stream).set(0)
+        self._event_labels: dict[str, set[str]] = {}  # stream -> labels of its events counter (for forget)
         self._server = None
         self._thread: threading.Thread | None = None
         self._stop_event: threading.Event | None = None
@@ -174,9 +176,23 @@ class Metrics:
             stream = str(payload["stream"])
             if payload.get("phase") == "start":
                 self.events.labels(stream, str(payload["label"])).inc()
+                self._event_labels.setdefault(stream, set()).add(str(payload["label"]))
                 self.open_events.labels(stream).inc()
             elif payload.get("phase") == "end":
                 self.open_events.labels(stream).dec()
+
+    def add_stream(self, stream: str) -> None:
+        self.open_events.labels(stream).set(0)
+
+    def forget(self, stream: str) -> None:
+        """Drop a removed stream's label sets (publisher thread, after its last status was sent)."""
+        for metric in (self.capture_to_inference, self.inference, self.capture_to_publish, self.open_events):
+            try:
+                metric.remove(stream)
+            except KeyError:  # prometheus_client < 0.20 raises for a label set with no sample yet
+                pass
+        for label in self._event_labels.pop(stream, ()):
+            self.events.remove(stream, label)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @property
@@ -235,6 +251,4 @@ class Metrics:
     def stop(self, timeout: float = 3.0) -> None:
         self.request_stop()
         if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("metrics thread still alive %.1f s after stop", timeout)
+            join_or_warn(self._thread, timeout)

@@ -118,6 +118,7 @@ ANY_PORT = "tcp://127.0.0.1:*"
 
 #: the log lines that name what a pipeline listens on, by name (see streamer/endpoints.py)
 ENDPOINT_LINES = {"publisher": re.compile(r"publishing on (\S+)"), "snapshot": re.compile(r"snapshots on (\S+)"),
+                  "control": re.compile(r"control socket on (\S+)"),
                   "metrics": re.compile(r"metrics on (http://\S+)/metrics")}
 
 
@@ -127,15 +128,16 @@ def run_stream_argv(*args: str, prefix: Iterable[str] = ()) -> list[str]:
     ``prefix``: what runs instead of ``python run_stream.py`` (e.g. ``patched_run.py ... --``).
 
     Every run reads configs/default.yaml (a --config file merges over it), so each gets a free snapshot
-    address of its own and no test binds the default's fixed port (a demo left running beside the
+    and control address of its own and no test binds the default's fixed ports (a demo left running beside the
     tests would make them fail). The web console and event clips (on by default: port 8080, a clips/
     folder) are off unless a test asks for them with ``--ui`` / ``--clips``, so runs neither collide on
     the port nor write into the repository.
     """
     head = list(prefix) or [sys.executable, str(ROOT / "run_stream.py")]
     argv = [*head, "--status-line", "off", "--threads", "1", *args]
-    if "--snapshot" not in args:
-        argv += ["--snapshot", ANY_PORT]
+    for flag in ("--snapshot", "--control"):
+        if flag not in args:
+            argv += [flag, ANY_PORT]
     for flag in ("--ui", "--clips"):
         if flag not in args:
             argv += [flag, "off"]
