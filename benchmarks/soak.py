@@ -16,9 +16,9 @@ one test pattern, and issue 19's bad sources, present from the start and measure
   vanish    a 4 s clip, looping in live mode, whose file the ``vanish`` fault deletes
 
 This script subscribes (a thread of its own process, like any client) and, every ``--fault-every``
-seconds on average, injects one fault (benchmarks/soak_faults.py: kill, freeze, slowsub, vanish, and
-issue 19's socket attacks sub10mb, sub5x1mb, snapframes, snapflood, handshake), each kind once per
-shuffled round. It samples the pipeline's RSS, open files and threads twice a second, reads its
+seconds on average, injects one fault (benchmarks/soak_faults.py: kill, freeze, slowsub, vanish,
+sighup, and issue 19's socket attacks sub10mb, sub5x1mb, ctl10mb, snapframes, snapflood, handshake),
+each kind once per shuffled round. It samples the pipeline's RSS, open files and threads twice a second, reads its
 drop and refusal counters from its metrics endpoint at the end, then stops it with SIGTERM. The
 report (benchmarks/soak_report.py) has a table per time bucket, per fault kind (recovered, RSS and
 the other streams' rate and latency in the faults' windows vs quiet time), per source, the secret
@@ -324,7 +324,7 @@ def soak(plan: Plan, work: Path) -> dict:
         wait_until(lambda: len(obs.results) > 0, 90)
         sampler.start()
         t0 = time.monotonic()
-        target = Target(servers, address, checks.snapshot, obs, sampler, vanish)
+        target = Target(servers, address, checks.snapshot, pipe.endpoint("control"), pipe, obs, sampler, vanish)
         faults, crashed = fault_loop(pipe, target, checks, plan, t0)
         t_end = time.monotonic()
         if crashed is None:

@@ -7,11 +7,13 @@
 | slowsub    | a second subscriber stops reading for 10-20 s                          | the main subscriber saw no seq gap meanwhile     |
 | sub10mb    | a raw ZMTP peer sends one 10 MB SUBSCRIBE frame to the publisher port  | hung up on; RSS +<=20 MB; no gap; all publish    |
 | sub5x1mb   | five 1 MB SUBSCRIBE frames, one connection each                        | the same                                         |
+| ctl10mb    | a raw DEALER sends one 10 MB request frame to the control port         | hung up on; RSS +<=20 MB; no gap; all publish    |
 | snapframes | a raw DEALER sends a snapshot request of 25,000 frames x 4 KB          | refused; RSS +<=20 MB; a fair snapshot answered  |
 | snapflood  | 4 DEALERs try ~80k snapshot requests/s for 4 s                         | a fair snapshot answered during it; RSS +<=20 MB |
-| handshake  | 200 TCP connections each to the publisher and snapshot ports, held 4 s: | garbage hung up on; RSS +<=20 MB; no gap; open  |
-|            | half greet as ZMTP and go silent, half send garbage                    | files back to within 8 of before within 10 s    |
+| handshake  | 200 TCP connections each to the publisher, snapshot and control ports,  | garbage hung up on; RSS +<=20 MB; no gap; open  |
+|            | held 4 s: half greet as ZMTP and go silent, half send garbage          | files back to within 8 of before within 10 s    |
 | vanish     | the ``vanish`` source's file is deleted (once a run)                   | that stream fails or ends, naming the file       |
+| sighup     | SIGHUP to the pipeline: re-read the (unchanged) config                 | no gap; all publish; the log says it reloaded    |
 
 Every fault also needs every stream that published in the 5 s before it to publish again after it
 (within 30 s). A fault's *window* (where the other streams' results and latency are measured) runs
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -32,7 +35,7 @@ from typing import Callable
 
 from streamer.outputs.snapshot import request_snapshot
 from streamer.testing import zmtp
-from streamer.testing.processes import ENV, ROOT, wait_until
+from streamer.testing.processes import ENV, ROOT, StreamProcess, wait_until
 from streamer.testing.rtsp import RtspServer
 
 RECOVERY_S = 30.0  #: a stream must publish again within this long after a fault
@@ -41,9 +44,9 @@ RSS_GROWTH_MB = 20.0  #: issue 19's bound on what a memory attack may leave behi
 FLOOD_RATE, FLOOD_S = 80_000, 4.0  #: snapshot flood: requests tried a second, for this long
 HANDSHAKES, HOLD_S = 200, 4.0  #: handshake flood: connections per socket, held this long
 FDS_SLACK = 8  #: open files a fault may leave behind (ZeroMQ closes what it hung up on a little later)
-MEMORY_KINDS = ("sub10mb", "sub5x1mb", "snapframes", "snapflood", "handshake")  #: issue 19's socket attacks
+MEMORY_KINDS = ("sub10mb", "sub5x1mb", "ctl10mb", "snapframes", "snapflood", "handshake")  #: the socket attacks
 CAMERA_KINDS = ("kill", "freeze")
-KINDS = CAMERA_KINDS + ("slowsub",) + MEMORY_KINDS
+KINDS = CAMERA_KINDS + ("slowsub", "sighup") + MEMORY_KINDS
 ONCE = ("vanish",)  #: kinds that come up in the first round only (they end their stream for good)
 
 
@@ -55,6 +58,8 @@ class Target:
     servers: dict[str, RtspServer]
     publish: str
     snapshot: str
+    control: str
+    pipeline: StreamProcess
     obs: object  # soak.Observer
     rss: object  # soak.Sampler
     vanish: Path | None = None  #: the ``vanish`` source's file
@@ -129,11 +134,22 @@ def _snapflood(rec: dict, rng: random.Random, target: Target) -> None:
 
 
 def _handshake(rec: dict, rng: random.Random, target: Target) -> None:
-    floods = zmtp.handshake_flood([port_of(target.publish), port_of(target.snapshot)], HANDSHAKES, HOLD_S)
+    names = ("publisher", "snapshot", "control")
+    floods = zmtp.handshake_flood([port_of(a) for a in (target.publish, target.snapshot, target.control)],
+                                  HANDSHAKES, HOLD_S)
     rec["fds_peak"] = target.rss.peak(rec["start"], time.monotonic(), field="fds")
     rec["refused"] = all(f.hung_up >= f.opened // 2 for f in floods)  # the garbage half at least
-    rec["detail"] = ", ".join(f"{name}: {f.opened} accepted, {f.hung_up} hung up on"
-                              for name, f in zip(("publisher", "snapshot"), floods))
+    rec["detail"] = ", ".join(f"{name}: {f.opened} accepted, {f.hung_up} hung up on" for name, f in zip(names, floods))
+
+
+def _ctl10mb(rec: dict, rng: random.Random, target: Target) -> None:
+    rec["refused"] = zmtp.oversized_request(port_of(target.control), 10_000_000)
+    rec["detail"] = "hung up on" if rec["refused"] else "not hung up on"
+
+
+def _sighup(rec: dict, rng: random.Random, target: Target) -> None:
+    rec["log_at"] = len(target.pipeline.stderr())
+    target.pipeline.proc.send_signal(signal.SIGHUP)
 
 
 def _vanish(rec: dict, rng: random.Random, target: Target) -> None:
@@ -146,6 +162,7 @@ INJECTORS: dict[str, Callable[[dict, random.Random, Target], None]] = {
     "kill": _kill, "freeze": _freeze, "slowsub": _slowsub,
     "sub10mb": _subscriptions((10_000_000,)), "sub5x1mb": _subscriptions((1_000_000,) * 5),
     "snapframes": _snapframes, "snapflood": _snapflood, "handshake": _handshake, "vanish": _vanish,
+    "ctl10mb": _ctl10mb, "sighup": _sighup,
 }
 
 
@@ -203,7 +220,9 @@ def judge(rec: dict, target: Target) -> None:
         rec["recovery_s"] = back[rec["stream"]] - rec["end"]
     rec["gaps"] = obs.gaps - rec["gaps_before"]
     problems = [f"{s} silent" for s in sorted(rec["before"] - set(back))]
-    if kind == "slowsub" or kind in MEMORY_KINDS:
+    if kind == "sighup" and not _reloaded(rec, target):
+        problems.append("no reload in the log")
+    if kind in ("slowsub", "sighup") or kind in MEMORY_KINDS:
         problems += [f"{rec['gaps']} seq gaps"] if rec["gaps"] else []
     if kind in MEMORY_KINDS:
         rec["growth_mb"] = (rec["rss_after"] - rec["rss_before"]) / 1024
@@ -234,3 +253,14 @@ def _vanish_seen(rec: dict, target: Target) -> bool:
     rec["detail"] = f"{status['state']}: {status['reason']}"
     rec["recovery_s"] = time.monotonic() - rec["end"]
     return True
+
+
+def _reloaded(rec: dict, target: Target) -> bool:
+    """Whether the pipeline's log, after the SIGHUP, says what the reload did (waits up to 10 s)."""
+    def said() -> str | None:
+        after = target.pipeline.stderr()[rec["log_at"]:]
+        return next((line for line in after.splitlines() if "reload" in line.lower()), None)
+
+    line = wait_until(said, 10.0)
+    rec["detail"] = line.split(": ", 1)[-1][:160] if line else "nothing logged"
+    return line is not None

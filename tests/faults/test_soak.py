@@ -1,5 +1,5 @@
-"""The soak (benchmarks/soak.py) in short: the real pipeline process under issue 19's socket attacks
-and a vanishing file, judged by the soak's own verdicts (benchmarks/soak_verdicts.py).
+"""The soak (benchmarks/soak.py) in short: the real pipeline process under issue 19's socket attacks,
+a vanishing file and a SIGHUP, judged by the soak's own verdicts (benchmarks/soak_verdicts.py).
 
 The timing verdicts (the other streams' rate and p99 during the attacks against quiet time) are the
 benchmark's to report, not a test's to assert; everything else must hold: a clean exit, RSS and open
@@ -23,8 +23,8 @@ TIMING = {"others' rate in attacks", "others' p99 in attacks"}
 
 
 def test_a_short_soak_under_socket_attacks_holds_every_property(tmp_path):
-    plan = Plan(minutes=2.0, cameras=0, fault_every=1.0, seed=1, kinds=("sub10mb", "snapframes", "handshake", "vanish"),
-                bad_sources=("corrupt", "secret", "vanish"), tail_s=0.0, max_faults=4, warmup_s=2.0)
+    plan = Plan(minutes=2.0, cameras=0, fault_every=1.0, seed=1, kinds=("sub10mb", "ctl10mb", "snapframes", "handshake", "vanish", "sighup"),
+                bad_sources=("corrupt", "secret", "vanish"), tail_s=0.0, max_faults=6, warmup_s=2.0)
     r = soak(plan, tmp_path)
     assert sorted(f["kind"] for f in r["faults"]) == sorted(plan.kinds), r["faults"]
     checked = verdicts(r)
