@@ -25,7 +25,7 @@ from streamer.outputs import protocol
 from streamer.config import PublisherConfig
 from streamer.redact import redact
 from streamer.outputs.security import CurveServer, is_loopback
-from streamer.endpoints import bind
+from streamer.endpoints import PUBLISH_IO, bind, pin_io
 from streamer.core.stats import StatsRegistry, StreamState, StreamStats
 from streamer.supervisor import join_or_warn
 
@@ -144,6 +144,7 @@ class Publisher:
         if cfg.curve:  # the authenticator runs before the socket is bound (S2); bad key files fail here
             self._curve = CurveServer(self._ctx, cfg.curve_secret_key, cfg.curve_allow_dir).start()
         sock = self._ctx.socket(zmq.XPUB if cfg.wait_subscribers else zmq.PUB)
+        pin_io(sock, PUBLISH_IO)  # results have an I/O thread of their own
         sock.setsockopt(zmq.SNDHWM, cfg.sndhwm)
         sock.setsockopt(zmq.LINGER, cfg.linger_ms)
         # what subscribers send is subscriptions only: a larger frame disconnects the peer unread (S9)

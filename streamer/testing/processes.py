@@ -111,13 +111,17 @@ def sample_videos_dir() -> Path | None:
 
 def write_config(path: Path, sources: Iterable[dict], *, window: str = "{stride: 2, hop: 4}",
                  options: str = "", extra: str = "") -> Path:
-    """A YAML config: ``sources`` as [{id, url}], each with the same ``options`` flow mapping body."""
+    """A YAML config: ``sources`` as [{id, url}], each with the same ``options`` flow mapping body; a
+    source may add its own ``mode`` and ``options`` (more keys of the body, e.g. ``"loop: true"``)."""
     lines = ["sources:"]
     for s in sources:
         lines.append(f"  - id: {s['id']}")
         lines.append(f"    url: {json.dumps(s['url'])}")
-        if options:
-            lines.append(f"    options: {{{options}}}")
+        if s.get("mode"):
+            lines.append(f"    mode: {s['mode']}")
+        body = ", ".join(o for o in (options, s.get("options", "")) if o)
+        if body:
+            lines.append(f"    options: {{{body}}}")
     lines.append(f"window: {window}")
     lines.append("batching: {max_batch: 4, max_wait_ms: 5}")
     path.write_text("\n".join(lines) + "\n" + extra)
