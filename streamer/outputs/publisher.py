@@ -5,11 +5,12 @@ it never blocks: a full queue drops the message and counts it (``queue_dropped``
 for a subscriber at its SNDHWM cannot be counted here: PUB does not report it). Status of every stream goes out at
 each state change (``publish_status``) and every ``heartbeat_s`` even when nothing else happens (R17).
 
-ZeroMQ facts built in (docs RELIABILITY.md): PUB is at-most-once and drops silently at SNDHWM, so
-SNDHWM is set explicitly and results carry per-stream ``seq``; LINGER is short so ``ctx.term()``
-cannot hang; CONFLATE is never set (it breaks multipart). Slow joiner: a subscriber misses what was
-sent before its subscription arrived; ``wait_subscribers`` makes the socket an XPUB and holds the
-start of capture until that many subscriptions arrived (used by file-mode runs and tests).
+ZeroMQ facts built in (measured here; R13 and R17 in docs/RELIABILITY.md): PUB is at-most-once and
+drops silently at SNDHWM, so SNDHWM is set explicitly and results carry per-stream ``seq``; LINGER
+is short so ``ctx.term()`` cannot hang; CONFLATE is never set (it breaks multipart). Slow joiner: a
+subscriber misses what was sent before its subscription arrived; ``wait_subscribers`` makes the
+socket an XPUB and holds the start of capture until that many subscriptions arrived (used by
+file-mode runs and tests).
 """
 
 from __future__ import annotations

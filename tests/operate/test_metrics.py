@@ -37,11 +37,11 @@ def test_metrics_are_off_by_default_and_on_with_the_flag():
 
 
 def test_counters_and_histograms_scraped_during_a_live_run(tiny_model, tmp_path):
-    port = feeds.free_port()
     streams = ("a", "b")
     args = ["--source", "a=synthetic://actions?seed=1&fps=20", "--source", "b=testpattern://?fps=20",
-            "--model", str(tiny_model), "--publish", feeds.free_tcp_address(), "--metrics-port", str(port)]
+            "--model", str(tiny_model), "--publish", feeds.ANY_PORT, "--metrics-port", "0"]
     with feeds.Pipeline(args, tmp_path / "run.log") as run:
+        port = int(run.endpoint("metrics").rsplit(":", 1)[1])  # port 0: the system's choice, as logged
 
         def enough():
             samples = scrape(port)

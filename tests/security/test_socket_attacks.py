@@ -61,26 +61,26 @@ def port_of(address: str) -> int:
 
 @contextlib.contextmanager
 def snapshot_server(**config):
-    """A SnapshotServer for one stream ``a`` on a free loopback port: yields (server, context, address)."""
+    """A SnapshotServer for one stream ``a`` on a loopback port the system picks: yields (server,
+    context, the endpoint it bound)."""
     ctx = zmq.Context()
-    address = feeds.free_tcp_address()
-    server = SnapshotServer(SnapshotConfig(address=address, **config), LastValueCache(["a"]), ctx)
+    server = SnapshotServer(SnapshotConfig(address=feeds.ANY_PORT, **config), LastValueCache(["a"]), ctx)
     server.start_and_wait()
     try:
-        yield server, ctx, address
+        yield server, ctx, server.endpoint
     finally:
         server.stop()
         ctx.term()
 
 
 # ---- the options themselves, in process -----------------------------------------------------------
-def test_publisher_disconnects_a_subscription_frame_over_the_limit(tcp_address):
-    pub = Publisher(PublisherConfig(address=tcp_address), StatsRegistry(), zmq.Context.instance())
+def test_publisher_disconnects_a_subscription_frame_over_the_limit():
+    pub = Publisher(PublisherConfig(address=feeds.ANY_PORT), StatsRegistry(), zmq.Context.instance())
     pub.start(threading.Event())
     try:
-        with zmtp.RawPeer(port_of(tcp_address), b"SUB") as fair:  # a subscription of legal size stays connected
+        with zmtp.RawPeer(port_of(pub.endpoint), b"SUB") as fair:  # a subscription of legal size stays connected
             assert fair.send(zmtp.frame(b"\x01result.cam0")) and not fair.closed_by_peer(0.5)
-        with zmtp.RawPeer(port_of(tcp_address), b"SUB") as peer:
+        with zmtp.RawPeer(port_of(pub.endpoint), b"SUB") as peer:
             peer.send_large_frame(protocol.MAX_SUBSCRIPTION_BYTES + 1, b"\x01")
             assert peer.closed_by_peer(5.0)  # ZeroMQ read the frame's size and hung up
             assert peer.sent < 1 << 20
@@ -187,9 +187,10 @@ def pipeline(tiny_model, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("attacks")
     streams = [{"id": s, "url": "testpattern://?fps=50"} for s in STREAMS]  # 100 results a second in all
     cfg = feeds.write_config(tmp / "c.yaml", streams, window="{stride: 2, hop: 2}")
-    publish, snapshot = feeds.free_tcp_address(), feeds.free_tcp_address()
-    with feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--publish", publish,
-                         "--snapshot", snapshot], tmp / "run.log") as run, Collector(publish) as results:
+    with feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--publish", feeds.ANY_PORT,
+                         "--snapshot", feeds.ANY_PORT], tmp / "run.log") as run, \
+            Collector(publish := run.endpoint()) as results:
+        snapshot = run.endpoint("snapshot")
         assert feeds.wait_until(lambda: len(results.messages) >= 100, 90), run.stderr()[-2000:]
         run.publish, run.snapshot, run.results = publish, snapshot, results
         yield run
