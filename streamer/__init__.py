@@ -13,4 +13,8 @@
 down), ``streamer.subscribe`` and ``streamer.keys`` (client CLIs) sit at the top. Importing the
 package changes nothing in the process: the CLI entry sets the OpenCV environment
 (:func:`streamer.sources.cvenv.prepare_opencv_environment`). Heavy modules are imported where used.
+
+Tags such as ``(R19)`` or ``(S6)`` in comments name a reliability or security property: what each
+means, where it is kept and the test that shows it are in docs/RELIABILITY.md; the frame's path
+through these modules, hop by hop, is in docs/ARCHITECTURE.md.
 """

@@ -44,7 +44,7 @@ from streamer.control.sdnotify import Notifier
 from streamer.core.loading import load, resolve_window, warn_outside_domain
 from streamer.core.scheduler import Scheduler, WindowPlan
 from streamer.core.stats import StatsRegistry, StreamState
-from streamer.endpoints import Listen, check_free
+from streamer.endpoints import Listen, check_free, pipeline_context
 from streamer.ops.features import OperatorFeatures
 from streamer.ops.statusline import ResultPrinter, StatusLine, Terminal
 from streamer.outputs.publisher import Publisher
@@ -126,8 +126,6 @@ class Pipeline:
         is bound and the first thread starts (the CLI's signal handler stops aborting there).
         ``hangup`` (SIGHUP): when set, the config file is read again and its sources applied.
         """
-        import zmq
-
         check_free(self.listens())  # every clash in one error, before the (slow) model load
         log.debug("loading model %s", self.config.model.source)  # a bad source is then the only line
         built = self._build()
@@ -135,7 +133,7 @@ class Pipeline:
         if stop.is_set():
             log.info("stop requested")
             return 0
-        ctx = zmq.Context()
+        ctx = pipeline_context()
         status_line = StatusLine(self.stats, self.config.logging.status_line, self.config.logging.status_interval_s,
                                  self.terminal)
         try:

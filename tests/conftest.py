@@ -43,11 +43,6 @@ def tiny_model(tmp_path_factory) -> Path:
     return feeds.make_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-timesformer")
 
 
-@pytest.fixture
-def tcp_address() -> str:
-    return feeds.free_tcp_address()
-
-
 @pytest.fixture(scope="session")
 def protocol_schema() -> dict:
     return json.loads((REPO / "docs" / "protocol.schema.json").read_text())

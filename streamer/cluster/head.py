@@ -29,7 +29,7 @@ from typing import Callable
 from model.errors import ConfigError
 from streamer.control.api import reload_on_hangup
 from streamer.config import AppConfig
-from streamer.endpoints import Listen, check_free
+from streamer.endpoints import Listen, check_free, pipeline_context
 from streamer.sources.table import plan_source
 from streamer.supervisor import Deadline, Policy, Supervisor, Watched, restarted
 
@@ -94,8 +94,6 @@ class ClusterHead:
         ``hangup`` (SIGHUP): when set, the config files are read again and their sources applied."""
         import os
 
-        import zmq
-
         # The CLI's own SIGINT/SIGTERM handler stops the head (R19); Ray's C++ failure handler would also
         # log a stack trace for every SIGTERM. Ray reads this when it is first imported (next line).
         os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
@@ -110,7 +108,7 @@ class ClusterHead:
             if stop.is_set():
                 log.info("stop requested")
                 return 0
-            ctx = zmq.Context()
+            ctx = pipeline_context()  # the hub's XPUB on its own I/O thread, the request sockets on the other
             try:
                 self._start(backend, ctx, stop)
                 self._wait(stop, hangup or threading.Event())

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 from model.errors import ConfigError
 from streamer.control import requests
-from streamer.endpoints import ServerThread, bind
+from streamer.endpoints import REQUEST_IO, ServerThread, bind, pin_io
 from streamer.outputs import protocol
 from streamer.outputs.security import is_loopback
 from streamer.redact import redact
@@ -63,6 +63,7 @@ class ControlServer(ServerThread):
 
     def _open(self, zmq):
         sock = self._ctx.socket(zmq.ROUTER)
+        pin_io(sock, REQUEST_IO)  # not the publisher's I/O thread
         sock.setsockopt(zmq.LINGER, self._linger_ms)
         sock.setsockopt(zmq.MAXMSGSIZE, self._max_request_bytes)
         sock.setsockopt(zmq.SNDHWM, 100)

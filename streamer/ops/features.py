@@ -86,8 +86,12 @@ class OperatorFeatures:
         if cfg.metrics.enabled:
             from streamer.ops.metrics import Metrics
 
+            snapshot = self.snapshot
             self.metrics = Metrics(cfg.metrics, self.stats, model_info=model.info(), model_size=model.weight_bytes(),
-                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.queue_dropped))
+                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.queue_dropped),
+                                   snapshot_counts=snapshot and (lambda: {"served": snapshot.served,
+                                                                          "refused": snapshot.refused,
+                                                                          "limited": snapshot.limited}))
             publisher.listeners.append(self.metrics.on_sent)
             self.metrics.start()
         if cfg.annotate.active:

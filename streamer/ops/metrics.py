@@ -24,6 +24,7 @@ message the publisher sent (:meth:`Metrics.on_sent`, publisher thread):
 | ``timesformer_open_events`` | gauge | stream |
 | ``timesformer_publisher_sent_total`` | counter (messages handed to ZeroMQ) | |
 | ``timesformer_publisher_queue_dropped_total`` | counter (messages dropped before ZeroMQ: the publisher's queue was full; *not* ZeroMQ's drops at a slow subscriber's SNDHWM, which PUB cannot count: subscribers see those as ``seq`` gaps) | |
+| ``timesformer_snapshot_requests_total`` | counter (requests to the snapshot socket by outcome: ``served``; ``refused``: malformed or over the frame/byte limits; ``limited``: dropped unanswered, the peer asked again too soon) | outcome |
 | ``timesformer_model_bytes`` | gauge (the weights: ``model.quantize.weight_bytes``, packed int8 weights included) | model, precision, device |
 | ``timesformer_cuda_memory_allocated_bytes`` | gauge (CUDA only) | device |
 
@@ -63,9 +64,10 @@ class _StatsCollector:
     """Reads the per-stream counters at scrape time."""
 
     def __init__(self, stats: StatsRegistry, publisher_counts: Callable[[], tuple[int, int]] | None,
-                 cuda_device: str | None) -> None:
+                 cuda_device: str | None, snapshot_counts: Callable[[], dict[str, int]] | None = None) -> None:
         self.stats = stats
         self.publisher_counts = publisher_counts
+        self.snapshot_counts = snapshot_counts
         self.cuda_device = cuda_device
 
     def collect(self):
@@ -100,6 +102,13 @@ class _StatsCollector:
                                       "Messages dropped before ZeroMQ because the publisher's queue was full. "
                                       "Does not count what ZeroMQ drops for a slow subscriber at SNDHWM "
                                       "(PUB cannot see it; subscribers find it by seq gaps).", value=dropped)
+        if self.snapshot_counts is not None:
+            requests = CounterMetricFamily(p + "snapshot_requests", "Requests to the snapshot socket, by outcome "
+                                           "(served; refused: malformed or over the limits; limited: the peer "
+                                           "asked again too soon, dropped unanswered).", labels=["outcome"])
+            for outcome, n in self.snapshot_counts().items():
+                requests.add_metric([outcome], n)
+            yield requests
         if self.cuda_device is not None:
             import torch
 
@@ -113,7 +122,8 @@ class Metrics:
 
     def __init__(self, config: MetricsConfig, stats: StatsRegistry, *, model_info: dict | None = None,
                  model_size: int | None = None, device: str = "cpu",
-                 publisher_counts: Callable[[], tuple[int, int]] | None = None) -> None:
+                 publisher_counts: Callable[[], tuple[int, int]] | None = None,
+                 snapshot_counts: Callable[[], dict[str, int]] | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
         self.config = config
@@ -137,7 +147,7 @@ class Metrics:
                       ["model", "precision", "device"], registry=self.registry)
             g.labels(str(info.get("name", "")), str(info.get("precision", "")), device).set(model_size)
         self.registry.register(_StatsCollector(stats, publisher_counts,
-                                               device if device.startswith("cuda") else None))
+                                               device if device.startswith("cuda") else None, snapshot_counts))
         ProcessCollector(registry=self.registry)
         for s in stats:
             self.open_events.labels(s.stream).set(0)

@@ -5,11 +5,12 @@ it never blocks: a full queue drops the message and counts it (``queue_dropped``
 for a subscriber at its SNDHWM cannot be counted here: PUB does not report it). Status of every stream goes out at
 each state change (``publish_status``) and every ``heartbeat_s`` even when nothing else happens (R17).
 
-ZeroMQ facts built in (docs RELIABILITY.md): PUB is at-most-once and drops silently at SNDHWM, so
-SNDHWM is set explicitly and results carry per-stream ``seq``; LINGER is short so ``ctx.term()``
-cannot hang; CONFLATE is never set (it breaks multipart). Slow joiner: a subscriber misses what was
-sent before its subscription arrived; ``wait_subscribers`` makes the socket an XPUB and holds the
-start of capture until that many subscriptions arrived (used by file-mode runs and tests).
+ZeroMQ facts built in (measured here; R13 and R17 in docs/RELIABILITY.md): PUB is at-most-once and
+drops silently at SNDHWM, so SNDHWM is set explicitly and results carry per-stream ``seq``; LINGER
+is short so ``ctx.term()`` cannot hang; CONFLATE is never set (it breaks multipart). Slow joiner: a
+subscriber misses what was sent before its subscription arrived; ``wait_subscribers`` makes the
+socket an XPUB and holds the start of capture until that many subscriptions arrived (used by
+file-mode runs and tests).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from streamer.outputs import protocol
 from streamer.config import PublisherConfig
 from streamer.redact import redact
 from streamer.outputs.security import CurveServer, is_loopback
-from streamer.endpoints import bind
+from streamer.endpoints import PUBLISH_IO, bind, pin_io
 from streamer.core.stats import StatsRegistry, StreamState, StreamStats
 from streamer.supervisor import join_or_warn
 
@@ -50,6 +51,7 @@ def bind_publisher(ctx, cfg: PublisherConfig, *, xpub: bool, curve: CurveServer 
     import zmq
 
     sock = ctx.socket(zmq.XPUB if xpub else zmq.PUB)
+    pin_io(sock, PUBLISH_IO)  # results have an I/O thread of their own
     sock.setsockopt(zmq.SNDHWM, cfg.sndhwm)
     sock.setsockopt(zmq.LINGER, cfg.linger_ms)
     # what subscribers send is subscriptions only: a larger frame disconnects the peer unread (S9)

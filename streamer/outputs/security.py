@@ -1,8 +1,8 @@
 """CURVE encryption with a client allow-list for the publisher, key files, and the loopback check (S1-S4).
 
-Measured facts this module is built around (docs RELIABILITY.md): a CURVE server with no ZAP
-authenticator accepts *any* client key, and ``zmq.auth.create_certificates`` writes the secret key
-world-readable. So here:
+Measured facts this module is built around (the properties: S1-S4 in docs/RELIABILITY.md): a CURVE
+server with no ZAP authenticator accepts *any* client key, and ``zmq.auth.create_certificates``
+writes the secret key world-readable. So here:
 
 - :func:`generate_keypair` writes ``NAME.key`` (public, 0644) and ``NAME.key_secret`` (0600, created
   with that mode, never overwritten); the text format is ZeroMQ's certificate format, so

@@ -39,7 +39,7 @@ from typing import Callable, NamedTuple
 
 from model.errors import PublisherError
 from streamer.config import SnapshotConfig
-from streamer.endpoints import ServerThread, bind
+from streamer.endpoints import REQUEST_IO, ServerThread, bind, pin_io
 from streamer.outputs import protocol
 from streamer.redact import redact
 from streamer.outputs.security import is_loopback
@@ -163,6 +163,7 @@ class SnapshotServer(ServerThread):
         cfg = self.config
         sock = self._ctx.socket(zmq.ROUTER)
         try:
+            pin_io(sock, REQUEST_IO)  # not the publisher's I/O thread
             sock.setsockopt(zmq.LINGER, cfg.linger_ms)
             # one frame over the request limit disconnects the peer before ZeroMQ buffers it (S9)
             sock.setsockopt(zmq.MAXMSGSIZE, min(cfg.max_request_bytes, protocol.MAX_REQUEST_FRAME_BYTES))

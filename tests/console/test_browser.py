@@ -27,14 +27,11 @@ def chromium_ready() -> None:
 
 
 def test_console_page_in_a_real_browser(chromium_ready, tmp_path, validate):
-    port, address = feeds.free_port(), feeds.free_tcp_address()
     clips = tmp_path / "clips"
-    with feeds.Recorder(address, tmp_path / "messages.jsonl") as recorder, \
-            feeds.Pipeline(["--publish", address,
-                            "--ui", f"127.0.0.1:{port}", "--clips", str(clips)], tmp_path / "run.log") as run:
-        url = f"http://127.0.0.1:{port}/"
-        assert feeds.wait_until(lambda: f"console: open {url}" in run.stderr() or run.proc.poll() is not None,
-                                timeout=180), run.stderr()
+    with feeds.Pipeline(["--publish", feeds.ANY_PORT, "--ui", "127.0.0.1:0", "--clips", str(clips)],
+                        tmp_path / "run.log") as run, \
+            feeds.Recorder(run.endpoint(timeout=180), tmp_path / "messages.jsonl") as recorder:
+        url = run.endpoint("console", timeout=180) + "/"  # port 0: the system's choice, as the console logs it
         assert run.proc.poll() is None, run.stderr()
         driver = browser(tmp_path / "profile")
         try:

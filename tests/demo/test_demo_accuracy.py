@@ -8,9 +8,6 @@ The second test plays the same frames backwards: the time-reversed classes must 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import time
 from pathlib import Path
 
 import cv2
@@ -21,7 +18,6 @@ from model.demo.render import REVERSED, Scene, ground_truth
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = REPO / "model" / "weights" / "motion-demo"
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 HELD_OUT_SEED = 20261124  # training draws its scene seeds from a NumPy stream; this one is written only here
 SECONDS, FPS, WIDTH, HEIGHT = 48, 25, 160, 120
 
@@ -57,19 +53,18 @@ def run_pipeline(video: Path, precision: str, *extra: str) -> list[dict]:
     """Every result of ``run_stream.py`` on ``video`` in file mode, as the subscriber received them."""
     from streamer.subscribe import Collector
 
-    address = feeds.free_tcp_address()
-    collector = Collector(address, ("result.",))
-    try:
-        time.sleep(0.3)
-        run = subprocess.run(
-            feeds.run_stream_argv("--config", str(REPO / "configs" / "default.yaml"),
-             "--source", f"demo={video}", "--mode", "file", "--precision", precision, "--publish", address,
-             "--wait-subscribers", "1", "--threads", "2", "--log-level", "WARNING", *extra),
-            cwd=REPO, env=ENV, capture_output=True, text=True, timeout=240)
-    finally:
-        collector.close(drain_s=1.0)
+    # the run waits for the collector, which subscribes on the endpoint the run logs (a port the system picked)
+    log = video.with_name(f"{video.stem}-{precision}.log")
+    with feeds.Pipeline(["--config", str(REPO / "configs" / "default.yaml"), "--source", f"demo={video}",
+                         "--mode", "file", "--precision", precision, "--publish", feeds.ANY_PORT,
+                         "--wait-subscribers", "1", "--threads", "2", *extra], log) as run:
+        collector = Collector(run.endpoint(), ("result.",))
+        try:
+            code = run.proc.wait(240)
+        finally:
+            collector.close(drain_s=1.0)
     results = collector.messages
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert code == 0, run.stderr()[-2000:]
     assert results, "no results arrived"
     return results
 

@@ -22,7 +22,6 @@ import feeds
 @pytest.mark.rtsp
 @pytest.mark.timeout(90)
 def test_refused_and_black_hole_sources_do_not_delay_a_healthy_stream(tiny_model, rtsp_server, tmp_path):
-    address = feeds.free_tcp_address()
     with feeds.BlackHole() as hole:
         sources = [{"id": "good", "url": rtsp_server.url}, {"id": "refused", "url": feeds.refused_url()},
                    {"id": "hole", "url": hole.rtsp_url}]
@@ -30,9 +29,8 @@ def test_refused_and_black_hole_sources_do_not_delay_a_healthy_stream(tiny_model
         cfg = feeds.write_config(tmp_path / "run.yaml", sources,
                                  options="open_timeout_s: 3, read_timeout_s: 2, stall_timeout_s: 2, "
                                          "backoff_initial_s: 0.3, backoff_max_s: 1")
-        with feeds.Recorder(address, tmp_path / "m.jsonl") as rec, \
-                feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--publish", address],
-                               tmp_path / "run.log") as pipe:
+        with feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--publish", feeds.ANY_PORT],
+                            tmp_path / "run.log") as pipe, feeds.Recorder(pipe.endpoint(), tmp_path / "m.jsonl") as rec:
             assert feeds.wait_until(lambda: len(rec.results("good")) >= 1, 40), pipe.stderr()[-2000:]
             # long enough for several black-hole open timeouts and refused retries
             assert feeds.wait_until(lambda: (s := rec.latest_status("hole")) and s["counters"]["reconnects"] >= 3, 20)
@@ -62,12 +60,10 @@ def many_labels_model(tmp_path_factory) -> Path:
 @pytest.mark.timeout(120)
 def test_a_subscriber_that_stops_reading_for_30_s_costs_nothing(many_labels_model, tmp_path):
     pause = 30.0
-    address = feeds.free_tcp_address()
     cfg = feeds.write_config(tmp_path / "run.yaml", [{"id": "cam", "url": "testpattern://?width=96&height=72&fps=50"}],
                              window="{stride: 1, hop: 1}", extra="publisher: {sndhwm: 50}\nmodel: {top_k: 500}\n")
-    with feeds.Recorder(address, tmp_path / "m.jsonl") as rec, \
-            feeds.Pipeline(["--config", str(cfg), "--model", str(many_labels_model), "--publish", address],
-                           tmp_path / "run.log") as pipe:
+    with feeds.Pipeline(["--config", str(cfg), "--model", str(many_labels_model), "--publish", feeds.ANY_PORT],
+                        tmp_path / "run.log") as pipe, feeds.Recorder(address := pipe.endpoint(), tmp_path / "m.jsonl") as rec:
         assert feeds.wait_until(lambda: len(rec.results("cam")) >= 50, 40), pipe.stderr()[-2000:]
         start = rec.latest_status("cam")
         frozen = subprocess.Popen([sys.executable, "-m", "streamer.testing.frozen_subscriber", address,

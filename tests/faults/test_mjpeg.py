@@ -1,7 +1,7 @@
 """A source faster than it says: HTTP MJPEG at 100 fps, which OpenCV reports as 25 fps. The ring is
 sized from the measured rate, so windows of the configured span fit and results come at the hop
 (before: a ring sized for 25 fps held 0.5 s, less than one 1.28 s window, and no result ever came).
-The server is ffmpeg's mpjpeg output behind a small HTTP server (tests/fixtures/media.py)."""
+The server is ffmpeg's mpjpeg output behind a small HTTP server (streamer/testing/media.py)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,18 @@ import statistics
 import pytest
 
 import feeds
-import media
+from streamer.testing import media
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_a_100_fps_mjpeg_feed_gives_results_at_the_configured_hop(tiny_model, tmp_path):
     span, hop, fps = 1.28, 0.24, 100
-    address = feeds.free_tcp_address()
     with media.MjpegServer(fps=fps) as server:
         cfg = feeds.write_config(tmp_path / "run.yaml", [{"id": "mj", "url": server.url}],
                                  window=f"{{span_s: {span}, hop_s: {hop}}}", options="open_timeout_s: 5, read_timeout_s: 3")
-        with feeds.Recorder(address, tmp_path / "m.jsonl") as rec, \
-                feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--publish", address],
-                               tmp_path / "run.log") as pipe:
+        with feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--publish", feeds.ANY_PORT],
+                            tmp_path / "run.log") as pipe, feeds.Recorder(pipe.endpoint(), tmp_path / "m.jsonl") as rec:
             results = feeds.wait_until(lambda: len(r := rec.results("mj")) >= 25 and r, 60)
             assert results, (rec.statuses("mj")[-1:], pipe.stderr()[-2000:])
             status = rec.latest_status("mj")

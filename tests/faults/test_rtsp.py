@@ -32,11 +32,14 @@ def validate():
 
 def start(tmp_path: Path, model: Path, sources: list[dict], options: str = OPTIONS, extra_args=(),
           window: str = "{stride: 2, hop: 4}"):
-    address = feeds.free_tcp_address()
     cfg = feeds.write_config(tmp_path / "run.yaml", sources, options=options, window=window)
-    recorder = feeds.Recorder(address, tmp_path / "messages.jsonl")
-    pipeline = feeds.Pipeline(["--config", str(cfg), "--model", str(model), "--publish", address, *extra_args],
+    pipeline = feeds.Pipeline(["--config", str(cfg), "--model", str(model), "--publish", feeds.ANY_PORT, *extra_args],
                               tmp_path / "run_stream.log")
+    try:  # the recorder subscribes on the endpoint the run logs (a port the system picked)
+        recorder = feeds.Recorder(pipeline.endpoint(), tmp_path / "messages.jsonl")
+    except BaseException:
+        pipeline.close()
+        raise
     return pipeline, recorder
 
 

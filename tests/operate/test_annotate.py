@@ -58,7 +58,7 @@ def test_run_writes_an_annotated_mp4_that_differs_where_the_text_is(tiny_model, 
     write_video(clip, Scene(4, 160, 120, 25.0), 60)
     out = tmp_path / "annotated.mp4"
     with feeds.Pipeline(["--source", f"clip={clip}", "--mode", "file", "--model", str(tiny_model),
-                         "--publish", feeds.free_tcp_address(), "--annotate", str(out)], tmp_path / "run.log") as run:
+                         "--publish", feeds.ANY_PORT, "--annotate", str(out)], tmp_path / "run.log") as run:
         assert run.proc.wait(120) == 0, run.stderr()
     assert "annotated video" in run.stderr()
     source, annotated = feeds.read_frames(clip), feeds.read_frames(out)

@@ -55,12 +55,11 @@ def run(request, tmp_path_factory):
     require_demo_model()
     folder = tmp_path_factory.mktemp(f"events-{request.param}")
     clip, truth = render(request.param, folder)
-    address = feeds.free_tcp_address()
-    with feeds.Recorder(address, folder / "messages.jsonl") as recorder:
-        with feeds.Pipeline(["--config", str(DEFAULT_CONFIG), "--source", f"clip={clip}", "--mode", "file",
-                             "--model", "motion-demo", "--publish", address, "--wait-subscribers", "1"],
-                            folder / "run.log") as proc:
-            assert proc.proc.wait(120) == 0, proc.stderr()
+    with feeds.Pipeline(["--config", str(DEFAULT_CONFIG), "--source", f"clip={clip}", "--mode", "file",
+                         "--model", "motion-demo", "--publish", feeds.ANY_PORT, "--wait-subscribers", "1"],
+                        folder / "run.log") as proc, \
+            feeds.Recorder(proc.endpoint(), folder / "messages.jsonl") as recorder:
+        assert proc.proc.wait(120) == 0, proc.stderr()
 
         def every_event_ended():
             phases = [m["phase"] for m in recorder.messages() if m["type"] == "event"]

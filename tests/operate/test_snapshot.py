@@ -17,11 +17,12 @@ EVENTS = "events: {default: {enter: 0.1, exit: 0.05, min_duration_s: 0.0}}\n"
 
 
 def test_late_subscriber_gets_every_streams_latest_state(tiny_model, tmp_path, validate):
-    publish, snap_address = feeds.free_tcp_address(), feeds.free_tcp_address()
     config = feeds.write_config(tmp_path / "run.yaml", [{"id": "a", "url": "synthetic://actions?seed=2&fps=20"},
                                                         {"id": "b", "url": "testpattern://?fps=20"}], extra=EVENTS)
-    args = ["--config", str(config), "--model", str(tiny_model), "--publish", publish, "--snapshot", snap_address]
+    args = ["--config", str(config), "--model", str(tiny_model), "--publish", feeds.ANY_PORT,
+            "--snapshot", feeds.ANY_PORT]
     with feeds.Pipeline(args, tmp_path / "run.log") as run:
+        publish, snap_address = run.endpoint(), run.endpoint("snapshot")
 
         def both_have_results_and_events():
             assert run.proc.poll() is None, run.stderr()
@@ -74,9 +75,9 @@ def test_snapshot_socket_ignores_malformed_requests_and_filters_by_stream():
     cache.on_sent("event.a", {"type": "event", "stream": "a", "id": "e2", "phase": "update"})
     cache.on_sent("event.a", {"type": "event", "stream": "a", "id": "e1", "phase": "end"})
     ctx = zmq.Context()
-    address = feeds.free_tcp_address()
-    server = SnapshotServer(SnapshotConfig(address=address), cache, ctx)
+    server = SnapshotServer(SnapshotConfig(address=feeds.ANY_PORT), cache, ctx)
     server.start_and_wait()
+    address = server.endpoint
     try:
         bad = ctx.socket(zmq.DEALER)
         bad.setsockopt(zmq.LINGER, 1000)
@@ -105,9 +106,9 @@ def test_snapshot_socket_uses_the_publishers_curve_keys(tmp_path):
     cache = LastValueCache(["cam"])
     ctx = zmq.Context()
     curve = CurveServer(ctx, server_secret, tmp_path / "allowed").start()
-    address = feeds.free_tcp_address()
-    server = SnapshotServer(SnapshotConfig(address=address), cache, ctx, secure=curve.secure)
+    server = SnapshotServer(SnapshotConfig(address=feeds.ANY_PORT), cache, ctx, secure=curve.secure)
     server.start_and_wait()
+    address = server.endpoint
     try:
         server_public = tmp_path / "server" / "server.key"
         good = request_snapshot(address, context=ctx, curve=client_options(server_public, allowed_secret))
@@ -138,9 +139,9 @@ def test_curve_allow_list_reload_applies_to_new_connections(tmp_path):
     shutil.copy(alice_public, allow)
     ctx = zmq.Context()
     curve = CurveServer(ctx, server_secret, allow).start()
-    address = feeds.free_tcp_address()
-    server = SnapshotServer(SnapshotConfig(address=address), LastValueCache(["cam"]), ctx, secure=curve.secure)
+    server = SnapshotServer(SnapshotConfig(address=feeds.ANY_PORT), LastValueCache(["cam"]), ctx, secure=curve.secure)
     server.start_and_wait()
+    address = server.endpoint
     alice, bob = client_options(server_public, alice_secret), client_options(server_public, bob_secret)
     try:
         assert request_snapshot(address, context=ctx, curve=alice) is not None

@@ -1,4 +1,5 @@
-"""CURVE with a client allow-list (S2), key files (S3), loopback by default and the loud warning (S1).
+"""CURVE with a client allow-list (S2), key files (S3), loopback by default and the loud warning (S1),
+the libzmq version floor (S4).
 
 The encrypted end-to-end test runs run_stream.py in its own process with a CURVE config and three
 subscribers on 127.0.0.1: one whose key is in the allow-list (receives results), one with a valid
@@ -87,6 +88,25 @@ def test_curve_needs_an_allow_list():
         PublisherConfig(curve_secret_key="server.key_secret")
 
 
+@pytest.mark.parametrize("version, curve, refused", [
+    ((4, 3, 1), True, True), ((4, 2, 5), True, True), ((4, 3, 2), False, True), ((4, 3, 2), True, False),
+    ((4, 3, 5), True, False),
+])
+def test_curve_refuses_a_libzmq_below_the_floor_or_without_curve(monkeypatch, version, curve, refused):
+    monkeypatch.setattr(zmq, "zmq_version_info", lambda: version)
+    monkeypatch.setattr(zmq, "zmq_version", lambda: ".".join(map(str, version)))
+    has = zmq.has
+    monkeypatch.setattr(zmq, "has", lambda what: curve if what == "curve" else has(what))
+    if not refused:
+        security.require_curve()
+        return
+    with pytest.raises(PublisherError) as err:
+        security.require_curve()
+    line = str(err.value)
+    assert "\n" not in line and "libzmq >= 4.3.2" in line and ".".join(map(str, version)) in line
+    assert "upgrade pyzmq" in line
+
+
 @pytest.mark.parametrize("address, loopback", [
     ("tcp://127.0.0.1:5555", True), ("tcp://127.8.9.10:1", True), ("tcp://localhost:5555", True),
     ("tcp://[::1]:5555", True), ("ipc:///tmp/x", True), ("inproc://x", True),
@@ -119,7 +139,7 @@ def test_warning_on_a_reachable_bind_only_without_curve(curve, tmp_path, monkeyp
                    "curve_allow_dir": str(tmp_path / "clients")}
     ctx = zmq.Context()
     with caplog.at_level(logging.WARNING, logger="streamer.outputs.publisher"):
-        pub = _start_publisher(PublisherConfig(address=feeds.free_tcp_address(), **options), ctx)
+        pub = _start_publisher(PublisherConfig(address=feeds.ANY_PORT, **options), ctx)
         pub.stop()
     ctx.term()
     warned = [r for r in caplog.records if "NOT ENCRYPTED" in r.getMessage()]
@@ -129,7 +149,7 @@ def test_warning_on_a_reachable_bind_only_without_curve(curve, tmp_path, monkeyp
 def test_bad_key_file_fails_at_start_with_one_line(tiny_model, tmp_path):
     security.generate_keypair(tmp_path / "clients", "alice")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"sources: ['testpattern://']\npublisher: {{address: '{feeds.free_tcp_address()}', "
+    cfg.write_text(f"sources: ['testpattern://']\npublisher: {{address: '{feeds.ANY_PORT}', "
                    f"curve_secret_key: '{tmp_path / 'missing.key_secret'}', curve_allow_dir: '{tmp_path / 'clients'}'}}\n")
     done = subprocess.run([sys.executable, str(feeds.REPO / "run_stream.py"), "--config", str(cfg), "--model",
                            str(tiny_model), "--status-line", "off"],
@@ -144,23 +164,27 @@ def test_allowed_key_receives_unknown_key_and_plaintext_receive_nothing(tiny_mod
     server_pub, server_secret = security.generate_keypair(tmp_path / "server", "server")
     _, alice_secret = security.generate_keypair(tmp_path / "clients", "alice")
     _, mallory_secret = security.generate_keypair(tmp_path / "outsiders", "mallory")  # valid key, not allowed
-    address = feeds.free_tcp_address()
     cfg = tmp_path / "c.yaml"
     cfg.write_text("sources: [{id: cam, url: 'testpattern://?width=64&height=48&fps=25'}]\n"
-                   f"publisher: {{address: '{address}', curve_secret_key: '{server_secret}', "
+                   f"publisher: {{address: '{feeds.ANY_PORT}', curve_secret_key: '{server_secret}', "
                    f"curve_allow_dir: '{tmp_path / 'clients'}'}}\n")
     ctx = zmq.Context()
-    alice = Subscriber(address, ("result.", "status."), context=ctx,
-                       curve=security.client_options(server_pub, alice_secret))
-    mallory = Subscriber(address, ("result.", "status."), context=ctx,
-                         curve=security.client_options(server_pub, mallory_secret))
-    plain = Subscriber(address, ("result.", "status."), context=ctx)
-    cli = subprocess.Popen([sys.executable, "-m", "streamer.subscribe", address, "--json", "--count", "2",
-                            "--timeout", "30", "--server-key", str(server_pub), "--client-key", str(alice_secret)],
-                           cwd=feeds.REPO, env=feeds.ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    subs: list[Subscriber] = []
+    cli = None
     try:
         with feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--log-level", "DEBUG"],
                             tmp_path / "run.log") as pipe:
+            address = pipe.endpoint()  # the port the system picked, as the run logs it
+            alice = Subscriber(address, ("result.", "status."), context=ctx,
+                               curve=security.client_options(server_pub, alice_secret))
+            mallory = Subscriber(address, ("result.", "status."), context=ctx,
+                                 curve=security.client_options(server_pub, mallory_secret))
+            plain = Subscriber(address, ("result.", "status."), context=ctx)
+            subs = [alice, mallory, plain]
+            cli = subprocess.Popen([sys.executable, "-m", "streamer.subscribe", address, "--json", "--count", "2",
+                                    "--timeout", "30", "--server-key", str(server_pub), "--client-key",
+                                    str(alice_secret)], cwd=feeds.REPO, env=feeds.ENV, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
             got = []
             while len([m for _, m in got if m["type"] == "result"]) < 10:
                 msg = alice.recv(timeout=30)
@@ -173,8 +197,9 @@ def test_allowed_key_receives_unknown_key_and_plaintext_receive_nothing(tiny_mod
             assert pipe.terminate(10) == 0
         log = pipe.stderr()
     finally:
-        cli.kill()
-        for sub in (alice, mallory, plain):
+        if cli is not None:
+            cli.kill()
+        for sub in subs:
             sub.close()
         ctx.term()
     assert {m["stream"] for _, m in got} == {"cam"}

@@ -45,20 +45,19 @@ def test_log_formatter_redacts_messages_arguments_and_tracebacks():
 @pytest.mark.rtsp
 @pytest.mark.timeout(90)
 def test_canary_password_never_leaks_from_a_running_pipeline(tiny_model, rtsp_ready, bikes_mp4, tmp_path):
-    address = feeds.free_tcp_address()
     with feeds.RtspServer(bikes_mp4, tmp_path) as server, feeds.BlackHole() as hole:
         server.start()
         port = server.port
         sources = [  # the server ignores credentials; the pipeline must still never show them
             {"id": "good", "url": f"rtsp://first.last:{CANARY}@127.0.0.1:{port}/live"},
-            {"id": "refused", "url": f"rtsp://admin.user:{CANARY}@ss@127.0.0.1:{feeds.free_port()}/x"},
+            {"id": "refused", "url": f"rtsp://admin.user:{CANARY}@ss@127.0.0.1:{feeds.refused_port()}/x"},
             {"id": "hole", "url": f"rtsp://j.doe:{CANARY}@127.0.0.1:{hole.port}/y"},
         ]
         cfg = feeds.write_config(tmp_path / "c.yaml", sources,
                                  options="open_timeout_s: 2, read_timeout_s: 2, backoff_initial_s: 0.2, backoff_max_s: 1")
-        with feeds.Recorder(address, tmp_path / "m.jsonl") as rec, \
-                feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--publish", address,
-                                "--log-level", "DEBUG"], tmp_path / "run.log") as pipe:
+        with feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--publish", feeds.ANY_PORT,
+                             "--log-level", "DEBUG"], tmp_path / "run.log") as pipe, \
+                feeds.Recorder(pipe.endpoint(), tmp_path / "m.jsonl") as rec:
             assert feeds.wait_until(lambda: len(rec.results("good")) >= 3, 40), pipe.stderr()[-2000:]
             assert feeds.wait_until(lambda: (s := rec.latest_status("hole")) and s["counters"]["reconnects"] >= 1, 15)
             server.kill()  # the good stream now goes through backoff too, with its URL in the reason
@@ -155,17 +154,16 @@ def test_fuzzed_credentials_never_reach_any_output_channel(tiny_model, tmp_path_
 
     tmp = tmp_path_factory.mktemp("channels")
     secret = f"{value}{CHANNEL_CANARY}"
-    urls = {f"rtsp{i}": f"rtsp://{info[:20]}{CHANNEL_CANARY}{info[20:]}@127.0.0.1:{feeds.free_port()}/x"
+    urls = {f"rtsp{i}": f"rtsp://{info[:20]}{CHANNEL_CANARY}{info[20:]}@127.0.0.1:{feeds.refused_port()}/x"
             for i, info in enumerate(infos)}
-    urls["mjpeg"] = f"http://127.0.0.1:{feeds.free_port()}/cam.mjpg?user=a&{key}={secret}"
-    urls["found"] = f"rtsp://admin:S3cr3t'{CHANNEL_CANARY}@127.0.0.1:{feeds.free_port()}/x?pw={CHANNEL_CANARY}"
+    urls["mjpeg"] = f"http://127.0.0.1:{feeds.refused_port()}/cam.mjpg?user=a&{key}={secret}"
+    urls["found"] = f"rtsp://admin:S3cr3t'{CHANNEL_CANARY}@127.0.0.1:{feeds.refused_port()}/x?pw={CHANNEL_CANARY}"
     cfg = feeds.write_config(tmp / "c.yaml", [{"id": k, "url": v} for k, v in urls.items()],
                              options="open_timeout_s: 1, read_timeout_s: 1, backoff_initial_s: 0.2, backoff_max_s: 0.5")
-    address, snap_address, metrics_port = feeds.free_tcp_address(), feeds.free_tcp_address(), feeds.free_port()
-    with feeds.Recorder(address, tmp / "m.jsonl") as rec, \
-            feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--publish", address, "--snapshot",
-                            snap_address, "--metrics-port", str(metrics_port), "--log-level", "DEBUG"],
-                           tmp / "run.log") as pipe:
+    with feeds.Pipeline(["--config", str(cfg), "--model", str(tiny_model), "--publish", feeds.ANY_PORT,
+                         "--snapshot", feeds.ANY_PORT, "--metrics-port", "0", "--log-level", "DEBUG"],
+                        tmp / "run.log") as pipe, feeds.Recorder(pipe.endpoint(), tmp / "m.jsonl") as rec:
+        snap_address, metrics_url = pipe.endpoint("snapshot"), pipe.endpoint("metrics")
 
         def every_source_backed_off():
             assert pipe.proc.poll() is None, pipe.stderr()[-2000:]
@@ -173,7 +171,7 @@ def test_fuzzed_credentials_never_reach_any_output_channel(tiny_model, tmp_path_
 
         assert feeds.wait_until(every_source_backed_off, 60), pipe.stderr()[-2000:]
         snapshot = json.dumps(request_snapshot(snap_address, timeout=10))
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        metrics = urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10).read().decode()
         assert pipe.terminate(15) == 0
         statuses = rec.statuses()
     channels = {"log": pipe.stderr(), "status": json.dumps(statuses), "snapshot": snapshot, "metrics": metrics}

@@ -142,15 +142,14 @@ class Running:
         from streamer.configfile import build_config
         from streamer.pipeline import Pipeline
         from streamer.subscribe import Collector
-        from streamer.testing.processes import free_tcp_address
+        from streamer.testing.processes import ANY_PORT
 
-        self.address = free_tcp_address()
         data = {
             "sources": sources,
             "window": {"stride": 1, "hop": 2},
             "batching": {"max_batch": 4, "max_wait_ms": 2},
             "model": {"source": str(model), "threads": 1, "precision": "fp32", "device": "cpu"},
-            "publisher": {"address": self.address, "heartbeat_s": 0.5},
+            "publisher": {"address": ANY_PORT, "heartbeat_s": 0.5},
             "logging": {"status_line": "off"},
             "events": {"enabled": False},
             "ui": {"enabled": False}, "clips": {"enabled": False},
@@ -159,13 +158,17 @@ class Running:
         for key, value in (extra or {}).items():
             data[key] = {**data[key], **value} if isinstance(data.get(key), dict) else value
         self.pipeline = Pipeline(build_config(data))
-        self.collector = Collector(self.address, ("result.", "status.", "event."), rcvhwm=100000)
         self.stop = threading.Event()
         self.code = None
         self._thread = threading.Thread(target=self._run, name="test-pipeline")
         self._thread.start()
         from streamer.testing.processes import wait_until
 
+        # the publisher's endpoint (a port the system picked), read back from it once bound
+        self.address = wait_until(lambda: self.pipeline.publisher is not None and self.pipeline.publisher.endpoint
+                                  or self.code is not None, 120, 0.01)
+        assert isinstance(self.address, str), f"the pipeline ended with {self.code} before its publisher bound"
+        self.collector = Collector(self.address, ("result.", "status.", "event."), rcvhwm=100000)
         control = wait_until(lambda: self.pipeline.control is not None and self.pipeline.control.endpoint
                              or self.code is not None, 120, 0.05)
         assert isinstance(control, str), f"the pipeline ended with {self.code} before its control socket bound"

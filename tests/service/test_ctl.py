@@ -82,7 +82,7 @@ def test_reload_reports_the_curve_allow_list_and_a_refused_folder_is_exit_1(caps
 
 
 def test_no_service_is_exit_1(capsys):
-    code = ctl.main(["--address", feeds.free_tcp_address(), "--timeout", "0.3", "list"])
+    code = ctl.main(["--address", f"tcp://127.0.0.1:{feeds.refused_port()}", "--timeout", "0.3", "list"])
     _, err = capsys.readouterr()
     assert code == 1 and err.startswith("error: no reply from tcp://127.0.0.1:") and err.count("\n") == 1
 

@@ -221,7 +221,7 @@ def test_systemd_readiness_reload_and_stop_notifications(tmp_path, tiny_model):
 
 
 def test_ctl_health_follows_the_streams(tmp_path, tiny_model):
-    refused = f"rtsp://127.0.0.1:{feeds.free_port()}/nothing"
+    refused = feeds.refused_url()
     with start(tmp_path, tiny_model, "--source", f"cam={url(10)}") as run:
         base = [sys.executable, "-m", "streamer.ctl", "--address", run.endpoint("control")]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections import defaultdict
@@ -26,6 +25,20 @@ def run_stream(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
+def run_subscribed(log: Path, sub_args: tuple[str, ...], *args: str, timeout: float = 120) -> tuple[int, str, list]:
+    """run_stream.py ARGS publishing on a port the system picks and holding capture until one
+    subscriber joined (``--wait-subscribers 1``); the subscriber process connects to the endpoint
+    the run logs. Returns the run's exit status, its stderr and what the subscriber received."""
+    with feeds.Pipeline([*args, "--publish", feeds.ANY_PORT, "--wait-subscribers", "1"], log) as run:
+        sub = start_subscriber(run.endpoint(), *sub_args)
+        try:
+            code = run.proc.wait(timeout)
+            messages = collect(sub) if code == 0 else []
+        finally:
+            sub.kill()
+    return code, run.stderr(), messages
+
+
 def collect(sub: subprocess.Popen, timeout: float = 60) -> list[dict]:
     out, err = sub.communicate(timeout=timeout)
     assert sub.returncode == 0, err
@@ -45,17 +58,13 @@ def expected_windows(total_frames: int, num_frames: int, stride: int, hop: int) 
     return [list(range(end - first_end, end + 1, stride)) for end in range(first_end, total_frames, hop)]
 
 
-def test_file_mode_every_window_in_order_and_valid(tiny_model, bikes_mp4, tcp_address, validate):
+def test_file_mode_every_window_in_order_and_valid(tiny_model, bikes_mp4, tmp_path, validate):
     # bikes.mp4: 250 frames at 25 fps; stride 3, hop 5 -> ends 21, 26, ..., 246: 46 windows
     expected = expected_windows(250, 8, 3, 5)
-    sub = start_subscriber(tcp_address, "--count", str(len(expected)), "--all")
-    try:
-        done = run_stream("--source", f"bikes={bikes_mp4}", "--model", str(tiny_model), "--mode", "file",
-                          "--publish", tcp_address, "--wait-subscribers", "1", "--config", str(_config(tiny_model, 3, 5)))
-        assert done.returncode == 0, done.stderr
-        messages = collect(sub)
-    finally:
-        sub.kill()
+    code, err, messages = run_subscribed(tmp_path / "run.log", ("--count", str(len(expected)), "--all"),
+                                         "--source", f"bikes={bikes_mp4}", "--model", str(tiny_model), "--mode", "file",
+                                         "--config", str(_config(tiny_model, 3, 5)))
+    assert code == 0, err
     for m in messages:
         validate(m)
     results = by_stream(messages)["bikes"]
@@ -78,17 +87,13 @@ def _config(model: Path, stride: int, hop: int, **window) -> Path:
     return path
 
 
-def test_two_sources_batched_until_max_windows(tiny_model, bikes_mp4, sample_video_dir, tcp_address, validate):
+def test_two_sources_batched_until_max_windows(tiny_model, bikes_mp4, sample_video_dir, tmp_path, validate):
     carphone = sample_video_dir / "carphone_pristine.mp4"
-    sub = start_subscriber(tcp_address, "--count", "30")
-    try:
-        done = run_stream("--config", str(_config(tiny_model, 2, 4)), "--source", f"bikes={bikes_mp4}",
-                          "--source", f"phone={carphone}", "--model", str(tiny_model), "--mode", "file",
-                          "--publish", tcp_address, "--wait-subscribers", "1", "--max-windows", "30")
-        assert done.returncode == 0, done.stderr
-        messages = collect(sub)
-    finally:
-        sub.kill()
+    code, err, messages = run_subscribed(tmp_path / "run.log", ("--count", "30"),
+                                         "--config", str(_config(tiny_model, 2, 4)), "--source", f"bikes={bikes_mp4}",
+                                         "--source", f"phone={carphone}", "--model", str(tiny_model), "--mode", "file",
+                                         "--max-windows", "30")
+    assert code == 0, err
     groups = by_stream(messages)
     assert set(groups) == {"bikes", "phone"}
     assert sum(len(v) for v in groups.values()) == 30
@@ -103,19 +108,17 @@ def test_two_sources_batched_until_max_windows(tiny_model, bikes_mp4, sample_vid
     assert max(r["latency_ms"]["batch_size"] for v in groups.values() for r in v) > 1
 
 
-def test_sigterm_stops_a_live_run_cleanly(tiny_model, tcp_address):
-    proc = subprocess.Popen(feeds.run_stream_argv("--source", "cam=testpattern://?fps=30", "--model", str(tiny_model),
-                                                  "--publish", tcp_address), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    sub = start_subscriber(tcp_address, "--count", "3")
-    try:
-        collect(sub)  # results are flowing
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=15)
-    finally:
-        proc.kill()
-        sub.kill()
-    assert proc.returncode == 0, err
+def test_sigterm_stops_a_live_run_cleanly(tiny_model, tmp_path):
+    with feeds.Pipeline(["--source", "cam=testpattern://?fps=30", "--model", str(tiny_model),
+                         "--publish", feeds.ANY_PORT], tmp_path / "run.log") as run:
+        sub = start_subscriber(run.endpoint(), "--count", "3")
+        try:
+            collect(sub)  # results are flowing
+            code = run.terminate(15)
+        finally:
+            sub.kill()
+    err = run.stderr()
+    assert code == 0, err
     assert "stop requested" in err
     assert "still alive" not in err
 
@@ -130,25 +133,21 @@ def test_config_error_is_one_line_and_exit_2(tmp_path):
                      "span_s, stride; did you mean hop?"]
 
 
-def test_missing_checkpoint_fails_before_capture(tmp_path, tcp_address):
-    done = run_stream("--source", "testpattern://", "--model", str(tmp_path / "nope"), "--publish", tcp_address,
+def test_missing_checkpoint_fails_before_capture(tmp_path):
+    done = run_stream("--source", "testpattern://", "--model", str(tmp_path / "nope"), "--publish", feeds.ANY_PORT,
                       timeout=60)
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and "nope" in done.stderr
     assert "running" not in done.stderr
 
 
-def test_shipped_k400_config_samples_its_clip_span_by_time(tiny_model, bikes_mp4, tcp_address, validate):
+def test_shipped_k400_config_samples_its_clip_span_by_time(tiny_model, bikes_mp4, tmp_path, validate):
     # configs/hf/timesformer-base-k400.yaml: 8 frames over 8*32/30 s, a window every second.
-    sub = start_subscriber(tcp_address, "--count", "3")
-    try:
-        done = run_stream("--config", str(REPO / "configs/hf/timesformer-base-k400.yaml"), "--model", str(tiny_model),
-                          "--source", f"bikes={bikes_mp4}", "--mode", "file", "--device", "cpu",
-                          "--publish", tcp_address, "--wait-subscribers", "1")
-        assert done.returncode == 0, done.stderr
-        results = collect(sub)
-    finally:
-        sub.kill()
+    code, err, results = run_subscribed(tmp_path / "run.log", ("--count", "3"),
+                                        "--config", str(REPO / "configs/hf/timesformer-base-k400.yaml"),
+                                        "--model", str(tiny_model), "--source", f"bikes={bikes_mp4}", "--mode", "file",
+                                        "--device", "cpu")
+    assert code == 0, err
     assert len(results) == 3  # bikes.mp4 is 10 s: clips end at ~7.5, 8.5 and 9.5 s
     for r in results:
         validate(r)

@@ -80,22 +80,25 @@ def test_the_demo_warns_once_naming_the_sources_that_show_other_video(demo, tmp_
     assert "motion-demo knows only synthetic-shapes" in message and "street, bars" in message
 
 
-def test_a_config_with_only_sources_runs_the_demo_with_its_trained_span(tcp_address, tmp_path, validate):
+def test_a_config_with_only_sources_runs_the_demo_with_its_trained_span(tmp_path, validate):
     """No window: in the config at all: motion-demo's declared 8 frames over 1.28 s (every 4th frame at
     25 fps), not 8 consecutive frames; the results say the model's domain."""
     config = tmp_path / "mine.yaml"
     config.write_text('sources:\n  - {id: demo, url: "synthetic://actions?seed=3&fps=25&frames=60", mode: file}\n')
-    sub = subprocess.Popen([sys.executable, "-m", "streamer.subscribe", tcp_address, "--json", "--timeout", "60",
-                            "--count", "3"], cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        done = subprocess.run(feeds.run_stream_argv("--config", str(config), "--publish", tcp_address,
-                                                    "--wait-subscribers", "1", "--views", "single"),
-                              cwd=REPO, env=ENV, capture_output=True, text=True, timeout=180)
-        out, err = sub.communicate(timeout=60)
-    finally:
-        sub.kill()
-    assert done.returncode == 0, done.stderr
-    assert "overrides" not in done.stderr and "knows only" not in done.stderr  # nothing to warn about
+    # the run holds capture until the subscriber joined, on the port the system gave it (read from its log)
+    with feeds.Pipeline(["--config", str(config), "--publish", feeds.ANY_PORT, "--wait-subscribers", "1",
+                         "--views", "single"], tmp_path / "run.log") as run:
+        sub = subprocess.Popen([sys.executable, "-m", "streamer.subscribe", run.endpoint(), "--json", "--timeout", "60",
+                                "--count", "3"], cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+        try:
+            code = run.proc.wait(180)
+            out, err = sub.communicate(timeout=60)
+        finally:
+            sub.kill()
+    stderr = run.stderr()
+    assert code == 0, stderr
+    assert "overrides" not in stderr and "knows only" not in stderr  # nothing to warn about
     results = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert len(results) == 3, err
     for r in results:

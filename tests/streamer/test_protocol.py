@@ -104,11 +104,13 @@ def test_every_message_type_a_run_produces_is_valid_for_both_validators(tiny_mod
         "window: {stride: 2, hop: 2}",
         "events: {update_interval_s: 0.2, default: {enter: 0.1, exit: 0.05, min_duration_s: 0.0}}",
     ]) + "\n")
-    publish, snapshot = feeds.free_tcp_address(), feeds.free_tcp_address()
-    collected = Collector(publish, ("result.", "status.", "event."))
+    collected = None
     try:
-        with feeds.Pipeline(["--config", str(config), "--model", str(tiny_model), "--publish", publish,
-                             "--snapshot", snapshot, "--wait-subscribers", "1"], tmp_path / "run.log") as run:
+        with feeds.Pipeline(["--config", str(config), "--model", str(tiny_model), "--publish", feeds.ANY_PORT,
+                             "--snapshot", feeds.ANY_PORT, "--wait-subscribers", "1"], tmp_path / "run.log") as run:
+            # capture waits for this subscriber, which joins on the endpoint the run logs
+            collected = Collector(run.endpoint(), ("result.", "status.", "event."))
+            snapshot = run.endpoint("snapshot")
 
             def reached() -> bool:
                 assert run.proc.poll() is None, run.stderr()[-2000:]
@@ -121,7 +123,8 @@ def test_every_message_type_a_run_produces_is_valid_for_both_validators(tiny_mod
             assert run.terminate(15) == 0, run.stderr()[-2000:]
         collected.close(drain_s=1.0)
     finally:
-        collected.close()
+        if collected is not None:
+            collected.close()
     assert answers[1]["streams"] == {} and answers[2]["ok"] is False
     messages = collected.messages + answers + built_messages()
     assert EVERY_KIND <= {kind_of(m) for m in messages}, EVERY_KIND - {kind_of(m) for m in messages}

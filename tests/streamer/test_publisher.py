@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import time
@@ -9,6 +10,7 @@ import time
 import pytest
 import zmq
 
+import feeds
 from model.errors import PublisherError
 from streamer.config import PublisherConfig
 from streamer.outputs import protocol
@@ -23,19 +25,43 @@ def started(address: str, stats: StatsRegistry, **kw) -> Publisher:
     return pub
 
 
-def test_any_topic_and_dict_goes_out_with_publish_time(tcp_address):
+@contextlib.contextmanager
+def subscribed(stats: StatsRegistry, connect, **kw):
+    """A publisher bound to ``tcp://127.0.0.1:*`` and the client ``connect(endpoint)`` makes on the
+    endpoint it reports, yielded once the client's subscription is in (``wait_subscribers=1``), so
+    nothing published afterwards is lost to the slow-joiner rule. ``start`` blocks until then, so it
+    runs in a helper thread while the client connects."""
+    pub = Publisher(PublisherConfig(address=feeds.ANY_PORT, wait_subscribers=1, **kw), stats, zmq.Context.instance())
+    starting = threading.Thread(target=pub.start, args=(threading.Event(),), name="test-start-publisher")
+    starting.start()
+    try:
+        assert feeds.wait_until(lambda: pub.endpoint or not starting.is_alive(), 10) and pub.endpoint
+        with connect(pub.endpoint) as client:
+            starting.join(10)
+            assert pub.ready.is_set()
+            yield pub, client
+    finally:
+        starting.join(10)
+        pub.stop()
+
+
+def xpub() -> tuple[zmq.Socket, str]:
+    """A raw XPUB socket bound to a port the system picks, and the endpoint it got."""
+    sock = zmq.Context.instance().socket(zmq.XPUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(feeds.ANY_PORT)
+    return sock, sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+
+
+def test_any_topic_and_dict_goes_out_with_publish_time():
     stats = StatsRegistry()
-    with Subscriber(tcp_address, topics=("event.", "custom")) as sub:
-        pub = started(tcp_address, stats, wait_subscribers=1)
-        try:
-            assert pub.publish("event.cam0", {"type": "event", "version": 1, "what": "fall"})
-            topic, msg = sub.recv(timeout=10)
-        finally:
-            pub.stop()
+    with subscribed(stats, lambda at: Subscriber(at, topics=("event.", "custom"))) as (pub, sub):
+        assert pub.publish("event.cam0", {"type": "event", "version": 1, "what": "fall"})
+        topic, msg = sub.recv(timeout=10)
     assert topic == "event.cam0" and msg["what"] == "fall" and isinstance(msg["published_ts"], float)
 
 
-def test_the_dict_handed_over_is_never_changed_what_is_sent_is_stamped(tcp_address):
+def test_the_dict_handed_over_is_never_changed_what_is_sent_is_stamped():
     stats = StatsRegistry()
     s = stats.add("cam0", "x")
     seen = []
@@ -43,56 +69,41 @@ def test_the_dict_handed_over_is_never_changed_what_is_sent_is_stamped(tcp_addre
                                   top_k=[{"label": "a", "score": 1.0}], model={}, inference_ms=1.0, age_ms=2.0,
                                   batch_size=1)
     before = copy.deepcopy(msg)
-    with Subscriber(tcp_address, topics=("result.",)) as sub:
-        pub = started(tcp_address, stats, wait_subscribers=1)
+    with subscribed(stats, lambda at: Subscriber(at, topics=("result.",))) as (pub, sub):
         pub.listeners.append(lambda topic, payload: seen.append(payload) if topic.startswith("result.") else None)
-        try:
-            assert pub.publish("result.cam0", msg, capture_mono=time.monotonic() - 0.05, stats=s)
-            _, got = sub.recv(timeout=10)
-        finally:
-            pub.stop()
+        assert pub.publish("result.cam0", msg, capture_mono=time.monotonic() - 0.05, stats=s)
+        _, got = sub.recv(timeout=10)
     assert msg == before  # the publisher copied it: the inference thread's dict is untouched
     assert msg["published_ts"] is None and msg["latency_ms"]["capture_to_publish"] is None
     assert isinstance(got["published_ts"], float) and got["latency_ms"]["capture_to_publish"] >= 50.0
     assert seen == [got] and s.last_result == got  # listeners and the stats see what went out
 
 
-def test_collector_gathers_in_the_background_until_closed(tcp_address):
+def test_collector_gathers_in_the_background_until_closed():
     stats = StatsRegistry()
-    with Collector(tcp_address, ("event.",)) as collector:
-        pub = started(tcp_address, stats, wait_subscribers=1)
-        try:
-            for i in range(5):
-                assert pub.publish("event.cam0", {"type": "event", "version": 1, "n": i})
-            collector.close(drain_s=0.5)
-        finally:
-            pub.stop()
+    with subscribed(stats, lambda at: Collector(at, ("event.",))) as (pub, collector):
+        for i in range(5):
+            assert pub.publish("event.cam0", {"type": "event", "version": 1, "n": i})
+        collector.close(drain_s=0.5)
     assert [m["n"] for m in collector.messages] == [0, 1, 2, 3, 4] and collector.gaps == 0
 
 
-def test_idle_publisher_sends_status_heartbeats(tcp_address, validate):
+def test_idle_publisher_sends_status_heartbeats(validate):
     stats = StatsRegistry()
     s = stats.add("cam0", "rtsp://***@h/x")
     s.state = "running"
-    with Subscriber(tcp_address, topics=("status.",)) as sub:
-        pub = started(tcp_address, stats, heartbeat_s=0.05, wait_subscribers=1)
-        try:
-            got = [sub.recv(timeout=10) for _ in range(3)]  # nothing else is sent: these are heartbeats
-        finally:
-            pub.stop()
+    with subscribed(stats, lambda at: Subscriber(at, topics=("status.",)), heartbeat_s=0.05) as (pub, sub):
+        got = [sub.recv(timeout=10) for _ in range(3)]  # nothing else is sent: these are heartbeats
     for topic, msg in got:
         assert topic == "status.cam0" and msg["state"] == "running" and msg["source"] == "rtsp://***@h/x"
         validate(msg)
     assert "status cam0" not in format_result(got[0][1]) and "running" in format_result(got[0][1])
 
 
-def test_subscriber_counts_gaps_and_drops_malformed(tcp_address):
-    ctx = zmq.Context.instance()
-    pub = ctx.socket(zmq.XPUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(tcp_address)
+def test_subscriber_counts_gaps_and_drops_malformed():
+    pub, endpoint = xpub()
     try:
-        with Subscriber(tcp_address, topics=("result.",), max_bytes=4096) as sub:
+        with Subscriber(endpoint, topics=("result.",), max_bytes=4096) as sub:
             assert pub.poll(5000)  # subscription arrived
             pub.recv()
             pub.send_multipart([b"result.a", b"not json"])
@@ -107,13 +118,10 @@ def test_subscriber_counts_gaps_and_drops_malformed(tcp_address):
     assert sub.gaps == 3 and sub.malformed == 2
 
 
-def test_subscriber_bounds_message_size(tcp_address):
-    ctx = zmq.Context.instance()
-    pub = ctx.socket(zmq.XPUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(tcp_address)
+def test_subscriber_bounds_message_size():
+    pub, endpoint = xpub()
     try:
-        with Subscriber(tcp_address, topics=("result.",), max_bytes=4096) as sub:
+        with Subscriber(endpoint, topics=("result.",), max_bytes=4096) as sub:
             assert pub.poll(5000)
             pub.recv()
             pub.send_multipart([b"result.a", b"x" * 10_000])  # over max_bytes: ZeroMQ drops it (and the peer)
@@ -122,34 +130,35 @@ def test_subscriber_bounds_message_size(tcp_address):
         pub.close(0)
 
 
-def test_bind_failure_is_a_publisher_error(tcp_address):
+def test_bind_failure_is_a_publisher_error():
     ctx = zmq.Context.instance()
     blocker = ctx.socket(zmq.PUB)
     blocker.setsockopt(zmq.LINGER, 0)
-    blocker.bind(tcp_address)
+    blocker.bind(feeds.ANY_PORT)
+    taken = blocker.getsockopt(zmq.LAST_ENDPOINT).decode()
     try:
-        pub = Publisher(PublisherConfig(address=tcp_address), StatsRegistry(), ctx)
+        pub = Publisher(PublisherConfig(address=taken), StatsRegistry(), ctx)
         with pytest.raises(PublisherError, match="cannot bind the publisher to tcp://127.0.0.1"):
             pub.start(threading.Event())
     finally:
         blocker.close(0)
 
 
-def test_full_queue_drops_and_counts_instead_of_blocking(tcp_address):
+def test_full_queue_drops_and_counts_instead_of_blocking():
     stats = StatsRegistry()
     s = stats.add("a", "a")
-    pub = Publisher(PublisherConfig(address=tcp_address, queue_size=2), stats, zmq.Context.instance())  # not started
+    pub = Publisher(PublisherConfig(address=feeds.ANY_PORT, queue_size=2), stats, zmq.Context.instance())  # not started
     assert pub.publish("result.a", {}, stats=s) and pub.publish("result.a", {}, stats=s)
     assert not pub.publish("result.a", {}, stats=s)
     assert s.drops["publish_queue_full"] == 1
 
 
-def test_socket_options(tcp_address):
+def test_socket_options():
     """SNDHWM and LINGER as configured, MAXMSGSIZE at the subscription limit (S9), read back from the socket."""
     from streamer.outputs import protocol
 
     stats = StatsRegistry()
-    pub = started(tcp_address, stats, sndhwm=37, linger_ms=50)
+    pub = started(feeds.ANY_PORT, stats, sndhwm=37, linger_ms=50)
     try:
         assert pub.alive()
         assert pub.options == {"SNDHWM": 37, "LINGER": 50, "MAXMSGSIZE": protocol.MAX_SUBSCRIPTION_BYTES}
@@ -176,18 +185,15 @@ def test_human_readable_lines_round_and_label_their_numbers():
     assert format_result(event).endswith("peak 0.98") and "0.982069" not in format_result(event)
 
 
-def test_the_cli_prints_events_by_default_and_status_with_all(tcp_address, capsys):
+def test_the_cli_prints_events_by_default_and_status_with_all(capsys):
     from streamer import subscribe
 
-    ctx = zmq.Context.instance()
-    pub = ctx.socket(zmq.XPUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(tcp_address)
+    pub, endpoint = xpub()
     try:
         for argv, kinds in (([], {b"result.", b"event."}), (["--all"], {b"result.", b"event.", b"status."})):
             done = {}
             cli = threading.Thread(target=lambda: done.update(rc=subscribe.main(
-                [tcp_address, "--count", "1", "--timeout", "20", *argv])))
+                [endpoint, "--count", "1", "--timeout", "20", *argv])))
             cli.start()
             subscribed = set()
             while subscribed != kinds:
