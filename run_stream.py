@@ -12,21 +12,31 @@ Exit status: 0 on a clean stop (SIGINT/SIGTERM, end of files, run limit), 1 on a
 from __future__ import annotations
 
 import os
+import signal
 
-from streamer.sources.cvenv import prepare_opencv_environment
+
+def _stop_before_main(signum, frame) -> None:
+    raise SystemExit(0)  # nothing has started yet: a clean stop (main() installs the real handler)
+
+
+if __name__ == "__main__":  # first thing the process does, before any project import (R19)
+    for _sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_sig, _stop_before_main)
+
+from streamer.sources.cvenv import prepare_opencv_environment  # noqa: E402
 
 # The CLI owns the process: OpenCV reads these only before cv2 is first imported.
 prepare_opencv_environment()
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from model.errors import ConfigError, RecognizerError  # noqa: E402
 from streamer.redact import redact  # noqa: E402
+from streamer.sources.nativelog import NativeLogCapture  # noqa: E402
 
 log = logging.getLogger("run_stream")
 
@@ -43,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video source: camera index, /dev/videoN, rtsp://, http(s)://, tcp://, file, "
                         "testpattern://, synthetic://; repeat for several; replaces the config's sources")
     p.add_argument("--model", help="checkpoint: folder, .pyth/.pth file, hub id, or built-in name")
-    p.add_argument("--precision", choices=["auto", "int8", "fp16", "bf16", "fp32"], help="inference precision")
+    p.add_argument("--precision", choices=["auto", "int8", "fp16", "bf16", "fp32", "int8-x86", "int8-bnb", "int8-ao",
+                                            "fp8"],
+                   help="inference precision (README: the precision table); int8: the device's fast 8-bit path")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--publish", metavar="ADDRESS", help="ZeroMQ address to bind, e.g. tcp://127.0.0.1:5555 or ipc:///tmp/x")
     p.add_argument("--mode", choices=["live", "file"], help="live: only fresh windows; file: every window, as fast as possible")
@@ -56,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (0: torch default)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
     p.add_argument("--status-line", choices=["auto", "on", "off"], help="live per-stream status line")
+    p.add_argument("--print", dest="print_results", action=argparse.BooleanOptionalAction, default=None,
+                   help="print one line per result on stdout, as python -m streamer.subscribe does (default: on "
+                        "when stdout is a terminal and --publish is not given)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (turns metrics on)")
     p.add_argument("--annotate", metavar="OUT.mp4",
@@ -75,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-batches", metavar="B,B,...",
                    help="--bench batch sizes (default: 1 and batching.max_batch)")
     p.add_argument("--bench-repeats", type=int, default=10, metavar="N", help="--bench timed runs per row")
+    p.add_argument("--bench-source", metavar="VIDEO",
+                   help="--bench: a video (file or URL) whose first windows are the clips top-1 agreement is "
+                        "measured on (default: the motion-demo's held-out video for motion-demo, else synthetic)")
     return p
 
 
@@ -121,27 +139,40 @@ def load_app_config(args: argparse.Namespace):
     return load_config(args.config, overrides_from_args(args), defaults=DEFAULT_CONFIG)
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr; every line goes through the credential redactor (S6), tracebacks included."""
+def setup_logging(level: str, terminal) -> None:
+    """Log to stderr, never into the status line (``terminal``: streamer/ops/statusline.py); every line
+    goes through the credential redactor (S6), tracebacks included."""
+    from streamer.ops.statusline import TerminalHandler
     from streamer.redact import RedactingFormatter
 
-    handler = logging.StreamHandler(sys.stderr)
+    handler = TerminalHandler(terminal)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level), handlers=[handler])
 
 
+def wants_print(args: argparse.Namespace) -> bool:
+    """``--print``/``--no-print``; by default on for someone watching a terminal who has no subscriber yet."""
+    if args.print_results is not None:
+        return args.print_results
+    return sys.stdout.isatty() and args.publish is None
+
+
 class _StoppedWhileStarting(BaseException):
-    """Raised by the signal handler while start-up imports run, so they need not finish first (R19)."""
+    """Raised by the signal handler during start-up (imports, config, model load: nothing bound, no
+    thread started), so that work need not finish first (R19)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     starting = threading.Event()
     starting.set()
+    aborted = threading.Event()  # a signal interrupted start-up
 
     def on_signal(signum, frame) -> None:
         stop.set()
         if starting.is_set():
+            starting.clear()  # once: a second signal must not interrupt the unwinding
+            aborted.set()
             raise _StoppedWhileStarting
 
     previous = {}
@@ -150,39 +181,58 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
     try:
-        return _run(argv, stop, starting)
+        with NativeLogCapture():  # OpenCV's and FFmpeg's own output goes through our log, once per cause
+            return _run(argv, stop, starting, aborted)
+    except Exception:
+        # a library the signal interrupted (safetensors, say) may turn the exception into its own
+        # error: after an abort that error is a consequence of the stop, not a failure to report
+        if not aborted.is_set():
+            raise
+        log.info("stop requested during start-up")
+        return 0
     except _StoppedWhileStarting:
+        log.info("stop requested during start-up")
         return 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Event) -> int:
+def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Event,
+         aborted: threading.Event) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = load_app_config(args)
     except ConfigError as exc:
+        if aborted.is_set():
+            raise  # main() treats it as the stop it is
         return _error(exc)
-    setup_logging(config.logging.level)
+    from streamer.ops.statusline import Terminal
+
+    terminal = Terminal()
+    setup_logging(config.logging.level, terminal)
 
     from streamer.pipeline import Pipeline, tune_interpreter
 
     tune_interpreter()
     import torch  # noqa: F401  the slowest import (~1.5 s), done while a signal still aborts start-up
 
-    starting.clear()  # from here on a signal only sets ``stop``; the pipeline shuts down in order
     if args.bench:
+        starting.clear()
         return _bench(args, config)
 
     try:
-        pipeline = Pipeline(config, mode_override=args.mode)
-        code = pipeline.run(stop)
+        pipeline = Pipeline(config, mode_override=args.mode, terminal=terminal, print_results=wants_print(args))
+        # until the pipeline binds its first socket (after the model load) a signal aborts start-up at
+        # once; from then on it only sets ``stop`` and the pipeline shuts down in order
+        code = pipeline.run(stop, started=starting.clear)
         if code and pipeline.error:
-            print(f"error: {redact(pipeline.error)}", file=sys.stderr)
+            print(f"error: {redact(pipeline.error)}", file=sys.stderr)  # the one line that says why
         return code
     except RecognizerError as exc:  # ConfigError included (exit code 2)
+        if aborted.is_set():
+            raise  # main() treats it as the stop it is
         return _error(exc)
 
 
@@ -207,24 +257,31 @@ def _bench(args: argparse.Namespace, config) -> int:
               file=sys.stderr)
         return 2
     try:
-        return run_bench(config, BenchConfig(batches=batches, repeats=args.bench_repeats), sys.stdout)
+        return run_bench(config, BenchConfig(batches=batches, repeats=args.bench_repeats, source=args.bench_source),
+                         sys.stdout)
     except RecognizerError as exc:
         return _error(exc)
 
 
 def exit_now(code: int) -> None:
-    """Exit with ``code`` without waiting for a thread still blocked inside OpenCV's open or read.
+    """Exit with ``code`` at once: flush the log and stdio, then ``os._exit``.
 
-    Such a call cannot be interrupted and may last its whole timeout; the pipeline has already
-    stopped everything else and closed every socket, so the thread is abandoned (R19).
+    Everything that matters is done by now: the pipeline has joined its threads against one
+    deadline, closed every socket and finished its files. What ``os._exit`` skips is the
+    interpreter's finalization (with torch loaded it took 4-5 s of wall time on a busy two-core
+    machine, enough to miss the 3 s a SIGTERM gets, R19) and any thread the pipeline left behind,
+    blocked in a call that cannot be interrupted (OpenCV's open or read, a forward pass), which its
+    shutdown has named in the log with what it is blocked in.
     """
     stuck = [t.name for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
-    if not stuck:
-        sys.exit(code)
-    log.warning("exiting without waiting for %s (blocked in a capture backend call)", ", ".join(stuck))
+    if stuck:
+        log.debug("exiting without joining %s", ", ".join(stuck))
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
     os._exit(code)
 
 

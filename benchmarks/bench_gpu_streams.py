@@ -80,7 +80,7 @@ def model_bound(model: LoadedModel, device: str, streams: int, batch: int, secon
         for s, ring in enumerate(rings):
             for _ in range(HOP if n_frames[s] else t):
                 k = n_frames[s]
-                ring.push(frames[k % len(frames)], t=k / FPS, mono=time.monotonic(), wall=0.0, pts=k / FPS,
+                ring.push(frames[k % len(frames)], t=k / FPS, mono=time.monotonic(), wall=0.0,
                           frame_no=k, segment=0)
                 n_frames[s] = k + 1
 
@@ -134,7 +134,7 @@ def decoded(video: Path, model: LoadedModel, device: str, decoders: int, seconds
                     cap = cv2.VideoCapture(str(video))
                     continue
                 n = counts[i]
-                ring.push(stage(frame), t=n / FPS, mono=0.0, wall=0.0, pts=0.0, frame_no=n, segment=0)
+                ring.push(stage(frame), t=n / FPS, mono=0.0, wall=0.0, frame_no=n, segment=0)
                 counts[i] = n + 1
         finally:
             cap.release()

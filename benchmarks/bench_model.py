@@ -1,18 +1,25 @@
-"""Model latency and peak memory: our TimeSformer against transformers' eager implementation.
+"""Model latency, memory and utilization: our TimeSformer in each precision against transformers' fp32.
 
 Same run, same weights (a random base-geometry checkpoint written by transformers' save_pretrained and
-loaded by both), same input. Latency is per clip (batch time / batch), the median of ``--repeats``
-timed runs after ``--warmup`` untimed ones, ours and the reference interleaved so that load on a
-shared machine hits both alike. Peak memory: on CUDA, ``max_memory_allocated`` above what was allocated
-before the forward; on CPU, the peak RSS growth (VmHWM) of a fresh process that loads the model and runs
-one forward, measured from after its imports. Utilization: ours' achieved TFLOP/s (the geometry's FLOPs,
-``model_flops``, over ours' time per clip) and its share of the device's dense matmul peak measured in
-the same run (``benchmarks/matmul_peak.py``: bf16 on CUDA, fp32 on CPU).
+loaded by both), same input. CPU: ours in fp32, bf16 and int8 (int8-x86) side by side with transformers
+fp32 eager, the issue's yardstick, at batch 1 and 4; every repeat runs all of them in turn (alternating
+order) so load on a shared machine hits them alike; latency per clip is the median of ``--repeats``
+timed runs / batch after ``--warmup``, and 'paired' the median of the per-repeat ratios to transformers.
+CUDA (when present): fp16, bf16, int8-bnb, int8-ao and fp8 at batch 1, 8 and 32, each against
+transformers in fp16 (int8-bnb: transformers with bitsandbytes), same scheme.
 
-    python benchmarks/bench_model.py              # CPU fp32 base 8x224, and the CUDA matrix when present
-    python benchmarks/bench_model.py --smoke      # tiny model, every code path, nothing written
+Memory (CPU, a fresh process per precision): peak RSS while loading (VmHWM growth over the process's
+imports), steady RSS once loaded, and the peak of one forward after that. Weight bytes: parameters,
+buffers and packed int8 weights. Utilization: ours' achieved TFLOP/s (the geometry's FLOPs,
+``model_flops``, over ours' time per clip) and its share of the dense matmul peak measured in the same
+run (``benchmarks/matmul_peak.py``: fp32 on CPU, bf16 on CUDA).
 
-Writes its own section of BENCHMARKS.md (between the bench_model markers) unless --no-write/--smoke.
+    python -m benchmarks.bench_model              # the CPU rows (and the CUDA rows when a GPU is present)
+    python -m benchmarks.bench_model --smoke      # tiny model, every code path, nothing written
+
+It imports the installed package (``pip install -e .``; from a checkout that is not installed, run it
+with ``PYTHONPATH=.``). Writes its own section of BENCHMARKS.md (between the bench_model markers) unless
+--no-write/--smoke.
 """
 
 from __future__ import annotations
@@ -30,22 +37,25 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from model import load_model  # noqa: E402
-from model.config import TimesformerConfig as ModelConfig  # noqa: E402  (transformers has one too)
-from matmul_peak import matmul_peak_tflops  # noqa: E402  (benchmarks/matmul_peak.py)
-from report import machine, write_section  # noqa: E402  (benchmarks/report.py)
+from benchmarks.matmul_peak import matmul_peak_tflops
+from model import load_model
+from model.config import TimesformerConfig as ModelConfig  # transformers has one too
+from model.quantize import weight_bytes
+from benchmarks.report import machine, write_section
 
 log = logging.getLogger("bench_model")
 BASE = dict(image_size=224, patch_size=16, num_frames=8, hidden_size=768, num_hidden_layers=12,
             num_attention_heads=12, intermediate_size=3072)
 SMOKE = dict(image_size=32, patch_size=8, num_frames=4, hidden_size=64, num_hidden_layers=2,
              num_attention_heads=4, intermediate_size=128)
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float16}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 SECTION = "bench_model"
+ROOT = Path(__file__).resolve().parent.parent
+CPU_PRECISIONS = "fp32,bf16,int8"
+CUDA_PRECISIONS = "fp16,bf16,int8-bnb,int8-ao,fp8"
+#: transformers' precision each of ours is compared with (CPU: always fp32 eager, the issue's yardstick)
+CUDA_REFERENCE = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8-bnb": "int8-bnb", "int8-ao": "fp16",
+                  "fp8": "fp16"}
 
 
 def model_flops(config: ModelConfig, *, shortcuts: bool = False) -> int:
@@ -106,13 +116,13 @@ def make_checkpoint(folder: Path, geometry: dict, num_labels: int = 400) -> Path
 
 
 def load_impl(impl: str, folder: Path, precision: str, device: str):
-    """A callable ``pixel_values -> logits`` and the input dtype it takes."""
+    """(callable ``pixel_values -> logits``, the input dtype it takes, the precision that runs)."""
     if impl == "ours":
         loaded = load_model(folder, precision=precision, device=device)
-        return loaded.network, loaded.input_dtype
+        return loaded.network, loaded.input_dtype, loaded.precision
     from transformers import TimesformerForVideoClassification
 
-    if precision == "int8":
+    if precision == "int8-bnb":
         from transformers import BitsAndBytesConfig
 
         quant = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["classifier"])
@@ -123,7 +133,7 @@ def load_impl(impl: str, folder: Path, precision: str, device: str):
         ref = TimesformerForVideoClassification.from_pretrained(str(folder), dtype=DTYPES[precision]).to(device)
     ref.eval()
     dtype = next(p.dtype for p in ref.parameters() if p.is_floating_point())
-    return (lambda x: ref(pixel_values=x).logits), dtype
+    return (lambda x: ref(pixel_values=x).logits), dtype, precision
 
 
 def clip_input(batch: int, geometry: dict, device: str, dtype: torch.dtype) -> torch.Tensor:
@@ -138,13 +148,14 @@ def sync(device: str) -> None:
 
 
 def time_interleaved(fns: dict, inputs: dict, device: str, repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds per run of each callable; every repeat runs them all, in alternating order."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     with torch.inference_mode():
         for _ in range(warmup):
             for name, fn in fns.items():
                 fn(inputs[name])
         sync(device)
-        for i in range(repeats):  # alternate the order so neither side always runs second
+        for i in range(repeats):  # alternate the order so no one always runs right after another
             for name, fn in (list(fns.items()) if i % 2 == 0 else list(fns.items())[::-1]):
                 sync(device)
                 start = time.perf_counter()
@@ -171,66 +182,83 @@ def _status_kb(field: str) -> int:
     return 0
 
 
-def cpu_peak_worker(impl: str, folder: str, precision: str, batch: int, geometry: dict) -> None:
-    """Run in a fresh process: print the peak RSS growth (MB) of loading the model and one forward."""
+def memory_worker(impl: str, folder: str, precision: str, batch: int, geometry: dict) -> None:
+    """Run in a fresh process: print RSS growth over the imports (MB): peak while loading, steady once
+    loaded, peak of one forward after that."""
+    import gc
+
     import transformers  # noqa: F401  (both impls pay the same imports before the baseline)
 
     before = _status_kb("VmRSS")
-    fn, dtype = load_impl(impl, Path(folder), precision, "cpu")
+    fn, dtype, _ = load_impl(impl, Path(folder), precision, "cpu")
+    gc.collect()
+    load_peak, steady = _status_kb("VmHWM") - before, _status_kb("VmRSS") - before
     x = clip_input(batch, geometry, "cpu", dtype)
     with torch.inference_mode():
         fn(x)
-    print(json.dumps({"peak_mb": (_status_kb("VmHWM") - before) / 1024}))
+    print(json.dumps({"load_peak_mb": load_peak / 1024, "steady_mb": steady / 1024,
+                      "forward_peak_mb": (_status_kb("VmHWM") - before) / 1024}))
 
 
-def cpu_peak_mb(impl: str, folder: Path, precision: str, batch: int, geometry: dict) -> float | None:
-    cmd = [sys.executable, __file__, "--_peak-worker", json.dumps([impl, str(folder), precision, batch, geometry])]
+def cpu_memory(impl: str, folder: Path, precision: str, batch: int, geometry: dict) -> dict | None:
+    cmd = [sys.executable, __file__, "--_memory-worker", json.dumps([impl, str(folder), precision, batch, geometry])]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{"):
-            return json.loads(line)["peak_mb"]
-    log.warning("peak-memory worker for %s failed: %s", impl, done.stderr.strip().splitlines()[-1:] or "?")
+            return json.loads(line)
+    log.warning("memory worker for %s %s failed: %s", impl, precision, done.stderr.strip().splitlines()[-1:] or "?")
     return None
 
 
-def measure(folder: Path, geometry: dict, device: str, precision: str, batch: int, repeats: int,
-            warmup: int, cpu_memory: bool, peak_tflops: float | None = None) -> dict:
-    """One table row. With ``peak_tflops`` (the device's measured matmul peak), also ours' achieved
-    TFLOP/s (``model_flops`` of the geometry per clip over ours' time per clip) and its share of the peak."""
-    row = {"device": device, "precision": precision, "batch": batch}
-    fns, inputs, skipped = {}, {}, {}
-    for impl in ("ours", "ref"):
+def measure_batch(folder: Path, geometry: dict, device: str, precisions: list[str], batch: int, repeats: int,
+                  warmup: int, peak_tflops: float | None = None) -> list[dict]:
+    """One row per precision of ours at ``batch``, all timed in one interleaved loop with the references
+    they are compared with (CPU: transformers fp32; CUDA: CUDA_REFERENCE)."""
+    fns, inputs, ran, notes = {}, {}, {}, {}
+    refs = {"fp32"} if device == "cpu" else {CUDA_REFERENCE.get(p, "fp16") for p in precisions}
+    for key in [("ours", p) for p in precisions] + [("ref", p) for p in sorted(refs)]:
         try:
-            fn, dtype = load_impl(impl, folder, precision, device)
-        except Exception as exc:  # a reference that cannot run this precision here is reported, not fatal
-            skipped[impl] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+            fn, dtype, ran[key] = load_impl(key[0], folder, key[1], device)
+        except Exception as exc:  # a precision this device cannot run is reported, not fatal
+            notes[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:90]}"
             continue
-        fns[impl], inputs[impl] = fn, clip_input(batch, geometry, device, dtype)
+        fns[key], inputs[key] = fn, clip_input(batch, geometry, device, dtype)
     times = time_interleaved(fns, inputs, device, repeats, warmup)
-    for impl in ("ours", "ref"):
-        if impl in skipped:
-            row[f"{impl}_ms"], row[f"{impl}_mb"], row[f"{impl}_note"] = None, None, skipped[impl]
-            continue
-        row[f"{impl}_ms"] = statistics.median(times[impl]) / batch * 1e3
-    row["ours_tflops"] = row["pct_peak"] = None
-    if row["ours_ms"]:
-        row["ours_tflops"] = model_flops(geometry_config(geometry)) / (row["ours_ms"] / 1e3) / 1e12
-        if peak_tflops:
-            row["pct_peak"] = 100.0 * row["ours_tflops"] / peak_tflops
-    if "ours" in times and "ref" in times and times["ours"] and times["ref"]:
-        # back-to-back pairs see the same machine load: the median of their ratios is the steadier number
-        row["paired"] = statistics.median([o / r for o, r in zip(times["ours"], times["ref"])])
-    for impl in ("ours", "ref"):
-        if impl in skipped:
-            continue
-        if device == "cuda":
-            row[f"{impl}_mb"] = cuda_peak_mb(fns[impl], inputs[impl])
-        else:
-            row[f"{impl}_mb"] = cpu_peak_mb(impl, folder, precision, batch, geometry) if cpu_memory else None
+    rows = []
+    for p in precisions:
+        ref_key = ("ref", "fp32" if device == "cpu" else CUDA_REFERENCE.get(p, "fp16"))
+        rows.append(_row(device, p, batch, times, ("ours", p), ref_key, ran, notes, geometry, peak_tflops))
+        if device == "cuda" and ("ours", p) in fns:
+            rows[-1]["ours_mb"] = cuda_peak_mb(fns[("ours", p)], inputs[("ours", p)])
+        if ("ours", p) in fns and hasattr(fns[("ours", p)], "parameters"):
+            rows[-1]["weights_mb"] = weight_bytes(fns[("ours", p)]) / 2**20
     del fns, inputs
     if device == "cuda":
         torch.cuda.empty_cache()
+    return rows
+
+
+def _row(device, precision, batch, times, ours, ref, ran, notes, geometry, peak_tflops) -> dict:
+    row = {"device": device, "precision": ran.get(ours, precision), "batch": batch, "ref_precision": ref[1],
+           "ours_ms": None, "ref_ms": None, "paired": None, "ours_tflops": None, "pct_peak": None,
+           "weights_mb": None, "ours_mb": None, "note": "; ".join(f"{k[0]}: {notes[k]}" for k in (ours, ref)
+                                                                  if k in notes)}
+    if ours in times:
+        row["ours_ms"] = statistics.median(times[ours]) / batch * 1e3
+        row["ours_tflops"] = model_flops(geometry_config(geometry)) / (row["ours_ms"] / 1e3) / 1e12
+        if peak_tflops:
+            row["pct_peak"] = 100.0 * row["ours_tflops"] / peak_tflops
+    if ref in times:
+        row["ref_ms"] = statistics.median(times[ref]) / batch * 1e3
+    if ours in times and ref in times:  # back-to-back runs see the same load: the steadier ratio
+        row["paired"] = statistics.median([o / r for o, r in zip(times[ours], times[ref])])
     return row
+
+
+def measure(folder: Path, geometry: dict, device: str, precision: str, batch: int, repeats: int,
+            warmup: int, cpu_memory: bool = False, peak_tflops: float | None = None) -> dict:
+    """One precision's row (see :func:`measure_batch`); ``cpu_memory`` is kept for callers and ignored."""
+    return measure_batch(folder, geometry, device, [precision], batch, repeats, warmup, peak_tflops)[0]
 
 
 def fmt(value, spec=".1f") -> str:
@@ -238,100 +266,126 @@ def fmt(value, spec=".1f") -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| device | precision | batch | ours ms/clip | transformers ms/clip | ours/ref (medians) | "
-             "ours/ref (paired) | ours TFLOP/s | ours % of matmul peak | ours peak MB | transformers peak MB |",
+    lines = ["| device | ours precision | batch | ours ms/clip | transformers ms/clip (precision) | ours/ref (medians) "
+             "| ours/ref (paired) | ours TFLOP/s | ours % of matmul peak | ours weights MB | ours peak MB (CUDA) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = r["ours_ms"] / r["ref_ms"] if r["ours_ms"] and r["ref_ms"] else None
         lines.append(f"| {r['device']} | {r['precision']} | {r['batch']} | {fmt(r['ours_ms'], '.2f')} | "
-                     f"{fmt(r['ref_ms'], '.2f')} | {fmt(ratio, '.2f')} | {fmt(r.get('paired'), '.2f')} | "
-                     f"{fmt(r.get('ours_tflops'), '.3g')} | {fmt(r.get('pct_peak'), '.1f')} | "
-                     f"{fmt(r['ours_mb'], '.0f')} | "
-                     f"{fmt(r['ref_mb'], '.0f')} |")
-    notes = [f"- {impl} {r['precision']} batch {r['batch']}: not run ({r[impl + '_note']})"
-             for r in rows for impl in ("ours", "ref") if r.get(impl + "_note")]
+                     f"{fmt(r['ref_ms'], '.2f')} ({r['ref_precision']}) | {fmt(ratio, '.2f')} | "
+                     f"{fmt(r.get('paired'), '.2f')} | {fmt(r.get('ours_tflops'), '.3g')} | "
+                     f"{fmt(r.get('pct_peak'), '.1f')} | {fmt(r.get('weights_mb'), '.0f')} | "
+                     f"{fmt(r.get('ours_mb'), '.0f')} |")
+    notes = [f"- {r['precision']} batch {r['batch']}: not run ({r['note']})" for r in rows if r.get("note")]
     return "\n".join(lines + ([""] + notes if notes else []))
 
+
+def memory_table(rows: list[dict]) -> str:
+    lines = ["| model | precision | load peak RSS MB | steady RSS MB | forward peak RSS MB |", "|---|---|---|---|---|"]
+    for r in rows:
+        m = r["memory"] or {}
+        lines.append(f"| {r['impl']} | {r['precision']} | {fmt(m.get('load_peak_mb'), '.0f')} | "
+                     f"{fmt(m.get('steady_mb'), '.0f')} | {fmt(m.get('forward_peak_mb'), '.0f')} |")
+    return "\n".join(lines)
+
+
+def native_bf16() -> bool:
+    caps = torch._C._cpu._get_cpu_capability()
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
+def cpu_rows(folder: Path, geometry: dict, args, repeats: int, peak: float) -> list[dict]:
+    """The CPU rows: every precision at every batch; bf16 without native support only at batch 1."""
+    rows = []
+    for batch in (int(b) for b in args.cpu_batches.split(",")):
+        precisions = args.cpu_precisions.split(",")
+        if batch > 1 and not native_bf16() and "bf16" in precisions:
+            precisions.remove("bf16")  # emulated: several times slower than fp32; batch 1 says enough
+        rows += measure_batch(folder, geometry, "cpu", precisions, batch, repeats, args.warmup, peak)
+        print(table(rows), flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per row (median reported), >= 5")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per implementation before timing")
-    parser.add_argument("--cpu-batch", type=int, default=1, help="batch for the CPU row")
+    parser.add_argument("--cpu-batches", default="1,4", help="comma-separated batches for the CPU rows")
+    parser.add_argument("--cpu-precisions", default=CPU_PRECISIONS, help="ours' CPU precisions")
     parser.add_argument("--cuda-batches", default="1,8,32", help="comma-separated batches for the CUDA rows")
-    parser.add_argument("--precisions", default="fp32,fp16,bf16,int8", help="CUDA precisions")
+    parser.add_argument("--precisions", default=CUDA_PRECISIONS, help="ours' CUDA precisions")
     parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA rows even when a GPU is present")
-    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory rows")
+    parser.add_argument("--no-write", action="store_true", help="print the tables only")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="file whose section is replaced")
     parser.add_argument("--smoke", action="store_true", help="tiny model, 2 repeats, nothing written")
-    parser.add_argument("--_peak-worker", dest="peak_worker", help=argparse.SUPPRESS)
+    parser.add_argument("--_memory-worker", dest="memory_worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.peak_worker:
-        cpu_peak_worker(*json.loads(args.peak_worker))
+    if args.memory_worker:
+        memory_worker(*json.loads(args.memory_worker))
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     geometry = SMOKE if args.smoke else BASE
     repeats = 2 if args.smoke else max(args.repeats, 5)
     cuda = torch.cuda.is_available() and not args.no_cuda
-    # the yardsticks for "% of matmul peak": CUDA rows against bf16 (the issue's target), the CPU row
-    # against fp32, the dtype it runs (a CPU without native bf16 runs bf16 matmuls far slower than fp32)
+    peak_repeats = 5 if args.smoke else 20
     peaks = {"cpu": ("fp32", 512 if args.smoke else 1024)}
     if cuda:
         peaks["cuda"] = ("bf16", 4096 if args.smoke else 8192)
-    peak_repeats = 5 if args.smoke else 20
-    peak_tflops: dict[str, float] = {}
-    rows = []
+    peak_tflops = {dev: matmul_peak_tflops(dev, DTYPES[dtype], size, peak_repeats) for dev, (dtype, size) in peaks.items()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_checkpoint(Path(tmp), geometry)
-        peak_tflops["cpu"] = matmul_peak_tflops("cpu", DTYPES[peaks["cpu"][0]], peaks["cpu"][1], peak_repeats)
-        print(f"CPU fp32 {peaks['cpu'][1]}^3 matmul peak: {peak_tflops['cpu']:.3g} TFLOP/s", flush=True)
-        rows.append(measure(folder, geometry, "cpu", "fp32", args.cpu_batch, repeats, args.warmup, cpu_memory=True,
-                            peak_tflops=peak_tflops["cpu"]))
-        print(table(rows), flush=True)
+        rows = cpu_rows(folder, geometry, args, repeats, peak_tflops["cpu"])
+        memory = [] if args.no_memory else [
+            {"impl": impl, "precision": p, "memory": cpu_memory(impl, folder, p, 1, geometry)}
+            for impl, p in [("transformers", "fp32")] + [("ours", p) for p in args.cpu_precisions.split(",")]]
         if cuda:
-            peak_tflops["cuda"] = matmul_peak_tflops("cuda", DTYPES[peaks["cuda"][0]], peaks["cuda"][1], peak_repeats)
-            print(f"CUDA bf16 {peaks['cuda'][1]}^3 matmul peak: {peak_tflops['cuda']:.3g} TFLOP/s", flush=True)
-            for precision in args.precisions.split(","):
-                for batch in (int(b) for b in args.cuda_batches.split(",")):
-                    rows.append(measure(folder, geometry, "cuda", precision, batch, repeats, args.warmup, False,
-                                        peak_tflops=peak_tflops["cuda"]))
-                    print(table(rows[-1:]).splitlines()[-1], flush=True)
-    nominal, executed = (model_flops(geometry_config(geometry), shortcuts=cut) / 1e9 for cut in (False, True))
-    peak_text = "; ".join(f"{dev.upper() if dev == 'cuda' else 'CPU'} {dtype} {size}x{size}: "
-                          f"{peak_tflops[dev]:.3g} TFLOP/s" for dev, (dtype, size) in peaks.items())
-    shape = "smoke geometry" if args.smoke else "base (ViT-B/16, 12 layers, 8 frames x 224 px, 400 classes)"
-    body = "\n".join([
-        "## Model (`benchmarks/bench_model.py`)",
-        "",
-        f"Machine: {machine('cuda' if torch.cuda.is_available() else 'cpu')}; {torch.get_num_threads()} torch threads; "
-        f"load average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())}.",
-        f"TimeSformer {shape}, random weights saved by transformers and loaded by both; same input; latency per "
-        f"clip = median of {repeats} runs / batch, after {args.warmup} warm-up, ours and transformers (eager) "
-        "interleaved in alternating order; 'paired' is the median of the per-repeat ratios. Peak MB: CUDA max_memory_allocated growth during a forward; CPU peak RSS growth of a "
-        "fresh process loading the model and running one forward. Ours runs under inference_mode, where "
-        "temporal_attn.proj and temporal_fc are folded into one linear and the last block computes only the cls "
-        "token (together 1/17 and ~5% of the matmul work); the rest of the gain is SDPA and fewer copies. On a "
-        "shared machine absolute times move with the load; compare the ratio. "
-        f"TFLOP/s = model FLOPs per clip / ours' time per clip, the FLOPs counted from the geometry "
-        f"(`model_flops`: patch embedding, every linear, QK^T and AV; 2 per multiply-add): {nominal:.3g} GFLOP "
-        f"per clip, the architecture's count (ours executes {executed:.3g} under inference_mode, "
-        f"{100 * (1 - executed / nominal):.0f}% fewer, thanks to the shortcuts above). % of matmul peak = that over "
-        f"the dense square matmul throughput measured on the same device in this run "
-        f"(`benchmarks/matmul_peak.py`, median of {peak_repeats}): {peak_text}. Every CUDA row, whatever its "
-        "precision (int8 included), is compared with the bf16 peak; target: batch-32 fp16/bf16 >= 40% on an "
-        "H100. The CPU row is compared with the CPU's fp32 peak, the dtype it runs: a CPU without native bf16 "
-        "runs bf16 matmuls far slower than fp32, which would make a bf16 peak a meaningless yardstick there. "
-        + ("" if torch.cuda.is_available() else "No CUDA device on this machine: the CUDA rows (fp32/fp16/bf16/"
-           "int8 at batch 1/8/32) were not measured; run this script on a GPU host to fill them in."),
-        "",
-        table(rows),
-    ])
+            for batch in (int(b) for b in args.cuda_batches.split(",")):
+                rows += measure_batch(folder, geometry, "cuda", args.precisions.split(","), batch, repeats,
+                                      args.warmup, peak_tflops["cuda"])
+                print(table(rows), flush=True)
+    body = report(rows, memory, geometry, args, repeats, peaks, peak_tflops, peak_repeats)
     print()
     print(body)
     if not (args.no_write or args.smoke):
         write_section(SECTION, body, args.output)
     return 0
+
+
+def report(rows, memory, geometry, args, repeats, peaks, peak_tflops, peak_repeats) -> str:
+    nominal, executed = (model_flops(geometry_config(geometry), shortcuts=cut) / 1e9 for cut in (False, True))
+    peak_text = "; ".join(f"{dev.upper() if dev == 'cuda' else 'CPU'} {dtype} {size}x{size}: "
+                          f"{peak_tflops[dev]:.3g} TFLOP/s" for dev, (dtype, size) in peaks.items())
+    shape = "smoke geometry" if args.smoke else "base (ViT-B/16, 12 layers, 8 frames x 224 px, 400 classes)"
+    caps = torch._C._cpu._get_cpu_capability()
+    features = ", ".join(f for f in ("avx2", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+                         if caps.get(f)) or "none of AVX2/VNNI/AVX512_BF16/AMX"
+    return "\n".join([
+        "## Model (`benchmarks/bench_model.py`)",
+        "",
+        f"Machine: {machine('cuda' if torch.cuda.is_available() else 'cpu')}; CPU features: {features}; "
+        f"{torch.get_num_threads()} torch threads; load average at the end "
+        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}.",
+        f"TimeSformer {shape}, random weights saved by transformers and loaded by both; same input. Every repeat "
+        f"runs ours in each precision and transformers (eager) in turn, in alternating order; latency per clip = "
+        f"median of {repeats} runs / batch, after {args.warmup} warm-up; 'paired' = median of the per-repeat "
+        "ratios (steadier on a shared machine). CPU rows compare with transformers fp32; CUDA rows with "
+        "transformers fp16 (int8-bnb: with bitsandbytes). Ours folds temporal_attn.proj into temporal_fc at "
+        "load and computes only the cls token in the last block. bf16 on a CPU without AVX512_BF16/AMX is "
+        "emulated (measured at batch 1 only). "
+        f"TFLOP/s = model FLOPs per clip ({nominal:.3g} GFLOP, the architecture's count; ours executes "
+        f"{executed:.3g}) / ours' time per clip; % of matmul peak against the dense square matmul measured in this "
+        f"run (`benchmarks/matmul_peak.py`, median of {peak_repeats}): {peak_text}. "
+        + ("" if torch.cuda.is_available() else "No CUDA device on this machine: the CUDA rows (fp16, bf16, "
+           "int8-bnb, int8-ao, fp8 at batch 1/8/32) were not measured; run this script on a GPU host."),
+        "",
+        table(rows),
+        "",
+        "Memory, CPU, batch 1, a fresh process each: RSS growth over the process's imports while loading (peak), "
+        "once loaded (steady), and the peak of one forward after that.",
+        "",
+        memory_table(memory) if memory else "(not measured: --no-memory)",
+    ])
 
 
 if __name__ == "__main__":

@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         "Tiny TimeSformer (32 px, patch 8, 2 layers, hidden 32, 8 frames, stride 1), "
         f"{args.precision}, on {where}: the model, the frame rings and the preprocessing (each source's "
         "DeviceStage: upload as uint8, then resize, crop and normalize there) all on that device. "
-        "N copies of bikes.mp4 (640x272, 25 fps, 250 frames); real ZeroMQ PUB/SUB over TCP loopback.\n"
+        "N copies of bikes.mp4 (640x272, 25 fps, 250 frames), decoded with PyAV (streamer/sources/avfile.py: "
+        "with one stream, file mode is bound by that decode, the tiny model waits for frames); "
+        "real ZeroMQ PUB/SUB over TCP loopback.\n"
         "*file*: every window (hop 2) as fast as possible, until the files end"
         + (f" or {file_limit:g} s pass" if args.smoke else "")
         + ". *live*: files paced to "

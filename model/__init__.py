@@ -17,7 +17,8 @@ _LAZY = {
     "TimeSformer": "model.timesformer",
     "PreprocessConfig": "model.preprocess",
     "Preprocessor": "model.preprocess",
-    "quantize_int8": "model.quantize",
+    "quantize": "model.quantize",
+    "apply_precision": "model.quantize",
 }
 
 __all__ = sorted(_LAZY)

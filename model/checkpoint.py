@@ -22,7 +22,7 @@ from model.config import TimesformerConfig
 from model.errors import CheckpointError, ConfigError
 from model.loaded import LoadedModel
 from model.preprocess import PreprocessConfig
-from model.quantize import PRECISIONS, to_precision
+from model.quantize import PRECISIONS, apply_precision, quantized_as
 from model.timesformer import TimeSformer
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ def load_model(
     del state
     network.eval().requires_grad_(False)
     target = torch.device(device)
-    network = to_precision(network, precision, target, int8_threshold=int8_threshold).eval()
+    network, precision = apply_precision(network, precision, target, name=where.name, int8_threshold=int8_threshold)
+    network.eval()  # precision: the backend that runs (int8-x86, int8-bnb, ...)
     sampling = config.sampling or sources.known_sampling(known_as)
     if sampling is not None and sampling.num_frames is None:
         sampling = dataclasses.replace(sampling, num_frames=config.num_frames)
@@ -273,12 +274,11 @@ def save_pretrained(network: TimeSformer, folder: str | Path, *, preprocess: Pre
     With ``license`` a README.md model card says so."""
     from safetensors.torch import save_file
 
-    state = {k: v.detach() for k, v in network.state_dict().items()}
-    if any(v.dtype == torch.int8 for v in state.values()):
+    if quantized_as(network) is not None:
         raise CheckpointError("cannot save an int8 model; save the fp32 model and quantize after loading")
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.to("cpu", torch.float32).contiguous() for k, v in state.items()}
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in network.state_dict().items()}
     save_file(keymap.native_to_hf(state), str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(network.config.to_hf_dict(), indent=2) + "\n", encoding="utf-8")
     pre = preprocess or PreprocessConfig.for_image_size(network.config.image_size)

@@ -46,14 +46,10 @@ class LoadedModel:
         return out
 
     def weight_bytes(self) -> int:
-        """Bytes of the network's weights: see :func:`weight_bytes`."""
+        """Bytes of the network's weights: see :func:`model.quantize.weight_bytes`."""
+        from model.quantize import weight_bytes
+
         return weight_bytes(self.network)
 
 
-def weight_bytes(module: nn.Module) -> int:
-    """Bytes of every tensor in ``module``'s state dict: parameters and persistent buffers, int8 weights
-    at one byte each plus their scales (bitsandbytes keeps them in the state dict)."""
-    return sum(t.numel() * t.element_size() for t in module.state_dict().values() if isinstance(t, torch.Tensor))
-
-
-__all__ = ["LoadedModel", "weight_bytes"]
+__all__ = ["LoadedModel"]

@@ -13,9 +13,11 @@ Patch tokens are kept frame-major, ``(B, T, N, D)``, and the cls token apart, ``
 frame count and image size work: position and time embeddings are resized from the input's shape
 (nearest, as the original repository does).
 
-Inference (no autograd, eval mode) takes two exact shortcuts: ``temporal_attn.proj`` and ``temporal_fc``
-run as one folded linear, and the last block computes only the cls token the classifier reads. Call
-the model under ``torch.inference_mode()`` to get them.
+Two exact inference shortcuts: :meth:`TimeSformer.fold` (called once by ``load_model``, before any
+quantization) replaces each block's ``temporal_attn.proj`` and ``temporal_fc`` by one linear holding
+their product, and the last block computes only the cls token the classifier reads. ``forward`` has
+no caches and no data-dependent branches, so ``torch.compile`` traces it without graph breaks and
+``torch.export`` exports it.
 """
 
 from __future__ import annotations
@@ -111,6 +113,19 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+def _identity_temporal_fc(block: "Block", state: dict, prefix: str, local_metadata) -> None:
+    """State-dict hook of a folded block: ``temporal_fc`` saves as the identity, the fold lives in
+    ``temporal_attn.proj``, so the saved checkpoint has the architecture's keys and the same function."""
+    weight = getattr(block.temporal_attn.proj, "weight", None)  # an int8 layer packs its weight away
+    dim = block.temporal_attn.proj.out_features
+    if isinstance(weight, torch.Tensor) and weight.is_floating_point():
+        dtype, device = weight.dtype, weight.device
+    else:  # a quantized layer: the identity is written in fp32 on the CPU
+        dtype, device = torch.float32, torch.device("cpu")
+    state[prefix + "temporal_fc.weight"] = torch.eye(dim, dtype=dtype, device=device)
+    state[prefix + "temporal_fc.bias"] = torch.zeros(dim, dtype=dtype, device=device)
+
+
 class Block(nn.Module):
     """Pre-norm transformer block; ``divided`` adds the temporal attention sub-layer."""
 
@@ -126,35 +141,35 @@ class Block(nn.Module):
         self.attn = Attention(config)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(config)
-        self._folded: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
+        self.folded = False  # set by fold_temporal()
 
-    # Inference shortcut: temporal_attn.proj and temporal_fc are two linear maps in a row, so
-    # fc(proj(o)) == o @ (W_fc W_proj)^T + (W_fc b_proj + b_fc): one GEMM instead of two (1/17 of a
-    # block's matmul work). Used only without autograd, in eval mode, on plain nn.Linear layers (not
-    # int8); the product is cached and recomputed when a weight changes (version counter), moves or
-    # changes dtype (_apply), or the mode changes (train).
-    def _can_fold(self) -> bool:
-        return (not self.training and not torch.is_grad_enabled()
-                and type(self.temporal_attn.proj) is nn.Linear and type(self.temporal_fc) is nn.Linear)
+    @torch.no_grad()
+    def fold_temporal(self) -> bool:
+        """Fold ``temporal_attn.proj`` and ``temporal_fc``, two linear maps in a row, into one, in place.
 
-    def _folded_temporal(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ``fc(proj(o)) == o @ (W_fc W_proj)^T + (W_fc b_proj + b_fc)``: one GEMM instead of two (1/17 of a
+        block's matmul work), exact up to rounding (the product is formed in float64). ``temporal_attn.proj``
+        becomes a plain ``nn.Linear`` holding the product and ``temporal_fc`` an ``nn.Identity``, so
+        ``forward`` has no branch and no cache (``torch.compile`` and ``torch.export`` see plain layers), and
+        a quantizer sees the folded layer like any other. The state dict still has the architecture's keys:
+        ``temporal_fc`` saves as the identity (weight I, bias 0), so ``save_pretrained`` writes a checkpoint
+        that computes the same function. Returns False when there is nothing to fold (already folded)."""
+        if not self.divided or self.folded:
+            return False
         proj, fc = self.temporal_attn.proj, self.temporal_fc
-        tensors = (proj.weight, proj.bias, fc.weight, fc.bias)
-        key = tuple((t.data_ptr(), t._version) for t in tensors)
-        if self._folded is None or self._folded[0] != key:
-            w1, b1, w2, b2 = (t.detach().double() for t in tensors)
-            weight = (w2 @ w1).to(proj.weight.dtype)  # (D, D)
-            bias = (w2 @ b1 + b2).to(proj.weight.dtype)  # (D,)
-            self._folded = (key, weight, bias)
-        return self._folded[1], self._folded[2]
-
-    def _apply(self, fn, *args, **kwargs):
-        self._folded = None
-        return super()._apply(fn, *args, **kwargs)
-
-    def train(self, mode: bool = True):
-        self._folded = None
-        return super().train(mode)
+        if type(proj) is not nn.Linear or type(fc) is not nn.Linear:
+            raise TypeError(f"fold_temporal needs plain nn.Linear layers, got {type(proj).__name__} and "
+                            f"{type(fc).__name__}: fold before quantizing")
+        w1, b1, w2, b2 = (t.detach().double() for t in (proj.weight, proj.bias, fc.weight, fc.bias))
+        folded = nn.Linear(proj.in_features, fc.out_features, device=proj.weight.device, dtype=proj.weight.dtype)
+        folded.weight.copy_(w2 @ w1)  # (D, D)
+        folded.bias.copy_(w2 @ b1 + b2)  # (D,)
+        folded.requires_grad_(proj.weight.requires_grad)
+        self.temporal_attn.proj = folded
+        self.temporal_fc = nn.Identity()
+        self.folded = True
+        self.register_state_dict_post_hook(_identity_temporal_fc)
+        return True
 
     def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
         """Plain block on ``(S, L, D)`` (space_only and joint_space_time). ``cls_only`` (the last block,
@@ -173,11 +188,7 @@ class Block(nn.Module):
         b, t, n, d = patches.shape
         # temporal attention: one sequence of T frames per patch position, cls excluded
         xt = patches.transpose(1, 2).reshape(b * n, t, d)  # (B*N, T, D)
-        if self._can_fold():
-            weight, bias = self._folded_temporal()
-            xt = xt + F.linear(self.temporal_attn.attend(self.temporal_norm1(xt)), weight, bias)  # (B*N, T, D)
-        else:
-            xt = xt + self.temporal_fc(self.temporal_attn(self.temporal_norm1(xt)))  # (B*N, T, D)
+        xt = xt + self.temporal_fc(self.temporal_attn(self.temporal_norm1(xt)))  # (B*N, T, D)
         xp = xt.view(b, n, t, d).transpose(1, 2).reshape(b * t, n, d)  # (B*T, N, D)
         # spatial attention: one sequence [cls, patches] per frame
         xs = torch.cat((cls.expand(b, t, d).reshape(b * t, 1, d), xp), dim=1)  # (B*T, 1+N, D)
@@ -235,6 +246,15 @@ class TimeSformer(nn.Module):
     @property
     def id2label(self) -> dict[int, str]:
         return self.config.id2label
+
+    def fold(self) -> int:
+        """Fold every divided block's temporal projections into one linear (:meth:`Block.fold_temporal`),
+        in place; returns how many blocks were folded (0 when already folded or not divided)."""
+        return sum(block.fold_temporal() for block in self.blocks)
+
+    @property
+    def folded(self) -> bool:
+        return any(block.folded for block in self.blocks)
 
     def set_fused_attention(self, fused: bool) -> None:
         """Switch every Attention between SDPA (True) and the plain reference path (False)."""

@@ -25,7 +25,7 @@ from streamer.configtypes import Address, CheckpointRef, ConfigPath, Section, So
     list_as_tuple
 
 Mode = Literal["live", "file"]
-Precision = Literal["auto", "int8", "fp16", "bf16", "fp32"]
+Precision = Literal["auto", "int8", "fp16", "bf16", "fp32", "int8-x86", "int8-bnb", "int8-ao", "fp8"]
 Views = Literal["auto", "single", "symmetric"]
 StatusLine = Literal["auto", "on", "off"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -59,6 +59,8 @@ class SourceOptions(Section):
     open_timeout_s: PositiveFloat = Field(5.0, description="OpenCV open timeout, passed at construction (R1)")
     read_timeout_s: PositiveFloat = Field(5.0, description="OpenCV read timeout, passed at construction (R2)")
     stall_timeout_s: PositiveFloat = Field(5.0, description="no frame for this long: state 'stalled' (watchdog)")
+    stall_reopen: bool = Field(False, description="live sources: a stalled source is also reopened (through "
+                                                  "backoff), not only labelled")
     backoff_initial_s: PositiveFloat = Field(0.5, description="first reconnect delay; doubles per failure (R3)")
     backoff_max_s: PositiveFloat = Field(30.0, description="cap of the reconnect delay")
     loop: bool = Field(False, description="files: start again at the end instead of ending")
@@ -147,8 +149,8 @@ class ModelConfig(Section):
 
     source: CheckpointRef = Field("motion-demo", description="folder, .pyth/.pth file, hub id org/name, or "
                                                              "built-in name")
-    precision: Precision = Field("auto", description="auto: the choice measured by --bench, else int8 on CUDA, "
-                                                     "fp32 on CPU")
+    precision: Precision = Field("auto", description="auto: the choice measured by --bench, else the "
+                                                     "CPU/GPU rule (README, precision)")
     device: Annotated[str, AfterValidator(_check_device)] = Field("auto", description="auto, cpu, cuda or cuda:N")
     int8_threshold: PositiveFloat = Field(6.0, description="bitsandbytes outlier threshold (int8)")
     top_k: PositiveInt = Field(5, description="labels per result")

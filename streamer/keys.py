@@ -19,7 +19,7 @@ from model.errors import RecognizerError
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m streamer.keys", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("directory", help="folder to write the key files into (created with mode 0700)")
+    p.add_argument("directory", help="folder to write the key files into (it and any missing parent are created with mode 0700)")
     p.add_argument("--name", default="server", help="file name stem: NAME.key and NAME.key_secret (default: server)")
     args = p.parse_args(argv)
     from streamer.outputs.security import generate_keypair

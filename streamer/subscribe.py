@@ -2,6 +2,8 @@
 
     python -m streamer.subscribe tcp://127.0.0.1:5555 [--stream ID] [--count N] [--json] [--all]
 
+prints results and action events (``--all`` adds every stream's status messages).
+
 PUB/SUB is at-most-once: results sent before this subscriber connected, or dropped at the
 publisher's SNDHWM, never arrive. Each stream's ``seq`` rises by one per result, so the client
 counts gaps (:attr:`Subscriber.gaps`). Messages larger than ``max_bytes`` or not valid JSON objects
@@ -21,6 +23,8 @@ import sys
 import threading
 import time
 from typing import Iterator
+
+from streamer.outputs import protocol
 
 DEFAULT_MAX_BYTES = 1 << 20
 
@@ -156,16 +160,20 @@ class Collector:
         self.close()
 
 
+def _number(value, digits: int) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+
+
 def format_result(msg: dict) -> str:
-    """One human-readable line for a result or status message."""
+    """One human-readable line for a result, status or event message."""
     if msg.get("type") == "result":
         top = ", ".join(f"{t['label']} {t['score']:.2f}" for t in msg.get("top_k", [])[:3])
-        lat = msg.get("latency_ms", {}).get("capture_to_publish")
+        lat = _number(msg.get("latency_ms", {}).get("capture_to_publish"), 0)
         frames = msg.get("window", {}).get("frame_indices", [])
         span = f"{frames[0]}-{frames[-1]}" if frames else "-"
         truth = msg.get("window", {}).get("label")  # ground truth, from labeled (synthetic) sources only
         shown = f" [truth: {truth}]" if truth else ""
-        return f"[{msg.get('stream')}] #{msg.get('seq')} frames {span}: {top} ({lat} ms){shown}"
+        return f"[{msg.get('stream')}] #{msg.get('seq')} frames {span}: {top} (capture to publish {lat} ms){shown}"
     if msg.get("type") == "status":
         c = msg.get("counters", {})
         return (f"[{msg.get('stream')}] status {msg.get('state')} fps {msg.get('fps')} frames {c.get('frames')} "
@@ -173,7 +181,7 @@ def format_result(msg: dict) -> str:
     if msg.get("type") == "event":
         return (f"[{msg.get('stream')}] event {msg.get('phase')} {msg.get('label')} {msg.get('id')} "
                 f"frames {msg.get('start_frame')}-{msg.get('end_frame') if msg.get('end_frame') is not None else ''} "
-                f"peak {msg.get('peak_score')}")
+                f"peak {_number(msg.get('peak_score'), 2)}")
     return f"[{msg.get('stream')}] {msg.get('type')}: {json.dumps(msg)[:200]}"
 
 
@@ -183,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream", action="append", metavar="ID", help="only this stream (repeatable)")
     p.add_argument("--count", type=int, metavar="N", help="exit after N results")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--all", action="store_true", help="also print status and event messages")
+    p.add_argument("--all", action="store_true",
+                   help="also print every stream's status messages (results and events are printed by default)")
     p.add_argument("--snapshot", metavar="ADDRESS",
                    help="first print every stream's latest status, result and open events from this snapshot socket")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
@@ -205,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.count is not None and args.count < 1:
         p.error("--count must be >= 1")
-    kinds = ("result", "status", "event") if args.all else ("result",)
-    topics = tuple(f"{k}.{s}" for k in kinds for s in args.stream) if args.stream else tuple(f"{k}." for k in kinds)
+    kinds = (protocol.RESULT, protocol.EVENT) + ((protocol.STATUS,) if args.all else ())
+    topics = tuple(protocol.topic(k, s) for k in kinds for s in (args.stream or [""]))
     results = 0
     try:
         with Subscriber(args.address, topics, curve=curve) as sub:

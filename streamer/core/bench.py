@@ -1,12 +1,17 @@
 """``run_stream.py --bench``: measure each precision on this device at the configured batch sizes, recommend one.
 
-On CUDA: fp16, bf16 and int8 (bitsandbytes); the reference for top-1 agreement is fp16. On CPU: fp32,
-bf16 and int8 (fp16 is CUDA-only here and is not measured); the reference is fp32. Clips are rendered
-by the synthetic source (moving shapes, so the logits are not noise) and preprocessed on the device
-by the pipeline's own :class:`streamer.core.device.DeviceStage`. Per precision and batch: latency per
-batch and per clip (median of ``repeats`` timed runs after ``warmup``), clips/s, weight memory, and
+On CUDA: fp16, bf16, int8-bnb, int8-ao and fp8 (where the GPU has float8); the reference for top-1
+agreement is fp16. On CPU: fp32, bf16, int8-x86 and int8-bnb (fp16 is CUDA-only here); the reference
+is fp32. Agreement is measured on real windows (streamer/core/bench_clips.py): the motion-demo's
+held-out video, the first windows of ``--bench-source``, else synthetic shapes (said to be a weak
+check). A checkpoint whose reference answers are near uniform or name one class for nearly every clip
+(random weights: a freshly initialised checkpoint answers near uniform) makes agreement meaningless:
+the bench says so and caches no recommendation, so ``auto`` keeps its rule. (A random network whose
+answers are confident and varied cannot be told from a trained one by its answers alone.) Frames go
+through the pipeline's own :class:`streamer.core.device.DeviceStage`. Per precision and batch: latency
+per batch and per clip (median of ``repeats`` timed runs after ``warmup``), clips/s, weight memory, and
 on CUDA the peak memory a forward adds. The recommendation per batch (streamer/core/precision.py) is
-cached, and ``precision: auto`` uses it.
+cached, and ``precision: auto`` (and ``int8`` on CUDA) use it.
 """
 
 from __future__ import annotations
@@ -25,29 +30,21 @@ class BenchConfig:
     batches: tuple[int, ...]  #: batch sizes to time (default: 1 and batching.max_batch)
     repeats: int = 10
     warmup: int = 3
-    clips: int = 0  #: clips for top-1 agreement; 0: 64 on CUDA, 16 on CPU
+    clips: int = 0  #: windows for top-1 agreement; 0: 256 on CUDA, 200 for the motion-demo on CPU, else 32
+    source: str | None = None  #: --bench-source: a video whose first windows are the agreement clips
 
 
-def synthetic_clips(n: int, num_frames: int, stage, seed: int = 0):
-    """``n`` clips ``(n, T, 3, h, w)`` on the stage's device: consecutive frames of synthetic scenes."""
-    import torch
+#: A checkpoint whose fp32 answers average below this many times the uniform probability, or name one
+#: class for at least UNTRAINED_ONE_CLASS of the clips, is taken for untrained (random weights): its top-1
+#: is noise or constant, and agreement with it means nothing.
+UNTRAINED_CONFIDENCE = 1.5
+UNTRAINED_ONE_CLASS = 0.9
 
-    from streamer.sources.synthetic import SyntheticCapture
 
-    clips = []
-    per_source = 4
-    for s in range((n + per_source - 1) // per_source):
-        cap = SyntheticCapture(seed=seed + s, fps=30.0, width=320, height=240)
-        frames = []
-        for _ in range(per_source * num_frames):
-            ok, frame = cap.read()
-            frames.append(stage(frame))
-        cap.release()
-        for k in range(per_source):
-            clips.append(torch.stack(frames[k * num_frames:(k + 1) * num_frames]))  # (T, 3, h, w)
-    if stage.cuda:
-        torch.cuda.current_stream(stage.device).synchronize()
-    return torch.stack(clips[:n])  # (n, T, 3, h, w)
+def _default_clips(bench: BenchConfig, cuda: bool, source: str) -> int:
+    if bench.clips:
+        return bench.clips
+    return 256 if cuda else (200 if source == "motion-demo" else 32)
 
 
 def _sync(device: str) -> None:
@@ -77,7 +74,7 @@ def measure_precision(source: str, precision: str, device: str, clips, bench: Be
 
     import model as model_pkg
 
-    out: dict[str, Any] = {"precision": precision, "rows": [], "top1": None, "note": ""}
+    out: dict[str, Any] = {"precision": precision, "rows": [], "top1": None, "probs": None, "note": ""}
     try:
         loaded = model_pkg.load_model(source, precision=precision, device=device, int8_threshold=int8_threshold)
     except Exception as exc:  # a precision this device or build cannot run is reported, not fatal
@@ -87,11 +84,12 @@ def measure_precision(source: str, precision: str, device: str, clips, bench: Be
     out["weights_mb"] = loaded.weight_bytes() / 2**20
     x_all = clips.to(dtype)
     with torch.inference_mode():
-        top1 = []
+        probs = []
         step = max(bench.batches)
         for i in range(0, len(x_all), step):
-            top1.append(net(x_all[i:i + step]).float().argmax(-1).cpu())
-        out["top1"] = torch.cat(top1)
+            probs.append(net(x_all[i:i + step]).float().softmax(-1).cpu())
+        out["probs"] = torch.cat(probs)
+        out["top1"] = out["probs"].argmax(-1)
         for b in bench.batches:
             x = x_all[:b] if len(x_all) >= b else x_all.repeat((b + len(x_all) - 1) // len(x_all), 1, 1, 1, 1)[:b]
             row: dict[str, Any] = {"batch": b}
@@ -122,10 +120,7 @@ def run_bench(app, bench: BenchConfig, out: TextIO, write_cache: bool = True) ->
     """Measure, print the table and the recommendation, cache it; returns the exit status."""
     import torch
 
-    import model as model_pkg
-    from model.preprocess import Preprocessor
     from streamer.core import precision as prec
-    from streamer.core.device import DeviceStage
     from streamer.core.loading import resolve_device
 
     device, _ = resolve_device(app.model.device, "fp32")
@@ -136,23 +131,14 @@ def run_bench(app, bench: BenchConfig, out: TextIO, write_cache: bool = True) ->
     source = app.model.source
     if app.model.threads:
         torch.set_num_threads(app.model.threads)
-    probe = model_pkg.load_model(source, precision="fp32", device="cpu")  # geometry and preprocessing only
-    stage = DeviceStage(Preprocessor(probe.preprocess, device=device, input_order="BGR"))
-    n_clips = bench.clips or (64 if cuda else 16)
-    clips = synthetic_clips(max(n_clips, max(bench.batches)), probe.config.num_frames, stage)
-    if cuda:  # the stage made its side stream current for this thread: time the model on the default stream
-        torch.cuda.set_stream(torch.cuda.default_stream(stage.device))
-    del probe
+    clips, what = _agreement_clips(app, bench, device)
     print(f"bench: {source} on {label} ({device}), batches {', '.join(map(str, bench.batches))}, "
-          f"{bench.repeats} timed runs after {bench.warmup} warm-up, top-1 agreement on {len(clips)} synthetic clips "
-          f"against {reference}", file=out)
+          f"{bench.repeats} timed runs after {bench.warmup} warm-up, top-1 agreement against {reference} on {what}",
+          file=out)
     if not cuda:
-        print("bench: fp16 is CUDA-only here (not measured on CPU); measuring fp32, bf16, int8", file=out)
+        print(f"bench: fp16 is CUDA-only here (not measured on CPU); measuring {', '.join(precisions)}", file=out)
     results = [measure_precision(source, p, device, clips, bench, app.model.int8_threshold) for p in precisions]
-    ref_top1 = next((r["top1"] for r in results if r["precision"] == reference and r["top1"] is not None), None)
-    for r in results:
-        if r["top1"] is not None and ref_top1 is not None:
-            r["agreement"] = float((r["top1"] == ref_top1).float().mean())
+    meaningful = _score_agreement(results, reference, out)
     print(table(results), file=out)
     by_batch = {}
     for b in bench.batches:
@@ -161,8 +147,8 @@ def run_bench(app, bench: BenchConfig, out: TextIO, write_cache: bool = True) ->
         choice = prec.recommend(rows, reference)
         by_batch[b] = choice
         entry = {"recommended": choice, "reference": reference, "rows": rows, "date": time.strftime("%Y-%m-%d"),
-                 "torch": torch.__version__}
-        if write_cache and choice is not None:
+                 "torch": torch.__version__, "clips": what}
+        if write_cache and meaningful and choice is not None:
             path = prec.write_entry(label, source, b, entry)
             log.info("cached the measurement for batch %d in %s", b, path)
     for line in summary(results, by_batch, reference):
@@ -170,34 +156,80 @@ def run_bench(app, bench: BenchConfig, out: TextIO, write_cache: bool = True) ->
     return 0 if any(by_batch.values()) else 1
 
 
+def _agreement_clips(app, bench: BenchConfig, device: str):
+    """(clips on the device in fp32, what they are)."""
+    import torch
+
+    import model as model_pkg
+    from model.preprocess import Preprocessor
+    from streamer.core.bench_clips import bench_clips
+    from streamer.core.device import DeviceStage
+
+    cuda = device.startswith("cuda")
+    source = app.model.source
+    probe = model_pkg.load_model(source, precision="fp32", device="cpu")  # geometry and preprocessing only
+    stage = DeviceStage(Preprocessor(probe.preprocess, device=device, input_order="BGR"))
+    n = max(_default_clips(bench, cuda, source), max(bench.batches))
+    clips, what = bench_clips(source, bench.source, n, probe.config.num_frames, stage)
+    if cuda:  # the stage made its side stream current for this thread: time the model on the default stream
+        torch.cuda.set_stream(torch.cuda.default_stream(stage.device))
+    return clips, what
+
+
+def _score_agreement(results: list[dict[str, Any]], reference: str, out: TextIO) -> bool:
+    """Each result's top-1 agreement with the reference and mean max |delta p|; False (and said) when the
+    reference's answers look untrained (near uniform, or one class for nearly every clip)."""
+    import torch
+
+    ref = next((r for r in results if r["precision"] == reference and r["probs"] is not None), None)
+    if ref is None:
+        return False
+    for r in results:
+        if r["probs"] is not None:
+            r["agreement"] = float((r["top1"] == ref["top1"]).float().mean())
+            r["mean_dp"] = float((r["probs"] - ref["probs"]).abs().amax(-1).mean())
+    confidence = float(ref["probs"].amax(-1).mean()) * ref["probs"].shape[-1]
+    one_class = float(torch.bincount(ref["top1"]).max()) / len(ref["top1"])
+    if confidence < UNTRAINED_CONFIDENCE or one_class >= UNTRAINED_ONE_CLASS:
+        print(f"bench: the {reference} model's answers look untrained (mean top-1 probability {confidence:.2f}x "
+              f"chance, {100 * one_class:.0f} % of the clips in one class): random weights, so top-1 agreement is "
+              "meaningless here; latencies are real, nothing is cached (precision: auto keeps its rule)", file=out)
+        for r in results:
+            r["agreement_meaningless"] = True
+        return False
+    return True
+
+
 def _fmt(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| precision | batch | ms/batch | ms/clip | clips/s | weights MB | peak MB (CUDA) | top-1 agreement |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| precision | batch | ms/batch | ms/clip | clips/s | weights MB | peak MB (CUDA) | top-1 agreement | "
+             "mean max abs dp |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if not r["rows"]:
-            lines.append(f"| {r['precision']} | - | not run: {r['note']} | | | | | |")
+            lines.append(f"| {r['precision']} | - | not run: {r['note']} | | | | | | |")
+        agreement = "meaningless" if r.get("agreement_meaningless") else _fmt(r.get("agreement"), ".3f")
         for row in r["rows"]:
             lines.append(f"| {r['precision']} | {row['batch']} | {_fmt(row.get('ms_per_batch'), '.2f')} | "
                          f"{_fmt(row.get('ms_per_clip'), '.3f')} | {_fmt(row.get('clips_per_s'), '.1f')} | "
                          f"{_fmt(r.get('weights_mb'), '.1f')} | {_fmt(row.get('peak_mb'), '.0f')} | "
-                         f"{_fmt(r.get('agreement'), '.3f')} |" + (f" {row['note']}" if row.get("note") else ""))
+                         f"{agreement} | {_fmt(r.get('mean_dp'), '.4f')} |"
+                         + (f" {row['note']}" if row.get("note") else ""))
     return "\n".join(lines)
 
 
 def summary(results: list[dict[str, Any]], by_batch: dict[int, str | None], reference: str) -> list[str]:
-    """The recommendation per batch and what int8 costs or saves against the reference."""
-    lines = []
-    for b, choice in by_batch.items():
-        lines.append(f"recommended at batch {b}: {choice or 'none (nothing measured)'}")
-    res = {r["precision"]: r for r in results}
-    q, ref = res.get("int8"), res.get(reference)
-    if q and ref and q.get("weights_mb") and ref.get("weights_mb"):
-        lines.append(f"int8 weights {q['weights_mb']:.1f} MB vs {reference} {ref['weights_mb']:.1f} MB "
-                     f"({100 * (1 - q['weights_mb'] / ref['weights_mb']):.0f}% saved)")
+    """The recommendation per batch and what each 8-bit path costs or saves against the reference."""
+    lines = [f"recommended at batch {b}: {choice or 'none (nothing measured)'}" for b, choice in by_batch.items()]
+    ref = next((r for r in results if r["precision"] == reference), None)
+    for q in results:
+        if not (q["precision"].startswith("int8") or q["precision"] == "fp8") or not ref:
+            continue
+        if q.get("weights_mb") and ref.get("weights_mb"):
+            lines.append(f"{q['precision']} weights {q['weights_mb']:.1f} MB vs {reference} {ref['weights_mb']:.1f} MB "
+                         f"({100 * (1 - q['weights_mb'] / ref['weights_mb']):.0f}% saved)")
         for qr in q["rows"]:
             rr = next((x for x in ref["rows"] if x["batch"] == qr["batch"]), None)
             if rr and qr.get("ms_per_clip") and rr.get("ms_per_clip"):
@@ -205,11 +237,11 @@ def summary(results: list[dict[str, Any]], by_batch: dict[int, str | None], refe
                 mem = ""
                 if qr.get("peak_mb") is not None and rr.get("peak_mb") is not None:
                     mem = f", forward peak {qr['peak_mb']:.0f} vs {rr['peak_mb']:.0f} MB"
-                lines.append(f"int8 at batch {qr['batch']}: {ratio:.2f}x the {reference} latency "
+                lines.append(f"{q['precision']} at batch {qr['batch']}: {ratio:.2f}x the {reference} latency "
                              f"({'slower' if ratio > 1 else 'faster'}){mem}; agreement with {reference} "
                              f"{_fmt(q.get('agreement'), '.3f')}")
-    lines.append("int8 stays available as the memory-saving choice: set model.precision: int8 (or --precision int8)")
+    lines.append("int8-bnb stays available as the memory-saving choice: model.precision: int8-bnb (--precision int8-bnb)")
     return lines
 
 
-__all__ = ["BenchConfig", "run_bench", "synthetic_clips", "measure_precision", "table", "summary"]
+__all__ = ["BenchConfig", "run_bench", "measure_precision", "table", "summary", "UNTRAINED_CONFIDENCE"]

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def resolve_device(device: str, precision: str, model_source: str | None = None, batch: int = 1) -> tuple[str, str]:
     """``auto`` device: CUDA if present, else CPU; ``auto`` precision: what ``--bench`` measured for this
-    device, model and batch (streamer/core/precision.py), else int8 on CUDA, fp32 on CPU."""
+    device, model and batch, else the rule in streamer/core/precision.py; ``int8``: the fastest 8-bit path
+    measured to agree (CUDA), else the device's own (int8-x86 on CPU)."""
     if device == "auto" or device.startswith("cuda"):
         import torch
 
@@ -37,6 +38,10 @@ def resolve_device(device: str, precision: str, model_source: str | None = None,
 
         precision = (measured.choose(device, model_source, batch) if model_source is not None
                      else measured.fallback_precision(device))
+    if precision == "int8":
+        from streamer.core import precision as measured
+
+        precision = measured.fast_8bit(device, model_source, batch)
     return device, precision
 
 
@@ -52,6 +57,11 @@ def load(cfg: AppConfig) -> tuple[LoadedModel, str]:
         torch.set_num_threads(cfg.model.threads)
     loaded = model_pkg.load_model(cfg.model.source, precision=precision, device=device,
                                   int8_threshold=cfg.model.int8_threshold)
+    if cfg.model.precision == "auto":  # said once the checkpoint loaded, so a bad one still fails first
+        from streamer.core import precision as measured
+
+        log.info("precision auto: %s (%s)", loaded.precision,
+                 measured.why(device, cfg.model.source, cfg.batching.max_batch))
     return with_views(loaded, cfg.model.views), device
 
 

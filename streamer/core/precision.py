@@ -4,12 +4,20 @@
 in a small JSON cache (``$TIMESFORMER_STREAM_CACHE``, else ``$XDG_CACHE_HOME/timesformer-stream``,
 else ``~/.cache/timesformer-stream``; file ``precision.json``), keyed by device name, model source
 and batch size. ``auto`` reads the entry for the configured ``max_batch`` (or the nearest measured
-batch of the same device and model). With no entry the fallback rule holds: int8 on CUDA (the
-memory-saving choice the design names), fp32 on CPU (logged at DEBUG, with how to measure).
+batch of the same device and model). With no entry the rule (:func:`fallback_precision`) holds:
+
+* CPU: ``int8`` (int8-x86) where the CPU has VNNI (AVX512-VNNI, AVX-VNNI or AMX) and PyTorch has its
+  FBGEMM engine, else ``bf16`` where it has AVX512_BF16 or AMX, else ``fp32`` (a CPU without either runs
+  int8 with 7-bit weights and bf16 emulated; ``--bench`` measures whether int8 still wins there);
+* CUDA: ``int8`` (the fast 8-bit path, int8-ao) where torchao is installed, else ``fp16``.
+
+Either way the choice and its reason are logged at start. ``int8`` on CUDA is the fastest 8-bit
+path that ``--bench`` measured to agree (``int8-ao`` or ``fp8``); ``int8-bnb`` is asked for by name.
 
 Recommendation rule (:func:`recommend`): among the measured precisions whose top-1 agreement with
 the reference (fp16 on CUDA, fp32 on CPU) is at least ``MIN_AGREEMENT``, the lowest latency per clip
-at that batch; the reference itself always qualifies.
+at that batch; the reference itself always qualifies. Agreement counts only on real clips (see
+streamer/core/bench.py); where it is meaningless (random weights) nothing is cached.
 """
 
 from __future__ import annotations
@@ -27,16 +35,43 @@ log = logging.getLogger(__name__)
 CACHE_ENV = "TIMESFORMER_STREAM_CACHE"
 CACHE_FILE = "precision.json"
 MIN_AGREEMENT = 0.99  #: top-1 agreement with the reference a precision needs to be recommended
-CUDA_PRECISIONS = ("fp16", "bf16", "int8")
-CPU_PRECISIONS = ("fp32", "bf16", "int8")
+CUDA_PRECISIONS = ("fp16", "bf16", "int8-bnb", "int8-ao", "fp8")
+CPU_PRECISIONS = ("fp32", "bf16", "int8-x86", "int8-bnb")
+FAST_8BIT = ("int8-x86", "int8-ao", "fp8")  #: what ``int8`` may stand for (int8-bnb saves memory, not time)
 
 
 def reference_precision(device: str) -> str:
     return "fp16" if device.startswith("cuda") else "fp32"
 
 
+def cpu_features() -> dict[str, bool]:
+    """The CPU features the rule reads: VNNI (int8 without saturation), native bf16, the int8 engine."""
+    import torch
+
+    caps = torch._C._cpu._get_cpu_capability()
+    return {"vnni": any(caps.get(f) for f in ("avx512_vnni", "avx_vnni", "amx_int8")),
+            "bf16": any(caps.get(f) for f in ("avx512_bf16", "amx_bf16")),
+            "int8": "fbgemm" in torch.backends.quantized.supported_engines and bool(caps.get("avx2"))}
+
+
+def fallback_rule(device: str) -> tuple[str, str]:
+    """(precision, why) when nothing was measured."""
+    if device.startswith("cuda"):
+        import importlib.util
+
+        if importlib.util.find_spec("torchao") is not None:
+            return "int8", "CUDA with torchao installed: int8 dynamic quantization (int8-ao)"
+        return "fp16", "CUDA without torchao (pip install 'timesformer-stream[cuda8]' for 8-bit)"
+    cpu = cpu_features()
+    if cpu["vnni"] and cpu["int8"]:
+        return "int8", "the CPU has VNNI: int8 GEMMs (int8-x86)"
+    if cpu["bf16"]:
+        return "bf16", "the CPU has native bf16 (AVX512_BF16 or AMX) but no VNNI"
+    return "fp32", "the CPU has neither VNNI nor native bf16"
+
+
 def fallback_precision(device: str) -> str:
-    return "int8" if device.startswith("cuda") else "fp32"
+    return fallback_rule(device)[0]
 
 
 def cache_path() -> Path:
@@ -118,19 +153,47 @@ def lookup(device_label: str, model_source: str, batch: int, path: Path | None =
 
 
 def choose(device: str, model_source: str, batch: int, path: Path | None = None) -> str:
-    """What ``precision: auto`` runs: the cached measurement, else the fallback rule (logged either way)."""
+    """What ``precision: auto`` runs: the cached measurement, else the fallback rule (see :func:`why`)."""
+    precision, reason = _choice(device, model_source, batch, path)
+    log.debug("precision auto: %s (%s)", precision, reason)
+    return precision
+
+
+def why(device: str, model_source: str, batch: int, path: Path | None = None) -> str:
+    """The reason ``precision: auto`` chose what it chose, in words (logged at start, once the model loaded)."""
+    return _choice(device, model_source, batch, path)[1]
+
+
+def _choice(device: str, model_source: str, batch: int, path: Path | None) -> tuple[str, str]:
     label = device_name(device)
     found = lookup(label, model_source, batch, path)
     if found is not None:
         precision, measured = found
-        log.info("precision auto: %s (measured by --bench on %s for %s at batch %d)", precision, label,
-                 model_source, measured)
-        return precision
-    precision = fallback_precision(device)
-    log.debug("precision auto: %s (no measurement for %s on %s; run `python run_stream.py --bench` to choose "
-             "by measurement)", precision, model_source, label)
-    return precision
+        return precision, (f"the fastest precision agreeing with the reference, measured by --bench on {label} "
+                           f"for {model_source} at batch {measured}")
+    precision, reason = fallback_rule(device)
+    return precision, (f"{reason}; nothing measured for {model_source} on {label}: `python run_stream.py --bench` "
+                       "chooses by measurement")
 
 
-__all__ = ["choose", "recommend", "lookup", "write_entry", "read_cache", "cache_path", "device_name",
+def fast_8bit(device: str, model_source: str | None, batch: int, path: Path | None = None) -> str:
+    """What ``int8`` runs: on CUDA the fastest 8-bit path ``--bench`` measured to agree, else ``int8`` (the
+    loader's default for the device: int8-x86 on CPU, int8-ao on CUDA)."""
+    if model_source is None:
+        return "int8"
+    entries = read_cache(path).get(cache_key(device_name(device), model_source))
+    if not isinstance(entries, dict):
+        return "int8"
+    near = sorted((abs(int(b) - batch), b) for b in entries if b.isdigit() and isinstance(entries[b], dict))
+    if not near:
+        return "int8"
+    rows = [r for r in entries[near[0][1]].get("rows", []) if r.get("precision") in FAST_8BIT]
+    best = recommend(rows, reference="", min_agreement=MIN_AGREEMENT)
+    if best is not None:
+        log.info("precision int8: %s (the fastest 8-bit path --bench measured to agree at batch %s)", best,
+                 near[0][1])
+    return best or "int8"
+
+
+__all__ = ["choose", "why", "fast_8bit", "fallback_rule", "cpu_features", "FAST_8BIT", "recommend", "lookup", "write_entry", "read_cache", "cache_path", "device_name",
            "reference_precision", "fallback_precision", "MIN_AGREEMENT", "CUDA_PRECISIONS", "CPU_PRECISIONS"]

@@ -10,6 +10,11 @@ it is about to overwrite (:meth:`release_before`), so every window of a file is 
 
 Sequence numbers (``seq``) count pushes from 0; ``seq % capacity`` is the slot.
 
+The writer may :meth:`grow` the ring (when the measured frame rate needs more frames than it holds):
+it copies the frames still intact into larger storage, keeping their sequence numbers. Readers hold
+:attr:`FrameRing.lock` while they look at the ring and gather a window, and ``grow`` takes it, so a
+reader never sees half-resized storage; the writer takes the lock for nothing else.
+
 With ``device`` set (e.g. ``cuda``), frame storage lives on that device (see :mod:`streamer.core.device`):
 the writer synchronizes its current stream before it publishes a frame, and a reader synchronizes
 its own stream after a gather before the seqlock check, so the check covers a finished copy.
@@ -34,7 +39,6 @@ class FrameRing:
         self.t = np.zeros(capacity, np.float64)  # sampling clock: capture monotonic (live) or media time (file)
         self.mono = np.zeros(capacity, np.float64)  # capture time, time.monotonic()
         self.wall = np.zeros(capacity, np.float64)  # capture time, time.time()
-        self.pts = np.full(capacity, np.nan, np.float64)  # the source's own timestamp (s) if it has one
         self.frame_no = np.zeros(capacity, np.int64)  # frame number as the source counts reads
         self.segment = np.zeros(capacity, np.int64)  # bumps after a time gap; a window never spans two
         self.labels: list[str | None] = [None] * capacity  # ground truth, when the capture provides it
@@ -45,6 +49,7 @@ class FrameRing:
         self._needed_from = 0  # blocking mode: the consumer still needs seq >= this
         self._space = threading.Condition(threading.Lock())
         self._on_cuda = False
+        self.lock = threading.Lock()  # readers: while they poll and gather; the writer: only to grow
 
     # ---- writer side -------------------------------------------------------------------------
     def allocate(self, frame_shape: Sequence[int], dtype=None) -> None:
@@ -54,8 +59,8 @@ class FrameRing:
         self.frames = torch.empty((self.capacity, *frame_shape), dtype=dtype or torch.float32, device=self.device)
         self._on_cuda = self.frames.is_cuda
 
-    def push(self, frame, *, t: float, mono: float, wall: float, pts: float, frame_no: int,
-             segment: int, label: str | None = None, stop: threading.Event | None = None) -> bool:
+    def push(self, frame, *, t: float, mono: float, wall: float, frame_no: int, segment: int,
+             label: str | None = None, stop: threading.Event | None = None) -> bool:
         """Store one preprocessed frame; False if ``stop`` was set while waiting for space (blocking mode)."""
         seq = self.head
         if seq >= self.capacity:
@@ -65,7 +70,8 @@ class FrameRing:
                         if stop is not None and stop.is_set():
                             return False
                         self._space.wait(0.1)
-            self.low = seq - self.capacity + 1  # the slot of seq - capacity is about to be overwritten
+            # the slot of seq - capacity is about to be overwritten (after a grow, low may already be higher)
+            self.low = max(self.low, seq - self.capacity + 1)
         slot = seq % self.capacity
         if self.frames is None:
             self.allocate(tuple(frame.shape), frame.dtype)
@@ -75,7 +81,6 @@ class FrameRing:
         self.t[slot] = t
         self.mono[slot] = mono
         self.wall[slot] = wall
-        self.pts[slot] = pts
         self.frame_no[slot] = frame_no
         self.segment[slot] = segment
         self.labels[slot] = label
@@ -84,6 +89,31 @@ class FrameRing:
 
     def end(self) -> None:
         self.ended = True
+
+    def grow(self, capacity: int) -> None:
+        """Hold ``capacity`` slots from now on, keeping every intact frame and its seq (writer thread only)."""
+        if capacity <= self.capacity:
+            return
+        keep = range(max(self.low, self.head - self.capacity), self.head)  # seqs still intact
+        old, new = self.slots(keep), [s % capacity for s in keep]
+        with self.lock:
+            for name in ("t", "mono", "wall", "frame_no", "segment"):
+                before = getattr(self, name)
+                after = np.zeros(capacity, before.dtype)
+                after[new] = before[old]
+                setattr(self, name, after)
+            labels: list[str | None] = [None] * capacity
+            for o, n in zip(old, new):
+                labels[n] = self.labels[o]
+            self.labels = labels
+            if self.frames is not None:
+                frames = self.frames.new_empty((capacity, *self.frames.shape[1:]))
+                frames[new] = self.frames[old]
+                if self._on_cuda:  # the copy is done before a reader can gather from it
+                    _sync_current(frames.device)
+                self.frames = frames
+            self.low = keep.start
+            self.capacity = int(capacity)
 
     # ---- reader side -------------------------------------------------------------------------
     def release_before(self, seq: int) -> None:
@@ -121,21 +151,6 @@ class FrameRing:
         if self._on_cuda:  # the gather ran to its end before low is read
             _sync_current(self.frames.device)
         return first >= self.low  # the writer raises low before overwriting: still intact?
-
-
-def reserve(ring: FrameRing, capacity: int) -> None:
-    """Grow an empty ring to ``capacity`` slots (the writer calls this once it knows the source's frame rate)."""
-    if ring.head != 0 or capacity <= ring.capacity:
-        return
-    ring.capacity = int(capacity)
-    ring.t = np.zeros(capacity, np.float64)
-    ring.mono = np.zeros(capacity, np.float64)
-    ring.wall = np.zeros(capacity, np.float64)
-    ring.pts = np.full(capacity, np.nan, np.float64)
-    ring.frame_no = np.zeros(capacity, np.int64)
-    ring.segment = np.zeros(capacity, np.int64)
-    ring.labels = [None] * capacity
-    ring.frames = None
 
 
 def _sync_current(device) -> None:

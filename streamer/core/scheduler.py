@@ -5,9 +5,10 @@ round-robin (the starting stream rotates per batch), gathers each ready window s
 ring into a preallocated batch tensor, and waits at most ``max_wait_ms`` for a fuller batch.
 
 ``mode: file`` cursors emit every window in order (the capture thread waits for ring space, so
-nothing is lost). ``mode: live`` cursors only ever take the window ending at the newest frame;
-windows skipped meanwhile, and windows whose newest frame is older than ``freshness_s``, are
-counted as ``stale`` drops. Because windows are chosen when the model is ready, no backlog builds:
+nothing is lost). ``mode: live`` cursors only ever take the window ending at the newest frame, at
+least one hop after the previous window's newest frame (a late window is followed by the next one a
+full hop later, never bunched); windows skipped meanwhile, and windows whose newest frame is older
+than ``freshness_s``, are counted as ``stale`` drops. Because windows are chosen when the model is ready, no backlog builds:
 the age of the newest frame at inference stays flat however slow the model (R5, R12).
 """
 
@@ -114,7 +115,7 @@ class StreamCursor:
         if seqs is None:  # live: not enough history in the ring yet
             self.done = ended
             return None
-        self._advance(end, now)
+        self._advance(end)
         if self.live:
             age = now - float(ring.mono[end % ring.capacity])
             if age > p.freshness_s:
@@ -152,22 +153,19 @@ class StreamCursor:
         self._due = due
         return end
 
-    def _advance(self, end: int, now: float) -> None:
+    def _advance(self, end: int) -> None:
         p = self.plan
         if self.live and self.last_end >= 0:
             if p.hop is not None:
                 skipped = (end - self.last_end) // p.hop - 1
             else:
-                steps = max(1, math.floor((self._t(end) - self.last_due + 0.5 * self.ring.interval) / p.hop_s))
-                skipped = steps - 1
+                skipped = math.floor((self._t(end) - self.last_due + 0.5 * self.ring.interval) / p.hop_s) - 1
             if skipped > 0:
                 self.stats.drop("stale", skipped)
         if p.hop_s is not None:
-            if self.live:
-                self.last_due = self._t(end) if self.last_due is None else \
-                    self.last_due + p.hop_s * max(1, math.floor((self._t(end) - self.last_due + 0.5 * self.ring.interval) / p.hop_s))
-            else:
-                self.last_due = self._due if self._due is not None else self._t(end)
+            # live: the next window ends a full hop after this one's newest frame, however late this one
+            # was taken (a grid would let a late window and the next on-time one come a frame apart)
+            self.last_due = self._t(end) if self.live or self._due is None else self._due
         self.last_end = end
 
 
@@ -230,6 +228,10 @@ class Scheduler:
                     progress = True
 
     def _take(self, cursor: StreamCursor, slot: int) -> Window | None:
+        with cursor.ring.lock:  # the capture thread may grow the ring; not while we look at it
+            return self._take_locked(cursor, slot)
+
+    def _take_locked(self, cursor: StreamCursor, slot: int) -> Window | None:
         now = time.monotonic()
         seqs = cursor.poll(now)
         ring = cursor.ring
@@ -250,12 +252,7 @@ class Scheduler:
             self._batch = torch.empty((self.max_batch, len(seqs), *shape), dtype=ring.frames.dtype,
                                       device=ring.frames.device)  # on the ring's device: no host round trip
         if tuple(ring.frames.shape[1:]) != tuple(self._batch.shape[2:]):
-            cursor.stats.drop("shape_mismatch")
-            if cursor.stream not in self._warned_shape:
-                self._warned_shape.add(cursor.stream)
-                log.error("[%s] preprocessed frames are %s but the batch holds %s; use a preprocessing "
-                          "config with a fixed crop size", cursor.stream, tuple(ring.frames.shape[1:]),
-                          tuple(self._batch.shape[2:]))
+            self._shape_mismatch(cursor, tuple(ring.frames.shape[1:]))
             return None
         if not ring.gather(seqs, self._batch[slot]):
             cursor.stats.drop("overwritten")
@@ -265,3 +262,10 @@ class Scheduler:
             ring.release_before(max(nxt, cursor.pending_release))
         cursor.stats.windows += 1
         return Window(cursor.stream, cursor.stats, seqs, frame_indices, frame_ts, newest_mono, label)
+
+    def _shape_mismatch(self, cursor: StreamCursor, shape: tuple) -> None:
+        cursor.stats.drop("shape_mismatch")
+        if cursor.stream not in self._warned_shape:
+            self._warned_shape.add(cursor.stream)
+            log.error("[%s] preprocessed frames are %s but the batch holds %s; use a preprocessing "
+                      "config with a fixed crop size", cursor.stream, shape, tuple(self._batch.shape[2:]))

@@ -1,21 +1,45 @@
 """Per-stream counters, kept in one place that the publisher, status line and later features read.
 
-Each counter has one writing thread (capture: frames, decode errors, reconnects, state; inference:
-windows, results, seq; any thread: drops through :meth:`StreamStats.drop`, which locks), so plain
-attribute updates are safe under the GIL. :meth:`StreamStats.snapshot` gives a JSON-ready dict.
+Each counter has one writing thread (capture: frames, decode errors, reconnects; inference:
+windows, seq; publisher: results; any thread: drops through :meth:`StreamStats.drop`, which locks),
+so plain attribute updates are safe under the GIL. The state is the exception: the capture thread
+and the main thread's stall watchdog both change it, so every change goes through
+:meth:`StreamStats.set_state`, one method under one lock. :meth:`StreamStats.snapshot` gives a
+JSON-ready dict.
 """
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections import deque
+from typing import Callable, Iterable
 
-#: The states a source goes through; published in status messages.
-STATES = ("connecting", "running", "stalled", "backoff", "ended", "failed", "stopped")
+
+class StreamState(str, enum.Enum):
+    """The states a source goes through; the value is what status messages carry on the wire."""
+
+    CONNECTING = "connecting"
+    RUNNING = "running"
+    STALLED = "stalled"
+    BACKOFF = "backoff"
+    ENDED = "ended"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+#: The states' wire values, in order (metrics label values).
+STATES = tuple(s.value for s in StreamState)
 
 #: Why a frame or window was dropped (the keys of ``drops``).
-DROP_REASONS = ("stale", "gap", "overwritten", "oversize", "rate", "preprocess_error", "shape_mismatch",
+DROP_REASONS = ("stale", "gap", "overwritten", "oversize", "rate", "catchup", "preprocess_error", "shape_mismatch",
                 "publish_queue_full")
 
 
@@ -23,9 +47,10 @@ class StreamStats:
     def __init__(self, stream: str, url: str) -> None:
         self.stream = stream
         self.url = url  # already redacted
-        self.state = "connecting"
+        self.state = StreamState.CONNECTING  # changed only by set_state
         self.reason = ""
         self.state_since = time.time()
+        self.state_mono = time.monotonic()  # when the state (or its reason) last changed
         self.frames = 0
         self.decode_errors = 0
         self.reconnects = 0
@@ -40,8 +65,32 @@ class StreamStats:
         #: side outputs that fall behind or fail (clips, webhook, mqtt): name -> one line; status shows them (R27)
         self.warnings: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._state_lock = threading.RLock()  # announce() may read snapshot() under it
+        self._announced = False  # the first state is always announced, even if it is the initial one
         self._fps_t0 = time.monotonic()
         self._fps_f0 = 0
+
+    def set_state(self, state: StreamState | str, reason: str = "", *, only_from: Iterable[StreamState] = (),
+                  announce: Callable[["StreamStats"], None] | None = None) -> bool:
+        """Change the state (any thread); True if it changed.
+
+        Nothing changes when state and reason are what they are already, or when ``only_from`` is
+        given and the current state is not in it (the watchdog marks only a *running* source stalled,
+        even if the capture thread moved on meanwhile). ``announce(self)`` runs under the lock, so
+        announcements (log, status message) go out in the order the changes were made.
+        """
+        state = StreamState(state)
+        with self._state_lock:
+            if only_from and self.state not in only_from:
+                return False
+            if self._announced and self.state is state and self.reason == reason:
+                return False
+            self._announced = True
+            self.state, self.reason = state, reason
+            self.state_since, self.state_mono = time.time(), time.monotonic()
+            if announce is not None:
+                announce(self)
+        return True
 
     def drop(self, reason: str, n: int = 1) -> None:
         with self._lock:
@@ -80,10 +129,12 @@ class StreamStats:
         with self._lock:
             drops = dict(self.drops)
             warnings = sorted(self.warnings.values())
+        with self._state_lock:
+            state, reason, since = str(self.state), self.reason, self.state_since
         return {
-            "state": self.state,
-            "reason": self.reason,
-            "state_since": self.state_since,
+            "state": state,
+            "reason": reason,
+            "state_since": since,
             "frames": self.frames,
             "windows": self.windows,
             "results": self.results,

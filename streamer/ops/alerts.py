@@ -106,12 +106,19 @@ class _Sender(threading.Thread):
             if stream is None or stats.stream == stream:
                 stats.warn(self.source, text)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
         self.stop_event.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.request_stop()
         if self.ident is not None:
             self.join(timeout)
             if self.is_alive():
                 log.warning("%s thread still alive %.1f s after stop", self.name, timeout)
+        self.finish()
+
+    def finish(self) -> None:
+        """After the join: say what was left undelivered."""
         if len(self.outbox):
             log.warning("%s: %d message(s) not delivered at shutdown", self.source, len(self.outbox))
 
@@ -318,3 +325,7 @@ class Alerts:
     def stop(self) -> None:
         for sender in self.senders:
             sender.stop(getattr(sender.config, "timeout_s", 2.0) + 2.0)
+
+    def finish(self) -> None:
+        for sender in self.senders:
+            sender.finish()

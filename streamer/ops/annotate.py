@@ -7,7 +7,8 @@ Frames are tapped before preprocessing (:meth:`Annotator.tap` wraps the capture 
 preprocess callable, so the capture code is unchanged) and results arrive from the publisher
 (:meth:`Annotator.on_sent`). One thread, ``annotate``, owns the writers and the window. Frame ``i``
 is drawn with the newest result whose window ended at or before frame ``i`` — what the model had
-said when that frame was captured — and written once a result ending at or after ``i`` has come
+said when that frame was captured — and the stream's state when it was read (not when it is drawn:
+the last frames of a file are drawn after the stream ended, but were read while it ran), and written once a result ending at or after ``i`` has come
 (results of a stream arrive in order), when more than ``max_pending`` frames wait, or at the end.
 Frame numbers count the frames handed to preprocessing, which matches the source's frame numbers
 unless frames were dropped as ``oversize``. Annotation never slows a live source: when its queue is
@@ -68,7 +69,7 @@ class _Stream:
     def __init__(self, stream: str, path: Path | None) -> None:
         self.stream = stream
         self.path = path
-        self.pending: deque = deque()  # (frame_no, frame)
+        self.pending: deque = deque()  # (frame_no, frame, state when it was read)
         self.results: deque = deque()  # (end frame_no, label, score), in order
         self.covered = -1  # newest frame number a result's window ended at
         self.writer = None
@@ -95,15 +96,23 @@ class Annotator(threading.Thread):
             log.warning("annotate: no display (DISPLAY is not set); not showing a window")
             self.show = False
         self.dropped = 0  # frames not annotated because the queue was full
-        self.error: str | None = None
+        #: what ended the thread, for the supervisor (streamer/supervisor.py), which logs it
+        self.failure: BaseException | None = None
+
+    @property
+    def error(self) -> str | None:
+        """What ended the thread, as one line (None while it runs or after a clean stop)."""
+        return None if self.failure is None else f"{type(self.failure).__name__}: {self.failure}"
 
     # ---- capture threads ------------------------------------------------------------------------
     def tap(self, stream: str, preprocess: Callable, *, wait: bool) -> Callable:
         """Wrap ``preprocess`` so each raw frame is also queued for annotation (``wait``: file mode)."""
         counter = iter(range(1 << 62))
 
+        stats = self.stats[stream]
+
         def tapped(frame):
-            item = (stream, next(counter), frame)
+            item = (stream, next(counter), frame, stats.state)  # the state this frame was read in
             try:
                 if wait:
                     self._frames.put(item, timeout=1.0)
@@ -129,9 +138,13 @@ class Annotator(threading.Thread):
             s.covered = max(s.covered, end)
 
     # ---- the thread -----------------------------------------------------------------------------
-    def stop(self, timeout: float = 10.0) -> None:
-        """Write what is pending, close the files, join."""
+    def request_stop(self) -> None:
+        """Tell the thread to write what is pending, close the files and end; does not wait."""
         self._stop_event.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """:meth:`request_stop`, then join."""
+        self.request_stop()
         if self.ident is not None:
             self.join(timeout)
             if self.is_alive():
@@ -141,22 +154,21 @@ class Annotator(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 try:
-                    stream, frame_no, frame = self._frames.get(timeout=0.1)
+                    stream, frame_no, frame, state = self._frames.get(timeout=0.1)
                 except queue.Empty:
                     self._flush(final=False)
                     continue
-                self.streams[stream].pending.append((frame_no, frame))
+                self.streams[stream].pending.append((frame_no, frame, state))
                 self._flush(final=False)
             while True:  # what the capture threads queued before they stopped
                 try:
-                    stream, frame_no, frame = self._frames.get_nowait()
+                    stream, frame_no, frame, state = self._frames.get_nowait()
                 except queue.Empty:
                     break
-                self.streams[stream].pending.append((frame_no, frame))
+                self.streams[stream].pending.append((frame_no, frame, state))
             self._flush(final=True)
-        except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("annotate thread failed")
+        except Exception as exc:  # the supervisor logs it once and stops the pipeline
+            self.failure = exc
         finally:
             for s in self.streams.values():
                 if s.writer is not None:
@@ -170,13 +182,13 @@ class Annotator(threading.Thread):
     def _flush(self, final: bool) -> None:
         for s in self.streams.values():
             while s.pending:
-                frame_no, frame = s.pending[0]
+                frame_no, frame, state = s.pending[0]
                 with self._lock:
                     covered = s.covered
                 if not (final or frame_no <= covered or len(s.pending) > self.config.max_pending):
                     break
                 s.pending.popleft()
-                self._emit(s, frame_no, frame)
+                self._emit(s, frame_no, frame, state)
 
     def _label_for(self, s: _Stream, frame_no: int) -> tuple[str, float] | None:
         with self._lock:
@@ -186,11 +198,10 @@ class Annotator(threading.Thread):
                 return s.results[0][1], s.results[0][2]
         return None
 
-    def _emit(self, s: _Stream, frame_no: int, frame) -> None:
+    def _emit(self, s: _Stream, frame_no: int, frame, state: str) -> None:
         import cv2
 
         top = self._label_for(s, frame_no)
-        state = self.stats[s.stream].state
         lines = [f"{top[0]} {top[1]:.2f}" if top else "(waiting for the first window)",
                  f"{s.stream} {state} #{frame_no}"]
         out = draw(frame, lines)

@@ -155,10 +155,14 @@ class ClipRecorder(threading.Thread):
         return self._clips.get(event_id)
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish every open clip with the frames there are, then join."""
+    def request_stop(self) -> None:
+        """Finish every open clip with the frames there are (within ``FINAL_BUDGET_S``), then end."""
         self._stop_event.set()
         self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """:meth:`request_stop`, then join."""
+        self.request_stop()
         if self.ident is not None:
             self.join(timeout)
             if self.is_alive():

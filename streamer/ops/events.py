@@ -18,9 +18,13 @@ back-dated to the windows that support it: the boundary halfway (in time and in 
 between the centre of the last window scoring below ``(enter + exit) / 2`` and the first window
 scoring above it (and the same at the end). So an event's times do not lag by the smoothing delay.
 
-Durations and cooldowns are measured on the stream's clock: media time (frame number / fps) for
-file-mode sources, wall-clock capture time for live ones. Events carry both wall-clock timestamps
-(``start_ts``, ``end_ts``) and source frame numbers (``start_frame``, ``end_frame``).
+Durations, cooldowns and ``update_interval_s`` are measured on one clock, the stream's: media time
+(frame number / fps) for file-mode sources, wall-clock capture time for live ones; updates are
+checked at each result, so they come at least ``update_interval_s`` apart on that clock. While an
+event is open its ``duration_s`` counts to the centre of its newest supporting window, the earliest
+place its end can be back-dated to, so the end never reports less than an update did. Events carry
+both wall-clock timestamps (``start_ts``, ``end_ts``) and source frame numbers (``start_frame``,
+``end_frame``).
 """
 
 from __future__ import annotations
@@ -33,14 +37,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from streamer.config import EVENT_HISTORY as _HISTORY, EventRule, EventsConfig
+from streamer.outputs import protocol
 
 log = logging.getLogger(__name__)
-
-VERSION = 1
-
-
-def event_topic(stream: str) -> str:
-    return f"event.{stream}"
 
 
 @dataclass(frozen=True)
@@ -181,7 +180,7 @@ class StreamEvents:
             self.count += 1
             track.event_id = f"{self.run_id}-{self.stream}-{self.count}"
             track.last_emit_t = now
-            return [self._message(track, "start", obs, v)]
+            return [self._message(track, "start", v)]
         track.peak = max(track.peak, score)
         if v < rule.exit:
             last = self._by_index(track.last_support) if track.last_support is not None else None
@@ -192,7 +191,7 @@ class StreamEvents:
             return [self._end(track, where, last.index, "score")]
         if now - track.last_emit_t >= self.config.update_interval_s:
             track.last_emit_t = now
-            return [self._message(track, "update", obs, v)]
+            return [self._message(track, "update", v)]
         return []
 
     def _back_date(self, track: _ClassTrack, obs: Obs) -> tuple[Point, float]:
@@ -216,7 +215,7 @@ class StreamEvents:
         return before.centre.mid(first.centre), peak
 
     def _end(self, track: _ClassTrack, where: Point, end_index: int, reason: str) -> dict:
-        msg = self._message(track, "end", None, None, end=where, reason=reason)
+        msg = self._message(track, "end", None, end=where, reason=reason)
         track.phase = "idle"
         track.floor = end_index
         track.cooldown_until = where.t + track.rule.cooldown_s
@@ -232,30 +231,21 @@ class StreamEvents:
         return self._by_index(index + 1)
 
     # ---- messages -----------------------------------------------------------------------------
-    def _message(self, track: _ClassTrack, phase: str, obs: Obs | None, score: float | None, *,
+    def _reached(self, track: _ClassTrack) -> Point:
+        """How far an open event reaches so far: the centre of its newest supporting window (or the oldest
+        window still remembered). Its end is never before this point, so ``duration_s`` never shrinks."""
+        support = self._by_index(track.last_support) if track.last_support is not None else None
+        return (support or self.obs[0]).centre
+
+    def _message(self, track: _ClassTrack, phase: str, score: float | None, *,
                  end: Point | None = None, reason: str | None = None) -> dict:
         start = track.start
-        until = end if end is not None else obs.end
-        msg = {
-            "type": "event",
-            "version": VERSION,
-            "stream": self.stream,
-            "id": track.event_id,
-            "phase": phase,
-            "label": track.label,
-            "start_ts": round(start.wall, 6),
-            "start_frame": int(round(start.frame)),
-            "end_ts": round(end.wall, 6) if end is not None else None,
-            "end_frame": int(round(end.frame)) if end is not None else None,
-            "duration_s": round(max(0.0, until.t - start.t), 3),
-            "peak_score": round(track.peak, 6),
-            "published_ts": None,
-        }
-        if score is not None:
-            msg["score"] = round(score, 6)
-        if reason is not None:
-            msg["reason"] = reason
-        return msg
+        until = end if end is not None else self._reached(track)
+        return protocol.event_message(
+            stream=self.stream, event_id=track.event_id, phase=phase, label=track.label,
+            start_ts=start.wall, start_frame=round(start.frame), duration_s=until.t - start.t, peak_score=track.peak,
+            end_ts=None if end is None else end.wall, end_frame=None if end is None else round(end.frame),
+            score=score, reason=reason)
 
 
 class EventStage:
@@ -301,7 +291,7 @@ class EventStage:
         for msg in events:
             log.log(logging.DEBUG if msg["phase"] == "update" else logging.INFO, "[%s] event %s %s %s (peak %.2f)",
                     msg["stream"], msg["phase"], msg["label"], msg["id"], msg["peak_score"])
-            self.publish(event_topic(msg["stream"]), msg)
+            self.publish(protocol.event_topic(msg["stream"]), msg)
 
     def close_all(self, reason_for: Callable[[str], str] = lambda stream: "stopped") -> None:
         """End every open event (``reason_for(stream)`` says why: "stream ended", "stopped")."""
@@ -309,4 +299,4 @@ class EventStage:
             events = [msg for stream, tracker in self.streams.items() for msg in tracker.close(reason_for(stream))]
         for msg in events:
             log.info("[%s] event end %s %s (%s)", msg["stream"], msg["label"], msg["id"], msg["reason"])
-            self.publish(event_topic(msg["stream"]), msg)
+            self.publish(protocol.event_topic(msg["stream"]), msg)

@@ -10,8 +10,9 @@ a live capture thread or the publisher (R27).
 
 Order: ``start`` after the publisher is bound and before capture starts (a bad per-class event
 rule or a busy port fails before any camera opens); ``close_events`` after inference has stopped
-(so every result is in) and before the final status; ``stop`` after the publisher has stopped and
-before the ZeroMQ context is terminated.
+(so every result is in) and before the final status; ``request_stop`` for the servers at the start
+of shutdown and for the annotator after the publisher has stopped; the pipeline joins the threads
+(``watched``) before the ZeroMQ context is terminated.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class OperatorFeatures:
             from streamer.ops.metrics import Metrics
 
             self.metrics = Metrics(cfg.metrics, self.stats, model_info=model.info(), model_size=model.weight_bytes(),
-                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.dropped))
+                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.queue_dropped))
             publisher.listeners.append(self.metrics.on_sent)
             self.metrics.start()
         if cfg.annotate.active:
@@ -160,23 +161,64 @@ class OperatorFeatures:
         if not publisher.call_soon(close):
             close()  # queue full: close now (a result still queued may then reopen an event)
 
-    def stop(self) -> str | None:
-        """Stop the threads this owns; returns an error to report (the annotator failed), else None."""
-        error = None
-        for feature in (self.clips, self.alerts, self.console):  # the clips first: the page may show the last
-            if feature is not None:
-                feature.stop()
-        if self.annotator is not None:
-            self.annotator.stop()
-            if self.annotator.error:
-                error = f"annotated video: {self.annotator.error}"
-            if self.annotator.dropped:
-                log.warning("annotate: %d frames were not annotated (queue full)", self.annotator.dropped)
+    def watched(self) -> list:
+        """The threads started here, for the supervisor (policies: streamer/supervisor.py)."""
+        from streamer.supervisor import Policy, Watched
+
+        out = []
         if self.snapshot is not None:
-            self.snapshot.stop()
+            out.append(Watched("snapshot", thread=lambda: self.snapshot, failure=lambda: self.snapshot.failure,
+                               policy=Policy.RESTART, restart=self._restart_snapshot, doing=lambda: "answering"))
         if self.metrics is not None:
-            self.metrics.stop()
-        return error
+            out.append(Watched("metrics", thread=lambda: self.metrics.thread, failure=lambda: self.metrics.failure,
+                               policy=Policy.RESTART, restart=self.metrics.restart, doing=lambda: "serving"))
+        if self.annotator is not None:
+            out.append(Watched("annotate", thread=lambda: self.annotator, failure=lambda: self.annotator.failure,
+                               policy=Policy.FATAL, doing=lambda: "writing the annotated video"))
+        for thread in self._side_threads():
+            out.append(Watched(thread.name, thread=lambda thread=thread: thread, failure=lambda: None,
+                               policy=Policy.SIDE, doing=lambda: "finishing its output"))
+        return out
+
+    def _side_threads(self) -> list:
+        """The side outputs' threads (clips writer, alert senders, console): R27, they never stop the pipeline."""
+        threads = [self.clips, self.console] + (list(self.alerts.senders) if self.alerts is not None else [])
+        return [t for t in threads if t is not None]
+
+    def _restart_snapshot(self, attempts: int = 5) -> None:
+        """Serve snapshots again on the same endpoint; ZeroMQ releases the old one asynchronously, so
+        a bind that finds it still taken is tried again a few times."""
+        for attempt in range(attempts):
+            server = self.snapshot.again()
+            try:
+                server.start_and_wait()
+            except PublisherError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+            else:
+                self.snapshot = server
+                return
+
+    def request_stop(self, *, servers: bool) -> None:
+        """Tell threads to end without waiting (the pipeline joins them against one deadline):
+        ``servers``: the snapshot and metrics servers; else the annotator (after the last result)."""
+        if servers:
+            for server in (self.snapshot, self.metrics):
+                if server is not None:
+                    server.request_stop()
+            return
+        if self.annotator is not None:
+            self.annotator.request_stop()
+        for thread in self._side_threads():  # the clips first: they finish with the frames there are
+            thread.request_stop()
+
+    def finish(self) -> None:
+        """After the joins: say what the annotator and the alerts had to leave out."""
+        if self.annotator is not None and self.annotator.dropped:
+            log.warning("annotate: %d frames were not annotated (queue full)", self.annotator.dropped)
+        if self.alerts is not None:
+            self.alerts.finish()
 
 
 def raw_frames(stream: str, preprocess: Callable, sinks: list[Callable]) -> Callable:

@@ -22,8 +22,9 @@ message the publisher sent (:meth:`Metrics.on_sent`, publisher thread):
 | ``timesformer_batch_size`` | histogram (windows per batch, observed once per window) | |
 | ``timesformer_events_total`` | counter (events started) | stream, label |
 | ``timesformer_open_events`` | gauge | stream |
-| ``timesformer_publisher_sent_total``, ``timesformer_publisher_dropped_total`` | counter | |
-| ``timesformer_model_bytes`` | gauge (the weights: ``model.loaded.weight_bytes``) | model, precision, device |
+| ``timesformer_publisher_sent_total`` | counter (messages handed to ZeroMQ) | |
+| ``timesformer_publisher_queue_dropped_total`` | counter (messages dropped before ZeroMQ: the publisher's queue was full; *not* ZeroMQ's drops at a slow subscriber's SNDHWM, which PUB cannot count: subscribers see those as ``seq`` gaps) | |
+| ``timesformer_model_bytes`` | gauge (the weights: ``model.quantize.weight_bytes``, packed int8 weights included) | model, precision, device |
 | ``timesformer_cuda_memory_allocated_bytes`` | gauge (CUDA only) | device |
 
 plus the standard ``process_*`` metrics (resident memory, CPU seconds, open files).
@@ -93,8 +94,11 @@ class _StatsCollector:
         yield from (drops, state, fps)
         if self.publisher_counts is not None:
             sent, dropped = self.publisher_counts()
-            yield CounterMetricFamily(p + "publisher_sent", "Messages sent on the ZeroMQ socket.", value=sent)
-            yield CounterMetricFamily(p + "publisher_dropped", "Messages the publisher dropped.", value=dropped)
+            yield CounterMetricFamily(p + "publisher_sent", "Messages handed to the ZeroMQ socket.", value=sent)
+            yield CounterMetricFamily(p + "publisher_queue_dropped",
+                                      "Messages dropped before ZeroMQ because the publisher's queue was full. "
+                                      "Does not count what ZeroMQ drops for a slow subscriber at SNDHWM "
+                                      "(PUB cannot see it; subscribers find it by seq gaps).", value=dropped)
         if self.cuda_device is not None:
             import torch
 
@@ -138,6 +142,9 @@ class Metrics:
             self.open_events.labels(s.stream).set(0)
         self._server = None
         self._thread: threading.Thread | None = None
+        self._stop_event: threading.Event | None = None
+        #: what ended the serving thread, for the supervisor (streamer/supervisor.py), which logs it
+        self.failure: BaseException | None = None
 
     # ---- publisher thread ----------------------------------------------------------------------
     def on_sent(self, topic: str, payload: dict) -> None:
@@ -166,35 +173,58 @@ class Metrics:
     def port(self) -> int | None:
         return None if self._server is None else self._server.server_port
 
-    def start(self) -> None:
-        """Bind and serve in a thread named ``metrics``; a busy port is a PublisherError."""
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def start(self, port: int | None = None) -> None:
+        """Bind (``port``, default the configured one) and serve in a thread named ``metrics``;
+        a busy port is a PublisherError. The socket is bound here and owned by the thread from then on."""
         from wsgiref.simple_server import make_server
 
         from prometheus_client import make_wsgi_app
         from prometheus_client.exposition import ThreadingWSGIServer
 
         cfg = self.config
+        port = cfg.port if port is None else port
         try:
-            self._server = make_server(cfg.host, cfg.port, make_wsgi_app(self.registry), ThreadingWSGIServer,
-                                       handler_class=_quiet_handler())
+            server = make_server(cfg.host, port, make_wsgi_app(self.registry), ThreadingWSGIServer,
+                                 handler_class=_quiet_handler())
         except OSError as exc:
-            raise PublisherError(f"cannot serve metrics on {cfg.host}:{cfg.port}: {exc.strerror}; "
+            raise PublisherError(f"cannot serve metrics on {cfg.host}:{port}: {exc.strerror}; "
                                  "pick a free port with --metrics-port") from None
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="metrics", daemon=False)
+        server.timeout = 0.2  # how often the serving loop looks at the stop flag
+        self._server, self.failure = server, None
+        self._stop_event = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(server, self._stop_event), name="metrics",
+                                        daemon=False)
         self._thread.start()
         if cfg.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("metrics served on all of %s:%d; anyone who can reach it sees stream names and counters",
                         cfg.host, self.port)
         log.info("metrics on http://%s:%d/metrics", cfg.host, self.port)
 
+    def _serve(self, server, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                server.handle_request()  # returns after server.timeout when no request comes
+        except Exception as exc:  # a defect: the supervisor logs it once and restarts the server
+            self.failure = exc
+        finally:
+            server.server_close()
+
+    def restart(self) -> None:
+        """Serve again on the port the dead thread had (the same one even when 0 was configured)."""
+        port = self.port
+        self.start(port)
+
+    def request_stop(self) -> None:
+        if self._stop_event is not None:
+            self._stop_event.set()
+
     def stop(self, timeout: float = 3.0) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()  # returns once serve_forever has left its loop
-        self._server.server_close()
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("metrics thread still alive %.1f s after stop", timeout)
-        self._server = None

@@ -1,7 +1,8 @@
 """The ZeroMQ PUB side: one thread owns the socket and sends ``[topic, json]`` messages from a bounded queue.
 
 Any thread may call :meth:`Publisher.publish` with any ``(topic, dict)`` (results, status, events);
-it never blocks: a full queue drops the message and counts it. Status of every stream goes out at
+it never blocks: a full queue drops the message and counts it (``queue_dropped``; what ZeroMQ drops
+for a subscriber at its SNDHWM cannot be counted here: PUB does not report it). Status of every stream goes out at
 each state change (``publish_status``) and every ``heartbeat_s`` even when nothing else happens (R17).
 
 ZeroMQ facts built in (docs RELIABILITY.md): PUB is at-most-once and drops silently at SNDHWM, so
@@ -24,6 +25,7 @@ from streamer.outputs import protocol
 from streamer.config import PublisherConfig
 from streamer.redact import redact
 from streamer.outputs.security import CurveServer, is_loopback
+from streamer.endpoints import bound_endpoint
 from streamer.core.stats import StatsRegistry, StreamStats
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class _Outgoing(NamedTuple):
 _STOP = object()
 
 
+
 class Publisher:
     def __init__(self, config: PublisherConfig, stats: StatsRegistry, context=None) -> None:
         import zmq
@@ -50,12 +53,19 @@ class Publisher:
         self._stop = threading.Event()
         self.ready = threading.Event()  # bound (and enough subscribers, if asked)
         self.sent = 0
-        self.dropped = 0
+        #: messages dropped inside this process, before ZeroMQ: the queue was full. Not what ZeroMQ drops
+        #: for a slow subscriber at SNDHWM: PUB cannot count those (subscribers see them as seq gaps)
+        self.queue_dropped = 0
         #: called as ``fn(topic, payload)`` in the publisher thread after each successful send (events,
-        #: metrics, snapshot cache, annotation); a listener may call :meth:`publish`, never block
+        #: metrics, snapshot cache, annotation) with the dict that was sent, which nothing changes any
+        #: more (listeners may keep it, never modify it); a listener may call :meth:`publish`, never block
         self.listeners: list = []
-        self._error: BaseException | None = None
+        self._error: BaseException | None = None  # a set-up failure (bind, keys), raised by start()
+        #: what ended the thread after set-up, for the supervisor (streamer/supervisor.py), which logs it
+        self.failure: BaseException | None = None
+        self.endpoint: str | None = None  # the address actually bound (a ``*`` port resolved)
         self._curve = None  # streamer.outputs.security.CurveServer when publisher.curve_secret_key is set
+        self.options: dict[str, int] = {}  #: socket options as the bound socket reports them
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=False)
 
     # ---- any thread --------------------------------------------------------------------------
@@ -66,7 +76,7 @@ class Publisher:
             self._queue.put_nowait(_Outgoing(topic, payload, capture_mono, stats))
             return True
         except queue.Full:
-            self.dropped += 1
+            self.queue_dropped += 1
             if stats is not None:
                 stats.drop("publish_queue_full")
             return False
@@ -95,20 +105,28 @@ class Publisher:
         if self._error is not None:
             raise self._error
 
-    def stop(self, timeout: float = 3.0) -> None:
-        """Send what is queued (bounded by linger), close the socket, join the thread."""
+    def request_stop(self) -> None:
+        """Tell the thread to send what is queued (bounded by linger), close the socket and end; does not wait."""
         self._stop.set()
         try:
             self._queue.put_nowait(_STOP)
         except queue.Full:
-            pass
-        if self._thread.is_alive() or self._thread.ident is not None:
+            pass  # the thread also looks at the stop flag whenever the queue runs dry
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """:meth:`request_stop`, then join the thread for at most ``timeout`` seconds."""
+        self.request_stop()
+        if self._thread.ident is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("publisher thread still alive %.1f s after stop", timeout)
 
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
 
     @property
     def curve(self):
@@ -130,6 +148,8 @@ class Publisher:
         sock = self._ctx.socket(zmq.XPUB if cfg.wait_subscribers else zmq.PUB)
         sock.setsockopt(zmq.SNDHWM, cfg.sndhwm)
         sock.setsockopt(zmq.LINGER, cfg.linger_ms)
+        # what subscribers send is subscriptions only: a larger frame disconnects the peer unread (S9)
+        sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_SUBSCRIPTION_BYTES)
         if self._curve is not None:
             self._curve.secure(sock)
         try:
@@ -142,7 +162,10 @@ class Publisher:
             log.warning("PUBLISHER NOT ENCRYPTED on %s, which other machines can reach: anyone there can read "
                         "every result. Bind tcp://127.0.0.1:PORT, or set publisher.curve_secret_key and "
                         "publisher.curve_allow_dir (keys: python -m streamer.keys)", redact(cfg.address))
-        log.info("publishing on %s (SNDHWM %d)", redact(cfg.address), cfg.sndhwm)
+        self.endpoint = bound_endpoint(sock, cfg.address)
+        # read back from the socket, not from the config: what ZeroMQ really applies (docs, tests)
+        self.options = {name: sock.getsockopt(getattr(zmq, name)) for name in ("SNDHWM", "LINGER", "MAXMSGSIZE")}
+        log.info("publishing on %s (SNDHWM %d)", redact(self.endpoint), cfg.sndhwm)
         return sock
 
     def _wait_for_subscribers(self, sock) -> None:
@@ -197,8 +220,10 @@ class Publisher:
                     if xpub:
                         self._drain_subscriptions(sock)
                 try:
-                    item = self._queue.get(timeout=max(0.0, next_beat - time.monotonic()))
+                    item = self._queue.get(timeout=max(0.0, min(next_beat - time.monotonic(), 0.1)))
                 except queue.Empty:
+                    if self._stop.is_set():  # _STOP did not fit in a full queue
+                        break
                     continue
                 if item is _STOP:
                     break
@@ -211,8 +236,8 @@ class Publisher:
                     break
                 if item is not _STOP:
                     self._handle(sock, item, zmq)
-        except Exception:
-            log.exception("publisher thread failed")
+        except Exception as exc:  # a defect: the supervisor logs it once and stops the pipeline
+            self.failure = exc
         finally:
             sock.close(linger=self.config.linger_ms)
             self._stop_curve()
@@ -227,20 +252,17 @@ class Publisher:
         self._send(sock, item, zmq)
 
     def _send(self, sock, item: _Outgoing, zmq) -> None:
-        payload = item.payload
-        payload["published_ts"] = time.time()
-        if item.capture_mono is not None:
-            ms = (time.monotonic() - item.capture_mono) * 1000.0
-            payload["latency_ms"]["capture_to_publish"] = round(ms, 3)
-            if item.stats is not None:
-                item.stats.latency_ms.append(ms)
-                item.stats.results += 1
-                item.stats.last_result = payload
+        ms = None if item.capture_mono is None else (time.monotonic() - item.capture_mono) * 1000.0
+        payload = protocol.stamp(item.payload, published_ts=time.time(), capture_to_publish_ms=ms)
+        if ms is not None and item.stats is not None:
+            item.stats.latency_ms.append(ms)
+            item.stats.results += 1
+            item.stats.last_result = payload
         try:
             sock.send_multipart(protocol.encode(item.topic, payload), flags=zmq.NOBLOCK)
             self.sent += 1
-        except zmq.Again:
-            self.dropped += 1
+        except zmq.Again:  # PUB and XPUB never raise it (they drop at SNDHWM unseen); counted if one ever does
+            self.queue_dropped += 1
             return
         except (TypeError, ValueError):
             log.exception("message on %s is not JSON-serializable; dropped", item.topic)

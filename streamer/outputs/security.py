@@ -11,7 +11,8 @@ world-readable. So here:
   unreadable file or allow-list folder is a :class:`PublisherError` (fail closed).
 - :class:`CurveServer` starts the ZAP authenticator with the allow-list **before** the socket is
   made a CURVE server and bound; a client whose public key is not in the folder, and a plaintext
-  client, never complete the handshake and so never receive anything.
+  client, never complete the handshake and so never receive anything. :meth:`CurveServer.reload`
+  re-reads the folder and swaps the list atomically (new handshakes only).
 
 Key generation: ``python -m streamer.keys DIR --name NAME`` (see :mod:`streamer.keys`).
 """
@@ -64,6 +65,23 @@ def _key_text(public: bytes, secret: bytes | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def make_private_dirs(folder: Path) -> None:
+    """Create ``folder`` and every missing parent with mode 0700, whatever the umask (``mkdir -p`` would
+    give the parents the umask's mode: 0777 under umask 000). Folders that exist are left as they are."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by someone else: not ours to change
+        os.chmod(path, 0o700)
+
+
 def generate_keypair(directory: str | Path, name: str) -> tuple[Path, Path]:
     """Write ``NAME.key`` (public) and ``NAME.key_secret`` (mode 0600) into ``directory``; returns both paths."""
     import zmq
@@ -72,7 +90,7 @@ def generate_keypair(directory: str | Path, name: str) -> tuple[Path, Path]:
     if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
         raise PublisherError(f"key name {name!r}: use letters, digits, '-', '_' or '.'")
     folder = Path(directory)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dirs(folder)
     public_path, secret_path = folder / f"{name}{PUBLIC_SUFFIX}", folder / f"{name}{SECRET_SUFFIX}"
     for path in (public_path, secret_path):
         if path.exists():
@@ -172,14 +190,25 @@ class _AllowList:
 
 
 class CurveServer:
-    """An authenticator (allow-list) plus the server key pair, for one or more server sockets."""
+    """An authenticator (allow-list) plus the server key pair, for one or more server sockets.
+
+    The allow-list is read at start and again by :meth:`reload` (the pipeline calls it on SIGHUP).
+    ZeroMQ asks the authenticator only during a handshake: a new list applies to connections made
+    after the reload; a client already connected stays connected until it reconnects.
+    """
 
     def __init__(self, context, secret_key_file: str | Path, allow_dir: str | Path) -> None:
         require_curve()
         self.public, self.secret = load_secret_key(secret_key_file)
-        self.allowed = load_allow_list(allow_dir)
+        self.allow_dir = Path(allow_dir)
+        self._allow = _AllowList(load_allow_list(self.allow_dir))
         self._context = context
         self._auth = None
+
+    @property
+    def allowed(self) -> frozenset[bytes]:
+        """The public keys allowed now."""
+        return self._allow.keys
 
     def start(self) -> "CurveServer":
         """Start the ZAP authenticator; call before any socket using it is bound."""
@@ -187,9 +216,22 @@ class CurveServer:
 
         self._auth = ThreadAuthenticator(self._context, log=logging.getLogger(f"{__name__}.zap"))
         self._auth.start()
-        self._auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=_AllowList(self.allowed))
+        self._auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self._allow)
         log.info("CURVE on: %d allowed client key(s)", len(self.allowed))
         return self
+
+    def reload(self) -> frozenset[bytes]:
+        """Read the allow folder again and swap the allow-list in one assignment; returns the new list.
+
+        A folder that cannot be read, holds a bad key file or no key at all raises PublisherError and
+        leaves the current list in force (fail closed: never an empty or half-read list by accident).
+        """
+        keys = load_allow_list(self.allow_dir)
+        added, removed = len(keys - self._allow.keys), len(self._allow.keys - keys)
+        self._allow.keys = keys  # the authenticator thread reads this attribute once per handshake
+        log.info("CURVE allow-list reloaded from %s: %d key(s), %d added, %d removed (clients already "
+                 "connected stay connected)", self.allow_dir, len(keys), added, removed)
+        return keys
 
     def secure(self, sock) -> None:
         """Make ``sock`` (not yet bound) a CURVE server checked by the authenticator."""

@@ -12,72 +12,124 @@ joiner). Following the ZeroMQ guide's "Clone" pattern, the pipeline also binds a
 
 The cache behind it (:class:`LastValueCache`) is fed with what the publisher actually sent
 (``on_sent``, publisher thread), so a snapshot never shows a result that no subscriber could have
-seen. Requests larger than ``max_request_bytes`` are refused by ZeroMQ; malformed ones are ignored.
+seen; it is copy-on-write, so serving a snapshot never makes the publisher thread wait.
+
+Limits (S9), so a hostile peer cannot make the process grow or starve the publisher: one frame over
+``max_request_bytes`` disconnects the peer before ZeroMQ buffers it (``ZMQ_MAXMSGSIZE``); a request
+of more than :data:`MAX_REQUEST_FRAMES` frames or ``max_request_bytes`` bytes in all is refused with
+an error reply, its frames freed unread; a peer gets one answer per :data:`PEER_INTERVAL_S` (more
+requests are dropped unanswered); and the thread reads at most ``_READS_PER_TICK`` requests per
+``_TICK_S``, so a flood waits in ZeroMQ (``RCVHWM`` a peer), a fixed kernel buffer and TCP instead of
+taking the CPU; ZeroMQ queues fairly between peers, so another client's request is still read soon.
+ZeroMQ itself holds a multipart message whole before handing it over, so one oversized request
+costs its size for as long as it takes to read and drop it; then the memory is freed and handed
+back to the OS (:func:`release_freed_memory`).
+
 When the publisher uses CURVE, the snapshot socket is secured by the same server key and client
 allow-list (``secure``), so it never leaks what the PUB socket protects.
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from model.errors import PublisherError
 from streamer.config import SnapshotConfig
+from streamer.endpoints import bound_endpoint
+from streamer.outputs import protocol
 from streamer.redact import redact
 from streamer.outputs.security import is_loopback
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
-REQUEST = b"snapshot"
+MAX_REQUEST_FRAMES = 1 + 64  #: ``snapshot`` and at most 64 stream ids (``run.max_sources``)
+PEER_INTERVAL_S = 0.1  #: a peer gets at most one answer in this time (10 a second)
+_READS_PER_TICK, _TICK_S = 5, 0.025  # at most 200 requests read a second, whoever sends them
+_RCVHWM = 8  # requests ZeroMQ queues per peer before TCP pushes back
+_RCVBUF = 64 * 1024  # kernel receive buffer per connection (no autotuning up to megabytes of requests)
+_MAX_PEERS = 4096  # peers remembered for the per-peer limit
+_TRIM_INTERVAL_S = 1.0  # at most one malloc_trim a second
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed inside the C heap back to the OS (glibc's ``malloc_trim``; elsewhere nothing).
+
+    ZeroMQ buffers an oversized request as many small blocks; freed, they stay in the heap of its I/O
+    thread (measured: +190 MB after one 100 MB request, back to +0 after a trim)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+class _Entry(NamedTuple):
+    """One stream's latest status and result and its open events; never changed, only replaced."""
+
+    status: dict | None = None
+    result: dict | None = None
+    events: tuple[dict, ...] = ()  #: the newest message of each open event, in the order they opened
+
+    def with_message(self, payload: dict) -> "_Entry":
+        kind = payload["type"]
+        if kind == protocol.STATUS:
+            return self._replace(status=payload)
+        if kind == protocol.RESULT:
+            return self._replace(result=payload)
+        others = tuple(e for e in self.events if e.get("id") != payload.get("id"))
+        if payload.get("phase") == "end":
+            return self._replace(events=others)
+        known = len(others) < len(self.events)
+        updated = tuple(payload if e.get("id") == payload.get("id") else e for e in self.events)
+        return self._replace(events=updated if known else self.events + (payload,))
+
+    def as_dict(self) -> dict:
+        return {"status": self.status, "result": self.result, "events": list(self.events)}
 
 
 class LastValueCache:
-    """The newest status and result of every stream, and its open events; fed from the publisher thread."""
+    """The newest status and result of every stream, and its open events; fed from the publisher thread.
+
+    Copy-on-write: the publisher thread (the only writer) builds a new mapping for each message and
+    swaps one reference; a reader takes whichever mapping is current and never blocks the writer, and
+    the messages in it are the dicts that were sent, which nothing changes any more.
+    """
 
     def __init__(self, streams: list[str] | None = None) -> None:
-        self._lock = threading.Lock()
-        self._streams: dict[str, dict] = {}
-        for stream in streams or []:
-            self._entry(stream)
-
-    def _entry(self, stream: str) -> dict:
-        entry = self._streams.get(stream)
-        if entry is None:
-            entry = self._streams[stream] = {"status": None, "result": None, "events": {}}
-        return entry
+        self._view: dict[str, _Entry] = {stream: _Entry() for stream in streams or []}
 
     def on_sent(self, topic: str, payload: dict) -> None:
         kind = payload.get("type")
-        if kind not in ("result", "status", "event") or not isinstance(payload.get("stream"), str):
+        if kind not in (protocol.RESULT, protocol.STATUS, protocol.EVENT) or not isinstance(payload.get("stream"), str):
             return
-        with self._lock:
-            entry = self._entry(payload["stream"])
-            if kind == "event":
-                if payload.get("phase") == "end":
-                    entry["events"].pop(payload.get("id"), None)
-                else:
-                    entry["events"][payload.get("id")] = payload
-            else:
-                entry[kind] = payload
+        view = dict(self._view)
+        view[payload["stream"]] = view.get(payload["stream"], _Entry()).with_message(payload)
+        self._view = view  # the one write a reader can see: a reference swap
 
-    def message(self, streams: list[str] | None = None) -> dict:
-        """The snapshot message (JSON-ready): every stream, or those named."""
-        with self._lock:
-            chosen = {s: e for s, e in self._streams.items() if not streams or s in streams}
-            body = {s: {"status": e["status"], "result": e["result"], "events": list(e["events"].values())}
-                    for s, e in chosen.items()}
-            body = copy.deepcopy(body)  # the payloads are not touched again, but the dicts around them are
-        return {"type": "snapshot", "version": VERSION, "streams": body, "published_ts": time.time()}
+    def view(self) -> dict[str, _Entry]:
+        """The current mapping; treat it as read-only (the next message replaces it, never changes it)."""
+        return self._view
+
+    def message(self, streams: list[str] | tuple[str, ...] | None = None, view: dict | None = None) -> dict:
+        """The snapshot message (JSON-ready): every stream, or those named (unknown ids are left out)."""
+        view = self._view if view is None else view
+        return protocol.snapshot_message({s: e.as_dict() for s, e in view.items() if not streams or s in streams})
 
 
 class SnapshotServer(threading.Thread):
-    """Owns the ROUTER socket: answers each request with the cache's snapshot."""
+    """Owns the ROUTER socket: answers each request with the cache's snapshot, within the limits above."""
 
     def __init__(self, config: SnapshotConfig, cache: LastValueCache, context, *,
                  secure: Callable | None = None) -> None:
@@ -89,9 +141,17 @@ class SnapshotServer(threading.Thread):
         self._secure = secure
         self._stop_event = threading.Event()
         self.ready = threading.Event()
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # the bind failed (raised by start_and_wait)
+        #: what ended the thread after the bind, for the supervisor (streamer/supervisor.py), which logs it
+        self.failure: BaseException | None = None
+        self.endpoint: str | None = None  # the address actually bound (a ``*`` port resolved)
+        self.read = 0  #: requests read off the socket (at most ``_READS_PER_TICK`` per ``_TICK_S``)
         self.served = 0
-        self.refused = 0
+        self.refused = 0  #: malformed, or over the frame/byte limits
+        self.limited = 0  #: dropped unanswered: the peer asked again within PEER_INTERVAL_S
+        self._last_answer: dict[bytes, float] = {}  # routing id -> monotonic time of its last answer
+        self._answers: tuple[object, dict[tuple[str, ...], bytes]] = (None, {})  # (view, encoded answers)
+        self._trim_due, self._last_trim = False, float("-inf")  # give back what a refused request held
 
     def start_and_wait(self, timeout: float = 5.0) -> None:
         """Start the thread and wait for the bind; a bind failure is raised here as PublisherError."""
@@ -100,8 +160,16 @@ class SnapshotServer(threading.Thread):
         if self.error is not None:
             raise self.error
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def again(self) -> "SnapshotServer":
+        """A new server on the endpoint this one had bound (same port, even if it was ``*``), not started."""
+        config = self.config if self.endpoint is None else self.config.model_copy(update={"address": self.endpoint})
+        return SnapshotServer(config, self.cache, self._ctx, secure=self._secure)
+
+    def request_stop(self) -> None:
         self._stop_event.set()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self.request_stop()
         if self.ident is not None:
             self.join(timeout)
             if self.is_alive():
@@ -114,7 +182,10 @@ class SnapshotServer(threading.Thread):
         sock = self._ctx.socket(zmq.ROUTER)
         try:
             sock.setsockopt(zmq.LINGER, cfg.linger_ms)
-            sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_request_bytes)
+            # one frame over the request limit disconnects the peer before ZeroMQ buffers it (S9)
+            sock.setsockopt(zmq.MAXMSGSIZE, min(cfg.max_request_bytes, protocol.MAX_REQUEST_FRAME_BYTES))
+            sock.setsockopt(zmq.RCVHWM, _RCVHWM)
+            sock.setsockopt(zmq.RCVBUF, _RCVBUF)  # a fixed kernel buffer: a flood waits on its sender's side
             sock.setsockopt(zmq.SNDHWM, 100)
             if self._secure is not None:
                 self._secure(sock)
@@ -127,47 +198,120 @@ class SnapshotServer(threading.Thread):
                 self.error = PublisherError(f"cannot bind the snapshot socket to {redact(cfg.address)}: "
                                             f"{exc.strerror}; pick a free address with --snapshot")
                 return
-            log.info("snapshots on %s", redact(cfg.address))
+            self.endpoint = bound_endpoint(sock, cfg.address)
+            log.info("snapshots on %s", redact(self.endpoint))
             self.ready.set()
             while not self._stop_event.is_set():
-                if not sock.poll(100, zmq.POLLIN):
-                    continue
-                frames = sock.recv_multipart()
-                self._answer(sock, frames, zmq)
-        except Exception:
-            log.exception("snapshot thread failed")
+                if sock.poll(100, zmq.POLLIN):
+                    self._serve_tick(sock, zmq)
+                if self._trim_due and time.monotonic() - self._last_trim >= _TRIM_INTERVAL_S:
+                    self._trim_due, self._last_trim = False, time.monotonic()
+                    release_freed_memory()
+        except Exception as exc:  # a defect: the supervisor logs it once and restarts the server
+            self.failure = exc
         finally:
             self.ready.set()
             sock.close(linger=cfg.linger_ms)
 
-    def _answer(self, sock, frames: list[bytes], zmq) -> None:
-        # ROUTER prepends the peer's identity; a REQ peer adds an empty delimiter frame
+    def _serve_tick(self, sock, zmq) -> None:
+        """At most ``_READS_PER_TICK`` requests, then the rest of the tick off: a flood costs this thread a
+        bounded share of the CPU (ZeroMQ holds the rest, up to RCVHWM a peer, and TCP pushes back)."""
+        tick_end = time.monotonic() + _TICK_S
+        for _ in range(_READS_PER_TICK):
+            try:
+                frames, within_limits = self._read(sock, zmq)
+            except zmq.Again:
+                return
+            self.read += 1
+            self._answer(sock, frames, within_limits, zmq)
+        self._stop_event.wait(max(0.0, tick_end - time.monotonic()))
+
+    def _read(self, sock, zmq) -> tuple[list[bytes], bool]:
+        """One request, frame by frame: ``[routing id, frames...]`` and whether it kept to the limits.
+
+        ZeroMQ hands over a multipart message only once it has all of it; past a limit the frames are
+        still read (to free them) but never kept, decoded or answered.
+        """
+        frames = [sock.recv(zmq.NOBLOCK)]
+        size, count, within = 0, 0, True
+        while sock.getsockopt(zmq.RCVMORE):
+            frame = sock.recv(copy=False)
+            if not within:
+                continue
+            if len(frames) == 1 and len(frame) == 0:  # a REQ peer's delimiter: envelope, not request
+                frames.append(b"")
+                continue
+            size, count = size + len(frame), count + 1
+            if size > self.config.max_request_bytes or count > MAX_REQUEST_FRAMES:
+                within, frames = False, frames[:2] if frames[1:2] == [b""] else frames[:1]
+                continue
+            frames.append(frame.bytes)
+        return frames, within
+
+    def _answer(self, sock, frames: list[bytes], within_limits: bool, zmq) -> None:
+        # ROUTER prepends the peer's routing id; a REQ peer adds an empty delimiter frame
         identity, rest = frames[0], frames[1:]
         envelope = [identity]
         if rest and rest[0] == b"":
             envelope.append(b"")
             rest = rest[1:]
-        if not rest or rest[0] != REQUEST:
-            self.refused += 1
+        if within_limits and (not rest or rest[0] != protocol.SNAPSHOT_REQUEST):
+            self.refused += 1  # not a snapshot request: ignored
+            return
+        if not self._peer_may_ask(identity):
+            self.limited += 1
             return
         try:
-            streams = [f.decode("utf-8") for f in rest[1:]]
+            streams = tuple(f.decode("utf-8") for f in rest[1:])
         except UnicodeDecodeError:
             self.refused += 1
             return
-        body = json.dumps(self.cache.message(streams), separators=(",", ":"), allow_nan=False).encode("utf-8")
+        if within_limits:
+            body = self._encoded(streams)
+        else:
+            self.refused += 1
+            self._trim_due = True
+            body = protocol.to_json(protocol.error_reply(
+                f"snapshot request over {MAX_REQUEST_FRAMES} frames or {self.config.max_request_bytes} bytes "
+                "(snapshot.max_request_bytes); ask for fewer streams, or for all with no stream frames"))
         try:
-            sock.send_multipart(envelope + [REQUEST, body], flags=zmq.NOBLOCK)
-            self.served += 1
+            sock.send_multipart(envelope + [protocol.SNAPSHOT_REQUEST, body], flags=zmq.NOBLOCK)
+            self.served += within_limits
         except zmq.Again:
             self.refused += 1
+
+    def _peer_may_ask(self, identity: bytes) -> bool:
+        """One answer per peer per ``PEER_INTERVAL_S``; the table of peers is bounded (oldest forgotten)."""
+        now = time.monotonic()
+        last = self._last_answer.pop(identity, None)
+        if last is not None and now - last < PEER_INTERVAL_S:
+            self._last_answer[identity] = last
+            return False
+        self._last_answer[identity] = now
+        while len(self._last_answer) > _MAX_PEERS:
+            del self._last_answer[next(iter(self._last_answer))]
+        return True
+
+    def _encoded(self, streams: tuple[str, ...]) -> bytes:
+        """The answer's JSON, encoded once per cache state and stream list (a flood of many peers re-sends it)."""
+        view = self.cache.view()
+        if self._answers[0] is not view:
+            self._answers = (view, {})
+        answers = self._answers[1]
+        body = answers.get(streams)
+        if body is None:
+            body = protocol.to_json(self.cache.message(streams, view))
+            if len(answers) < 16:
+                answers[streams] = body
+        return body
 
 
 def request_snapshot(address: str, *, streams: list[str] | tuple[str, ...] = (), timeout: float = 3.0,
                      context=None, max_bytes: int = 16 << 20, curve: dict | None = None) -> dict | None:
     """Ask a pipeline's snapshot socket for the state of every stream; None if no answer in ``timeout`` s.
 
-    ``curve``: CURVE client options (:func:`streamer.outputs.security.client_options`) when the pipeline uses CURVE.
+    ``curve``: CURVE client options (:func:`streamer.outputs.security.client_options`) when the pipeline
+    uses CURVE. A request the server refuses (too many streams) raises PublisherError with its reason.
     """
     import zmq
 
@@ -179,19 +323,21 @@ def request_snapshot(address: str, *, streams: list[str] | tuple[str, ...] = (),
         for option, value in (curve or {}).items():
             sock.setsockopt(option, value)
         sock.connect(address)
-        sock.send_multipart([REQUEST] + [s.encode("utf-8") for s in streams])
+        sock.send_multipart([protocol.SNAPSHOT_REQUEST] + [s.encode("utf-8") for s in streams])
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not sock.poll(left * 1000, zmq.POLLIN):
                 return None
             frames = sock.recv_multipart()
-            if len(frames) == 2 and frames[0] == REQUEST:
+            if len(frames) == 2 and frames[0] == protocol.SNAPSHOT_REQUEST:
                 try:
                     msg = json.loads(frames[1])
                 except ValueError:
                     continue
                 if isinstance(msg, dict) and msg.get("type") == "snapshot":
                     return msg
+                if isinstance(msg, dict) and msg.get("type") == "reply" and msg.get("ok") is False:
+                    raise PublisherError(f"the snapshot socket refused the request: {msg.get('error')}")
     finally:
         sock.close(linger=0)

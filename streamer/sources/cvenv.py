@@ -1,9 +1,9 @@
 """OpenCV/FFmpeg process settings that only take effect when set before ``cv2`` is imported.
 
-Measured (docs RELIABILITY.md): without ``OPENCV_FFMPEG_IS_THREAD_SAFE=1`` OpenCV serializes every
-``open()`` across threads, so a dead camera delays the others by its whole open timeout. Setting
-``OPENCV_FFMPEG_CAPTURE_OPTIONS`` replaces OpenCV's own TCP preference for RTSP, so
-``rtsp_transport;tcp`` is written here explicitly.
+Measured on these machines (OpenCV 4.14 and 5.0): without ``OPENCV_FFMPEG_IS_THREAD_SAFE=1`` OpenCV
+serializes every ``open()`` across threads, so a dead camera delays the others by its whole open
+timeout. Setting ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` replaces OpenCV's own TCP preference for RTSP,
+so ``rtsp_transport;tcp`` is written here explicitly.
 """
 
 from __future__ import annotations

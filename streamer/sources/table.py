@@ -2,19 +2,25 @@
 
 A capture object has the ``cv2.VideoCapture`` shape (``isOpened``, ``read``, ``get``, ``release``).
 
-| kind        | example                      | default mode | finite | reconnects | self-paced |
-|-------------|------------------------------|--------------|--------|------------|------------|
-| camera      | ``0``, ``/dev/video0``       | live         | no     | yes        | yes        |
-| rtsp        | ``rtsp://host/path``         | live         | no     | yes        | yes        |
-| http        | ``http(s)://host/stream``    | live         | no     | yes        | yes        |
-| tcp         | ``tcp://host:port``          | live         | no     | yes        | yes        |
-| file        | ``clip.mp4``, ``file:///x``  | file         | yes    | no         | no         |
-| testpattern | ``testpattern://?fps=25``    | live         | yes    | no         | no         |
-| synthetic   | ``synthetic://actions?seed=3``| live        | yes    | no         | no         |
+| kind        | example                      | default mode | finite | reconnects | self-paced | catches up |
+|-------------|------------------------------|--------------|--------|------------|------------|------------|
+| camera      | ``0``, ``/dev/video0``       | live         | no     | yes        | yes        | yes        |
+| rtsp        | ``rtsp://host/path``         | live         | no     | yes        | yes        | yes        |
+| http        | ``http(s)://host/stream``    | live         | no     | yes        | yes        | yes        |
+| tcp         | ``tcp://host:port``          | live         | no     | yes        | yes        | yes        |
+| file        | ``clip.mp4``, ``file:///x``  | file         | yes    | no         | no         | no         |
+| testpattern | ``testpattern://?fps=25``    | live         | yes    | no         | no         | no         |
+| synthetic   | ``synthetic://actions?seed=3``| live        | yes    | no         | no         | no         |
 
 *finite* sources can run in ``mode: file`` (every window, as fast as possible) and can loop;
 *self-paced* sources deliver frames in real time by themselves, the others are paced to their
-frame rate by the capture thread in ``mode: live``.
+frame rate by the capture thread in ``mode: live``; sources that *catch up* hand out, right after
+each (re)connect, a burst of frames that queued while they opened (dropped: see readloop.py).
+
+Files are decoded with PyAV (:mod:`streamer.sources.avfile`: true frame sizes, corrupt packets told
+from the end of the file); cameras and network streams with OpenCV's FFmpeg backend (open and read
+timeouts, measured thread safety). A camera that does not exist is refused when the source is
+checked before it starts (:func:`check_available`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from urllib.parse import parse_qsl, urlsplit
 from model.errors import ConfigError, SourceError
 from streamer.config import SourceConfig, SourceOptions
 from streamer.redact import redact
+from streamer.sources.cameras import check_camera_exists
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,7 @@ class SourceKind:
     finite: bool  #: has an end; may run in file mode and loop
     reconnects: bool  #: a lost source is reopened with backoff
     self_paced: bool  #: read() blocks until the next real-time frame
+    catches_up: bool  #: the first reads after open return frames that queued meanwhile, in a burst
     opener: Opener
 
 
@@ -61,10 +69,19 @@ def _camera_capture(url: str, options: SourceOptions):
 
 
 def _file_capture(url: str, options: SourceOptions):
+    """A PyAV capture of the file; None if it is not a video (the capture thread says so, R9)."""
+    import av
+
+    from streamer.sources.avfile import AvFileCapture
+
     path = url[len("file://"):] if url.startswith("file://") else url
     if not Path(path).is_file():
         raise SourceError(f"video file {path} does not exist or is not a file; check the source url")
-    return _ffmpeg_capture(path, options)
+    try:
+        return AvFileCapture(path, options.open_timeout_s, options.read_timeout_s)
+    except av.FFmpegError as exc:
+        log.debug("cannot read %s as a video: %s", redact(path), exc)
+        return None
 
 
 def _query(url: str) -> dict[str, str]:
@@ -89,8 +106,8 @@ def _synthetic_capture(url: str, options: SourceOptions):
         raise SourceError(f"synthetic source {url!r}: {exc}") from None
 
 
-_NETWORK = dict(default_mode="live", finite=False, reconnects=True, self_paced=True)
-_GENERATED = dict(default_mode="live", finite=True, reconnects=False, self_paced=False)
+_NETWORK = dict(default_mode="live", finite=False, reconnects=True, self_paced=True, catches_up=True)
+_GENERATED = dict(default_mode="live", finite=True, reconnects=False, self_paced=False, catches_up=False)
 
 KINDS: dict[str, SourceKind] = {
     "camera": SourceKind("camera", opener=_camera_capture, **_NETWORK),
@@ -98,7 +115,7 @@ KINDS: dict[str, SourceKind] = {
     "http": SourceKind("http", opener=_ffmpeg_capture, **_NETWORK),
     "tcp": SourceKind("tcp", opener=_ffmpeg_capture, **_NETWORK),
     "file": SourceKind("file", default_mode="file", finite=True, reconnects=False, self_paced=False,
-                       opener=_file_capture),
+                       catches_up=False, opener=_file_capture),
     "testpattern": SourceKind("testpattern", opener=_testpattern_capture, **_GENERATED),
     "synthetic": SourceKind("synthetic", opener=_synthetic_capture, **_GENERATED),
 }
@@ -155,3 +172,9 @@ def plan_source(config: SourceConfig, mode_override: str | None = None) -> Sourc
     live = mode == "live"
     return SourcePlan(config=config, kind=kind, live=live, pace=live and not kind.self_paced,
                       loop=config.options.loop)
+
+
+def check_available(plan: SourcePlan) -> None:
+    """What must hold before a planned source starts (the pipeline checks every source at start; so
+    must anything that adds one later): a local camera must exist. Raises a one-line SourceError."""
+    check_camera_exists(plan.id, plan.config.url)

@@ -1,20 +1,13 @@
 """A test-pattern capture with the ``cv2.VideoCapture`` shape: a moving bar over a gradient, no files needed.
 
-URL: ``testpattern://?width=160&height=120&fps=25&frames=100`` (``frames`` 0 = endless). The frame
-number is written into the first pixel row so tests can check which frame they got.
+URL: ``testpattern://?width=160&height=120&fps=25&frames=100`` (``frames`` 0 = endless).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# Property ids as in cv2 (kept numeric here so this module does not need cv2).
-_CAP_PROP_POS_MSEC = 0
-_CAP_PROP_POS_FRAMES = 1
-_CAP_PROP_FRAME_WIDTH = 3
-_CAP_PROP_FRAME_HEIGHT = 4
-_CAP_PROP_FPS = 5
-_CAP_PROP_FRAME_COUNT = 7
+from streamer.sources.props import Prop
 
 
 class TestPatternCapture:
@@ -49,31 +42,20 @@ class TestPatternCapture:
         frame = self._base.copy()
         bar = (self._index * 4) % self.width
         frame[:, bar:bar + max(2, self.width // 16)] = 255
-        frame[0, :4, :] = np.frombuffer(int(self._index).to_bytes(12, "little"), np.uint8).reshape(4, 3)
         self.label = "bar_right"
         self._index += 1
         return True, frame
 
     def get(self, prop: int) -> float:
         return {
-            _CAP_PROP_POS_MSEC: 1000.0 * max(self._index - 1, 0) / self.fps,
-            _CAP_PROP_POS_FRAMES: float(self._index),
-            _CAP_PROP_FRAME_WIDTH: float(self.width),
-            _CAP_PROP_FRAME_HEIGHT: float(self.height),
-            _CAP_PROP_FPS: self.fps,
-            _CAP_PROP_FRAME_COUNT: float(self.frames),
+            Prop.POS_MSEC: 1000.0 * max(self._index - 1, 0) / self.fps,
+            Prop.POS_FRAMES: float(self._index),
+            Prop.FRAME_WIDTH: float(self.width),
+            Prop.FRAME_HEIGHT: float(self.height),
+            Prop.FPS: self.fps,
+            Prop.FRAME_COUNT: float(self.frames),
         }.get(prop, 0.0)
-
-    def set(self, prop: int, value: float) -> bool:
-        if prop == _CAP_PROP_POS_FRAMES:
-            self._index = int(value)
-            return True
-        return False
 
     def release(self) -> None:
         self._open = False
 
-
-def frame_number(frame: np.ndarray) -> int:
-    """The frame number a test-pattern frame carries in its first pixels."""
-    return int.from_bytes(np.ascontiguousarray(frame[0, :4, :]).tobytes(), "little")

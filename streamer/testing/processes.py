@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -108,8 +109,18 @@ def write_config(path: Path, sources: Iterable[dict], *, window: str = "{stride:
     return path
 
 
-def run_stream_argv(*args: str) -> list[str]:
+#: bind a free port and log the endpoint it got (the pipeline's sockets take ``*``; metrics take port 0)
+ANY_PORT = "tcp://127.0.0.1:*"
+
+#: the log lines that name what a pipeline listens on, by name (see streamer/endpoints.py)
+ENDPOINT_LINES = {"publisher": re.compile(r"publishing on (\S+)"), "snapshot": re.compile(r"snapshots on (\S+)"),
+                  "metrics": re.compile(r"metrics on (http://\S+)/metrics")}
+
+
+def run_stream_argv(*args: str, prefix: Iterable[str] = ()) -> list[str]:
     """The command line of ``run_stream.py ARGS`` as the tests run it (no status line, one torch thread).
+
+    ``prefix``: what runs instead of ``python run_stream.py`` (e.g. ``patched_run.py ... --``).
 
     Every run reads configs/default.yaml (a --config file merges over it), so each gets a free snapshot
     address of its own and no test binds the default's fixed port (a demo left running beside the
@@ -117,9 +128,10 @@ def run_stream_argv(*args: str) -> list[str]:
     folder) are off unless a test asks for them with ``--ui`` / ``--clips``, so runs neither collide on
     the port nor write into the repository.
     """
-    argv = [sys.executable, str(ROOT / "run_stream.py"), "--status-line", "off", "--threads", "1", *args]
+    head = list(prefix) or [sys.executable, str(ROOT / "run_stream.py")]
+    argv = [*head, "--status-line", "off", "--threads", "1", *args]
     if "--snapshot" not in args:
-        argv += ["--snapshot", free_tcp_address()]
+        argv += ["--snapshot", ANY_PORT]
     for flag in ("--ui", "--clips"):
         if flag not in args:
             argv += [flag, "off"]
@@ -129,10 +141,10 @@ def run_stream_argv(*args: str) -> list[str]:
 class StreamProcess:
     """``run_stream.py ARGS`` in a subprocess; stderr goes to ``log`` (never an undrained pipe)."""
 
-    def __init__(self, args: list[str], log: Path, env: dict | None = None) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict | None = None, prefix: Iterable[str] = ()) -> None:
         self.log = Path(log)
         with open(self.log, "w") as err:
-            self.proc = subprocess.Popen(run_stream_argv(*args), cwd=ROOT, env=env or ENV,
+            self.proc = subprocess.Popen(run_stream_argv(*args, prefix=prefix), cwd=ROOT, env=env or ENV,
                                          stdout=subprocess.DEVNULL, stderr=err, text=True)
 
     @property
@@ -142,8 +154,30 @@ class StreamProcess:
     def stderr(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def endpoint(self, name: str = "publisher", timeout: float = 60.0) -> str:
+        """The address the pipeline bound for ``name`` (publisher, snapshot, metrics), read from its log."""
+        def found():
+            match = ENDPOINT_LINES[name].search(self.stderr())
+            return match.group(1) if match else None
+
+        got = wait_until(lambda: found() or self.proc.poll() is not None, timeout, interval=0.05)
+        if not isinstance(got, str):
+            raise AssertionError(f"no {name} endpoint in the log within {timeout} s:\n{self.stderr()[-2000:]}")
+        return got
+
     def rss_kb(self) -> int:
         return rss_kb(self.proc.pid)
+
+    def catches(self, signum: int = signal.SIGTERM) -> bool:
+        """Whether the process has a handler for ``signum`` yet (before that the interpreter is still
+        starting, and the signal's default action ends it), from ``SigCgt`` in /proc."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+        except FileNotFoundError:
+            pass
+        return False
 
     def terminate(self, timeout: float) -> int:
         """SIGTERM and wait; raises subprocess.TimeoutExpired if it is not gone within ``timeout``."""

@@ -7,6 +7,7 @@ present (the ``gpu``-marked variants skip elsewhere, see tests/conftest.py).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import sys
 import threading
 import time
@@ -90,7 +91,7 @@ def test_windows_gathered_on_the_device_from_a_thread_writer(device):
     def write() -> None:
         for n in range(60):
             f = np.full((16, 16, 3), n, np.uint8)  # every pixel is the frame number
-            if not ring.push(stage(f), t=n / 30, mono=time.monotonic(), wall=0.0, pts=n / 30, frame_no=n,
+            if not ring.push(stage(f), t=n / 30, mono=time.monotonic(), wall=0.0, frame_no=n,
                              segment=0, stop=stop):
                 return
             scheduler.notify()
@@ -117,7 +118,7 @@ def test_windows_gathered_on_the_device_from_a_thread_writer(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_ring_storage_lives_on_its_device(device):
     ring = FrameRing(4, device=device)
-    ring.push(torch.ones(3, 2, 2, device=device), t=0, mono=0, wall=0, pts=0, frame_no=0, segment=0)
+    ring.push(torch.ones(3, 2, 2, device=device), t=0, mono=0, wall=0, frame_no=0, segment=0)
     assert ring.frames.device.type == device
     out = torch.empty(1, 3, 2, 2, device=device)
     assert ring.gather([0], out) and out.sum().item() == 12
@@ -184,10 +185,10 @@ def test_recommend_fastest_that_agrees():
 
 def test_auto_uses_the_cached_measurement_else_the_fallback(tmp_path, monkeypatch):
     monkeypatch.setenv(prec.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(prec, "cpu_features", lambda: {"vnni": False, "bf16": False, "int8": True})
     from streamer.core.loading import resolve_device
 
     assert resolve_device("cpu", "auto", "some-model", 8) == ("cpu", "fp32")  # nothing measured: fallback
-    assert prec.fallback_precision("cuda:0") == "int8"
     label = prec.device_name("cpu")
     prec.write_entry(label, "some-model", 8, {"recommended": "bf16"})
     prec.write_entry(label, "some-model", 1, {"recommended": "int8"})
@@ -199,19 +200,53 @@ def test_auto_uses_the_cached_measurement_else_the_fallback(tmp_path, monkeypatc
     assert set(data[f"{label} | some-model"]) == {"1", "8"}
 
 
+@pytest.mark.parametrize("vnni, bf16, int8, expected", [
+    (True, True, True, "int8"), (True, False, False, "fp32"), (False, True, True, "bf16"), (False, False, True, "fp32")])
+def test_fallback_rule_follows_the_cpu_features(monkeypatch, vnni, bf16, int8, expected):
+    monkeypatch.setattr(prec, "cpu_features", lambda: {"vnni": vnni, "bf16": bf16, "int8": int8})
+    nowhere = Path("/nonexistent/precision.json")
+    assert prec.choose("cpu", "never-measured", 1, nowhere) == expected
+    reason = prec.why("cpu", "never-measured", 1, nowhere)  # what the pipeline logs at start
+    assert ("VNNI" in reason or "bf16" in reason) and "--bench" in reason
+
+
+def test_cuda_fallback_and_int8_follow_torchao_and_the_measurement(tmp_path, monkeypatch):
+    import importlib.util
+
+    has_torchao = importlib.util.find_spec("torchao") is not None
+    assert prec.fallback_precision("cuda:0") == ("int8" if has_torchao else "fp16")
+    monkeypatch.setenv(prec.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(prec, "device_name", lambda device: "GPU X")
+    assert prec.fast_8bit("cuda:0", "m", 8) == "int8"  # nothing measured: the loader's default (int8-ao)
+    rows = [{"precision": "fp16", "ms_per_clip": 2.0, "agreement": 1.0},
+            {"precision": "int8-bnb", "ms_per_clip": 9.0, "agreement": 1.0},
+            {"precision": "int8-ao", "ms_per_clip": 1.5, "agreement": 0.995},
+            {"precision": "fp8", "ms_per_clip": 1.1, "agreement": 0.97}]  # fastest, but disagrees
+    prec.write_entry("GPU X", "m", 8, {"recommended": "int8-ao", "rows": rows})
+    assert prec.fast_8bit("cuda:0", "m", 8) == "int8-ao"
+    rows[3]["agreement"] = 0.995
+    prec.write_entry("GPU X", "m", 8, {"recommended": "fp8", "rows": rows})
+    assert prec.fast_8bit("cuda:0", "m", 4) == "fp8"  # the nearest measured batch
+
+
 def test_unreadable_cache_is_ignored(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv(prec.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(prec, "cpu_features", lambda: {"vnni": False, "bf16": False, "int8": True})
     (tmp_path / "precision.json").write_text("{not json")
     assert prec.choose("cpu", "m", 1) == "fp32" and "unreadable" in caplog.text
 
 
 @pytest.mark.timeout(300)
 def test_bench_cli_measures_recommends_and_caches(tmp_path, monkeypatch):
-    """`run_stream.py --bench` on CPU: fp32/bf16/int8 rows, fp16 named CUDA-only, recommendation cached."""
+    """`run_stream.py --bench` on CPU: fp32/bf16/int8-x86/int8-bnb rows, fp16 named CUDA-only; a random-weight
+    checkpoint makes agreement meaningless, which the bench says, and it caches nothing."""
     import run_stream
     from model import save_pretrained
 
-    model_dir = save_pretrained(tiny_net("cpu"), tmp_path / "tiny")
+    untrained = tiny_net("cpu")
+    with torch.no_grad():
+        untrained.head.weight.mul_(1e-3)  # answers near uniform, as a freshly initialised checkpoint's are
+    model_dir = save_pretrained(untrained, tmp_path / "tiny")
     monkeypatch.setenv(prec.CACHE_ENV, str(tmp_path / "cache"))
     out = tmp_path / "out.txt"
     with out.open("w") as f:
@@ -221,13 +256,28 @@ def test_bench_cli_measures_recommends_and_caches(tmp_path, monkeypatch):
     text = out.read_text()
     assert code == 0, text
     assert "fp16 is CUDA-only" in text
-    for p in ("fp32", "bf16", "int8"):
+    for p in ("fp32", "bf16", "int8-x86", "int8-bnb"):
         assert f"| {p} | 1 |" in text and f"| {p} | 2 |" in text
-    assert "recommended at batch 2:" in text and "int8 weights" in text
-    cache = json.loads((tmp_path / "cache" / "precision.json").read_text())
-    (entries,) = cache.values()
-    assert set(entries) == {"1", "2"} and entries["2"]["recommended"] in ("fp32", "bf16", "int8")
-    assert prec.choose("cpu", str(model_dir), 2, tmp_path / "cache" / "precision.json") == entries["2"]["recommended"]
+    assert "recommended at batch 2:" in text and "int8-x86 weights" in text
+    assert "agreement is meaningless" in text and "| meaningless |" in text
+    assert not (tmp_path / "cache" / "precision.json").exists()
+
+
+def test_agreement_counts_only_for_a_model_that_decides():
+    """A reference with confident, varied answers makes agreement meaningful; near-uniform or constant
+    answers (random weights) do not, and the bench says so."""
+    import io
+
+    from streamer.core.bench import _score_agreement
+
+    confident = torch.eye(4)[torch.arange(32) % 4] * 0.9 + 0.025  # (32, 4): each class 8 times, p = 0.925
+    results = [{"precision": "fp32", "probs": confident, "top1": confident.argmax(-1)},
+               {"precision": "int8-x86", "probs": confident.roll(1, 0), "top1": confident.roll(1, 0).argmax(-1)}]
+    out = io.StringIO()
+    assert _score_agreement(results, "fp32", out) and results[1]["agreement"] == 0.0 and out.getvalue() == ""
+    constant = torch.tensor([0.7, 0.1, 0.1, 0.1]).repeat(32, 1)  # confident, but always the same class
+    results = [{"precision": "fp32", "probs": constant, "top1": constant.argmax(-1)}]
+    assert not _score_agreement(results, "fp32", out) and "meaningless" in out.getvalue()
 
 
 # ---- CUDA only ----------------------------------------------------------------------------------

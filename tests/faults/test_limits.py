@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "streamer"))
 from test_capture import ScriptedCapture, run_capture  # noqa: E402
 
 from model.errors import ConfigError  # noqa: E402
-from streamer.sources.capture import TokenBucket  # noqa: E402
+from streamer.sources.pacing import TokenBucket  # noqa: E402
 from streamer.config import AppConfig, RunConfig, SourceConfig, SourceOptions  # noqa: E402
 from streamer.configfile import build_config  # noqa: E402
 

@@ -30,9 +30,10 @@ def validate():
     return jsonschema.Draft202012Validator(schema).validate
 
 
-def start(tmp_path: Path, model: Path, sources: list[dict], options: str = OPTIONS, extra_args=()):
+def start(tmp_path: Path, model: Path, sources: list[dict], options: str = OPTIONS, extra_args=(),
+          window: str = "{stride: 2, hop: 4}"):
     address = feeds.free_tcp_address()
-    cfg = feeds.write_config(tmp_path / "run.yaml", sources, options=options)
+    cfg = feeds.write_config(tmp_path / "run.yaml", sources, options=options, window=window)
     recorder = feeds.Recorder(address, tmp_path / "messages.jsonl")
     pipeline = feeds.Pipeline(["--config", str(cfg), "--model", str(model), "--publish", address, *extra_args],
                               tmp_path / "run_stream.log")
@@ -110,6 +111,35 @@ def test_server_killed_then_restarted_results_resume(tiny_model, rtsp_server, tm
     # frames count on across the reconnect
     first_after = after[n_before]["window"]["frame_indices"][0]
     assert first_after > before[-1]["window"]["frame_indices"][-1]
+
+
+def test_no_window_spans_a_reconnect_or_the_burst_after_it(tiny_model, rtsp_server, tmp_path):
+    """Killed and restarted twice: every result's frames are evenly spaced, in frame numbers and in
+    capture time (a window once took [77, 101, 105, ...]: the frame OpenCV had queued while it
+    reconnected, then live frames)."""
+    span, num, fps = 1.28, 8, 25.0  # the default window: 8 samples 0.16 s apart, every 4th frame at 25 fps
+    pipeline, recorder = start(tmp_path, tiny_model, [{"id": "cam", "url": rtsp_server.url}],
+                               window=f"{{span_s: {span}, hop_s: 0.24}}")
+    with pipeline, recorder:
+        wait_results(recorder, "cam", 10, 40)
+        for restart in range(2):
+            rtsp_server.kill()
+            wait_state(recorder, "cam", ("backoff",), 10)
+            n = len(recorder.results("cam"))
+            rtsp_server.start()  # same port
+            wait_results(recorder, "cam", n + 8, 20)
+        status = recorder.latest_status("cam")
+        assert pipeline.terminate(10) == 0, pipeline.stderr()
+    assert status["counters"]["reconnects"] >= 2
+    step, dt = round(span / num * fps), span / num
+    uneven = []
+    for r in recorder.results("cam"):
+        idx, ts = r["window"]["frame_indices"], r["window"]["frame_ts"]
+        steps, gaps = [b - a for a, b in zip(idx, idx[1:])], [round(b - a, 3) for a, b in zip(ts, ts[1:])]
+        if not all(step - 1 <= s <= step + 1 for s in steps) or not all(abs(g - dt) <= 1.5 / fps for g in gaps):
+            uneven.append((r["seq"], idx, gaps))
+    assert not uneven, uneven
+    assert status["counters"]["drops"]["catchup"] > 0  # the bursts were there, and dropped
 
 
 def test_frozen_server_is_stalled_within_the_stall_timeout_then_recovers(tiny_model, rtsp_server, tmp_path):

@@ -151,8 +151,8 @@ def test_precision_attributes(tmp_path, hf):
         assert model.input_dtype == dtype and model.info()["precision"] == precision
         with torch.no_grad():
             assert model.network(torch.randn(1, 4, 3, 32, 32)).shape == (1, 5)
-    with pytest.raises(CheckpointError, match="precision 'fp8'"):
-        load_model(folder, precision="fp8")
+    with pytest.raises(CheckpointError, match="precision 'int4'"):
+        load_model(folder, precision="int4")
 
 
 # ---- bad checkpoints: one clear CheckpointError, one line, naming the file ----

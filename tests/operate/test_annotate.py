@@ -81,3 +81,25 @@ def test_a_window_needs_a_display(monkeypatch, caplog):
     assert "no display" in caplog.text
     monkeypatch.setenv("DISPLAY", ":0")
     assert Annotator(AnnotateConfig(window=True), ["cam"], stats).show is True
+
+
+def test_each_frame_shows_the_state_it_was_read_in_not_the_state_at_drawing_time(tmp_path):
+    stats = StatsRegistry()
+    cam = stats.add("cam", "synthetic://")
+    cam.state = "running"
+    out = tmp_path / "ann.avi"
+    annotator = Annotator(AnnotateConfig(path=str(out)), ["cam"], stats, fps_for=lambda s: 25.0)
+    annotator.start()
+    ramp = np.linspace(60, 180, 160, dtype=np.float32)[None, :, None]
+    frames = [np.broadcast_to(ramp + i, (120, 160, 3)).astype(np.uint8) for i in range(20)]
+    preprocess = annotator.tap("cam", lambda f: None, wait=True)
+    for f in frames:  # no result covers them: all are still pending when the stream ends
+        preprocess(f)
+    cam.state = "ended"  # as a file source does after its last frame, before the annotator has drawn them
+    annotator.stop()
+    written = feeds.read_frames(out)
+    assert len(written) == 20
+    for i, got in enumerate(written):
+        texts = {state: diff(got, draw(frames[i], ["(waiting for the first window)", f"cam {state} #{i}"]))
+                 for state in ("running", "ended")}
+        assert min(texts, key=texts.get) == "running", (i, texts)

@@ -136,6 +136,24 @@ def test_updates_carry_the_same_id_and_a_rising_duration():
     assert events[-1]["end_frame"] == results[-1]["window"]["frame_indices"][-1]
 
 
+@pytest.mark.parametrize("media_clock", [True, False])
+def test_the_end_never_reports_a_shorter_duration_than_the_last_update(media_clock):
+    # long true segments, an update at every window: with k_of_n (3 of 5) the smoothed score stays up for
+    # two windows after the class's last supporting window, and each window is 1.1 s long; the end is
+    # back-dated to the supporting windows, so an update that counted to its window's end outran the end
+    labels, _ = truth_labels(11, int(60 * FPS))
+    results = results_from_truth(labels, np.random.default_rng(11), noise=0.3)
+    config = EventsConfig(default=EventRule(k=3, n=5), update_interval_s=0.1)
+    events = run_tracker(results, config, media_clock=media_clock)
+    ends = [e for e in events if e["phase"] == "end"]
+    assert len(ends) >= 5
+    for end in ends:
+        updates = [e["duration_s"] for e in events if e["id"] == end["id"] and e["phase"] != "end"]
+        assert updates and end["duration_s"] >= max(updates), (end["label"], updates[-3:], end["duration_s"])
+        clock = (end["end_frame"] - end["start_frame"]) / FPS if media_clock else end["end_ts"] - end["start_ts"]
+        assert abs(end["duration_s"] - clock) <= 0.05  # the same instants as end_frame/end_ts say
+
+
 def test_disabled_class_and_per_class_thresholds():
     labels = ["grow"] * 200 + ["shrink"] * 200
     results = results_from_truth(labels, np.random.default_rng(0), noise=0.0)
@@ -228,6 +246,8 @@ def test_any_score_sequence_gives_well_formed_events(scores, smoothing, k, extra
         assert start["start_frame"] <= end["end_frame"] and start["start_ts"] <= end["end_ts"]
         assert len({p["label"] for p in phases}) == 1 and len({p["start_frame"] for p in phases}) == 1
         assert 0.0 <= end["peak_score"] <= 1.0 and end["duration_s"] >= 0.0
+        durations = [p["duration_s"] for p in phases]  # one clock: never shrinks, not even at the end
+        assert durations == sorted(durations), durations
         # one class never has two events at once
         assert start["start_frame"] >= last_end.get(start["label"], -1)
         last_end[start["label"]] = end["end_frame"]

@@ -76,3 +76,19 @@ def test_counters_and_histograms_scraped_during_a_live_run(tiny_model, tmp_path)
     assert len(sizes) == 1 and sizes[0] > 10_000  # the tiny model's fp32 weights
     assert value(samples, "timesformer_publisher_sent_total") > 0
     assert value(samples, "process_resident_memory_bytes") > 0
+
+
+def test_publisher_drop_counter_says_what_it_counts():
+    """ZeroMQ's PUB cannot count what it drops for a slow subscriber: the metric is named for what it does
+    count (messages dropped before ZeroMQ, the publisher's queue being full) and says what it does not."""
+    from prometheus_client import generate_latest
+
+    from streamer.core.stats import StatsRegistry
+    from streamer.ops.metrics import Metrics, MetricsConfig
+
+    metrics = Metrics(MetricsConfig(), StatsRegistry(), publisher_counts=lambda: (12, 3))
+    text = generate_latest(metrics.registry).decode()
+    assert "timesformer_publisher_queue_dropped_total 3.0" in text
+    assert "timesformer_publisher_dropped" not in text
+    help_line = next(line for line in text.splitlines() if line.startswith("# HELP timesformer_publisher_queue_dropped"))
+    assert "queue was full" in help_line and "SNDHWM" in help_line and "seq gaps" in help_line

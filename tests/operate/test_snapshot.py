@@ -119,3 +119,49 @@ def test_snapshot_socket_uses_the_publishers_curve_keys(tmp_path):
         server.stop()
         curve.stop()
         ctx.term()
+
+
+def test_curve_allow_list_reload_applies_to_new_connections(tmp_path):
+    import shutil
+
+    import pytest
+
+    from model.errors import PublisherError
+    from streamer.outputs.security import CurveServer, client_options, generate_keypair
+
+    _, server_secret = generate_keypair(tmp_path / "server", "server")
+    server_public = tmp_path / "server" / "server.key"
+    alice_public, alice_secret = generate_keypair(tmp_path / "alice", "alice")
+    bob_public, bob_secret = generate_keypair(tmp_path / "bob", "bob")
+    allow = tmp_path / "allow"
+    allow.mkdir()
+    shutil.copy(alice_public, allow)
+    ctx = zmq.Context()
+    curve = CurveServer(ctx, server_secret, allow).start()
+    address = feeds.free_tcp_address()
+    server = SnapshotServer(SnapshotConfig(address=address), LastValueCache(["cam"]), ctx, secure=curve.secure)
+    server.start_and_wait()
+    alice, bob = client_options(server_public, alice_secret), client_options(server_public, bob_secret)
+    try:
+        assert request_snapshot(address, context=ctx, curve=alice) is not None
+        assert request_snapshot(address, context=ctx, curve=bob, timeout=1.0) is None
+        shutil.copy(bob_public, allow)
+        (allow / "alice.key").unlink()
+        assert curve.reload() == {security_key(bob_public)}
+        assert request_snapshot(address, context=ctx, curve=bob) is not None  # added: in at once
+        assert request_snapshot(address, context=ctx, curve=alice, timeout=1.0) is None  # removed: out
+        (allow / "bob.key").unlink()
+        with pytest.raises(PublisherError, match="holds no"):
+            curve.reload()  # an empty folder is an error, and the list in force stays
+        assert curve.allowed == {security_key(bob_public)}
+        assert request_snapshot(address, context=ctx, curve=bob) is not None
+    finally:
+        server.stop()
+        curve.stop()
+        ctx.term()
+
+
+def security_key(path) -> bytes:
+    from streamer.outputs.security import load_public_key
+
+    return load_public_key(path)

@@ -7,6 +7,7 @@ but unknown key, and a plaintext one (both receive nothing).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -47,6 +48,19 @@ def test_keys_command_writes_secret_0600_and_never_overwrites(tmp_path):
     again = subprocess.run(cmd, cwd=feeds.REPO, env=feeds.ENV, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and again.stderr.startswith("error: ") and "already exists" in again.stderr
     assert security.load_secret_key(secret) == (pub, sec)  # untouched
+
+
+def test_keys_command_makes_every_folder_it_creates_0700_under_umask_000(tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    os.chmod(base, 0o755)
+    folder = base / "keys" / "server"  # keys/ does not exist either
+    done = subprocess.run([sys.executable, "-m", "streamer.keys", str(folder)], cwd=feeds.REPO, env=feeds.ENV,
+                          capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.umask(0))
+    assert done.returncode == 0, done.stderr
+    assert mode(base / "keys") == 0o700 and mode(folder) == 0o700
+    assert mode(folder / "server.key_secret") == 0o600 and mode(folder / "server.key") == 0o644
+    assert mode(base) == 0o755  # a folder that existed is left alone
 
 
 def test_secret_key_readable_by_others_is_refused(tmp_path):
@@ -164,7 +178,8 @@ def test_allowed_key_receives_unknown_key_and_plaintext_receive_nothing(tiny_mod
             sub.close()
         ctx.term()
     assert {m["stream"] for _, m in got} == {"cam"}
-    assert cli.returncode == 0 and len(cli_out.splitlines()) == 2, cli_err
+    printed = [json.loads(line) for line in cli_out.splitlines()]  # results, and events if any
+    assert cli.returncode == 0 and [m["type"] for m in printed].count("result") == 2, cli_err
     assert "refused a subscriber with an unknown CURVE key" in log
     assert "CURVE on: 1 allowed client key(s)" in log
     assert "NOT ENCRYPTED" not in log

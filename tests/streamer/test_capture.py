@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from model.errors import ConfigError
-from streamer.sources.capture import CaptureThread, backoff_delay
+from streamer.sources.capture import CaptureThread
+from streamer.sources.pacing import CaptureClock, backoff_delay
 from streamer.config import SourceConfig, SourceOptions
 from streamer.redact import redact
 from streamer.core.ring import FrameRing
@@ -75,6 +76,22 @@ def test_backoff_is_exponential_capped_and_jittered():
         assert len(set(delays)) > 150  # jittered
 
 
+def test_capture_clock_spaces_late_reads_by_the_sources_timestamps():
+    clock = CaptureClock(max_delay_s=1.0)
+    pts = [0.04 * k for k in range(1, 41)]
+    arrival = [p + 0.1 for p in pts]  # 100 ms from camera to reader ...
+    for k in range(10, 15):
+        arrival[k] = arrival[15]  # ... except frames 10-14, read in one burst after a 200 ms stall
+    times = [clock.time(a, p) for a, p in zip(arrival, pts)]
+    assert times == pytest.approx([p + 0.1 for p in pts], abs=1e-3)  # as captured (give or take the drift allowance)
+    assert all(t <= a for t, a in zip(times, arrival))  # never later than the frame arrived
+    assert clock.time(arrival[-1] + 0.04, pts[-1]) == arrival[-1] + 0.04  # a timestamp that does not move on: arrival
+    assert clock.time(10.0, 1.7) == 10.0  # nor does one after it: the delay is measured anew
+    assert clock.time(10.04, 1.74) == pytest.approx(10.04)
+    assert clock.time(15.0, 1.78) == 15.0  # 5 s late: the source paused; arrival time again (then a gap)
+    assert CaptureClock().time(3.0, float("nan")) == 3.0  # no timestamps at all (MJPEG over HTTP)
+
+
 class ScriptedCapture:
     """Returns frames for ``script`` entries that are True, a failed read for False, then ends."""
 
@@ -98,13 +115,18 @@ class ScriptedCapture:
         pass
 
 
-def run_capture(kind_name: str, openers, *, live=True, options=None, until=None):
-    """Run a capture thread whose opener pops from ``openers``; returns (thread, states, ring, stats)."""
-    kind = dataclasses.replace(KINDS[kind_name], opener=lambda url, opts: openers.pop(0) if openers else None)
+def run_capture(kind_name: str, openers, *, live=True, options=None, until=None, catches_up=False,
+                capacity_for=lambda fps: 64):
+    """Run a capture thread whose opener pops from ``openers``; returns (thread, states, ring, stats).
+
+    Scripted captures hand out frames instantly, like a catch-up burst: they do not catch up unless asked.
+    """
+    kind = dataclasses.replace(KINDS[kind_name], opener=lambda url, opts: openers.pop(0) if openers else None,
+                               catches_up=catches_up)
     plan = dataclasses.replace(plan_source(SourceConfig(id="cam", url="rtsp://u:pw@h/x" if kind.reconnects else "x.mp4",
                                                         options=options or SourceOptions())),
                                kind=kind, live=live, pace=False)
-    ring = FrameRing(64, blocking=not live)
+    ring = FrameRing(plan.config.options.ring_capacity or 64, blocking=not live)
     stats = StreamStats("cam", plan.display_url)
     states = []
     done = threading.Event()
@@ -115,7 +137,7 @@ def run_capture(kind_name: str, openers, *, live=True, options=None, until=None)
             done.set()
 
     thread = CaptureThread(plan, ring, lambda f: __import__("torch").from_numpy(f.astype(np.float32)), stats,
-                           capacity_for=lambda fps: 64, on_frame=lambda: None, on_state=on_state)
+                           capacity_for=capacity_for, on_frame=lambda: None, on_state=on_state)
     thread.start()
     if until is not None:
         assert done.wait(20), states
@@ -126,8 +148,9 @@ def run_capture(kind_name: str, openers, *, live=True, options=None, until=None)
 
 
 def test_file_ends_with_an_explicit_end_of_stream():
-    _, states, ring, stats = run_capture("file", [ScriptedCapture([True] * 10, label="wave")], live=False)
+    thread, states, ring, stats = run_capture("file", [ScriptedCapture([True] * 10, label="wave")], live=False)
     assert [s for s, _ in states] == ["connecting", "running", "ended"]
+    assert thread.interval == pytest.approx(1 / 25)  # the source's frame rate, as events and annotation read it
     assert ring.ended and ring.head == 10 and stats.frames == 10 and stats.reconnects == 0
     assert ring.labels[9] == "wave"  # ground truth travels with the frame
 
@@ -144,6 +167,60 @@ def test_lost_live_source_backs_off_reconnects_and_never_inserts_fake_frames():
     assert ring.frame_no[:8].tolist() == list(range(8))  # frame numbers count on across reconnects
     assert stats.reconnects == 3
     assert all("pw" not in reason for _, reason in states)
+
+
+class BurstThenLive(ScriptedCapture):
+    """Like a network stream just opened: ``burst`` frames that queued meanwhile come at once, then one
+    every 40 ms (25 fps) as the source sends them, then the connection is lost."""
+
+    def __init__(self, burst: int, live: int):
+        super().__init__([True] * (burst + live) + [False])
+        self.burst = burst
+
+    def read(self):
+        if self.burst <= self.i < len(self.script) - 1:
+            __import__("time").sleep(0.04)
+        return super().read()
+
+
+def test_the_catch_up_burst_after_each_connect_is_dropped_and_each_connection_is_its_own_segment():
+    opts = SourceOptions(backoff_initial_s=0.01, backoff_max_s=0.02)
+    _, states, ring, stats = run_capture(
+        "rtsp", [BurstThenLive(20, 10), BurstThenLive(20, 10)], options=opts, catches_up=True,
+        until=lambda st: sum(s == "backoff" for s, _ in st) == 2)
+    # the burst and the first read that waited are dropped; from the second read that waited on, frames go in
+    assert stats.drops["catchup"] == 2 * 21 and stats.frames == ring.head == 2 * 9
+    numbers = ring.frame_no[: ring.head].tolist()
+    assert numbers == list(range(21, 30)) + list(range(51, 60))
+    segments = ring.segment[: ring.head].tolist()
+    assert len(set(segments[:9])) == 1 and len(set(segments[9:])) == 1 and segments[9] != segments[0]
+    assert [s for s, _ in states][:4] == ["connecting", "running", "backoff", "connecting"]
+
+
+class FastCapture(ScriptedCapture):
+    """Declares 25 fps (as OpenCV does for any MJPEG stream) and delivers 100 a second."""
+
+    def read(self):
+        __import__("time").sleep(0.01)
+        return super().read()
+
+
+def test_the_ring_grows_to_the_measured_frame_rate():
+    _, states, ring, stats = run_capture("http", [FastCapture([True] * 200)], capacity_for=lambda fps: int(2 * fps),
+                                         until=lambda st: st[-1][0] == "backoff")
+    assert 60 <= 1 / ring.interval <= 110  # measured (about 100 a second; less on a busy machine), not the declared 25
+    assert ring.capacity > 64 and abs(ring.capacity - 2 / ring.interval) <= 1  # grown for that rate
+    assert ring.head == stats.frames and ring.frame_no[(ring.head - 1) % ring.capacity] == stats.frames - 1
+    assert all(reason == "" for state, reason in states if state == "running")
+
+
+def test_a_fixed_ring_too_small_for_a_window_says_so_in_status():
+    _, states, ring, _ = run_capture("file", [ScriptedCapture([True] * 10)], live=False,
+                                     options=SourceOptions(ring_capacity=16), capacity_for=lambda fps: int(2 * fps))
+    assert ring.capacity == 16  # configured: never grown
+    running = [reason for state, reason in states if state == "running"]
+    assert running == ["the ring holds 16 frames (0.64 s at 25 fps), fewer than the 50 a window and its hop need: "
+                       "windows are lost; set sources[cam].options.ring_capacity to 50 or more"]
 
 
 class BlockingCapture(ScriptedCapture):

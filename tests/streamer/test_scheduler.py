@@ -37,7 +37,7 @@ class Feeder:
         self.t += self.ring.interval if dt is None else dt
         self.segment += new_segment
         self.ring.push(torch.full((3, 2, 2), float(self.n)), t=self.t, mono=time.monotonic() if mono is None else mono,
-                       wall=1e9 + self.t, pts=self.t, frame_no=self.n, segment=self.segment)
+                       wall=1e9 + self.t, frame_no=self.n, segment=self.segment)
         self.n += 1
 
 
@@ -168,3 +168,27 @@ def test_batches_are_fair_across_streams():
         for f in feeders:
             f.push()
     assert sorted(served.values()) == [20, 20, 20]
+
+
+def test_live_hop_holds_between_consecutive_results_even_after_a_late_window():
+    """A window taken late (the model was busy) is followed by the next one a full hop later, not by
+    one a frame later because the hop grid's next point had already come (issue: [509..537] then [510..538])."""
+    ring, stats, cursor = make("a", plan(span_s=1.12, num_frames=8, hop_s=0.24, freshness_s=10.0), live=True,
+                               capacity=256)
+    feeder = Feeder(ring, interval=0.04)  # hop 0.24 s = 6 frames
+
+    def next_window() -> int:  # the model polls on every new frame until it gets one
+        while (seqs := cursor.poll(time.monotonic())) is None:
+            feeder.push()
+        return seqs[-1]
+
+    for _ in range(29):
+        feeder.push()
+    ends = [next_window()]
+    for busy in (10, 0, 8, 0):  # frames the model is busy after a window before it polls again
+        for _ in range(busy + 1):
+            feeder.push()
+        ends.append(next_window())
+    steps = [b - a for a, b in zip(ends, ends[1:])]
+    assert steps == [11, 6, 9, 6]  # late windows are late; the one after each is a full hop later
+    assert stats.drops["stale"] == 0  # no whole hop was skipped

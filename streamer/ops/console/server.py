@@ -104,7 +104,7 @@ class Console(threading.Thread):
             self.stop()
             raise self.error
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
         self._stop_requested.set()
         loop, stopped = self._loop, self._stopped
         if loop is not None and stopped is not None:
@@ -112,6 +112,9 @@ class Console(threading.Thread):
                 loop.call_soon_threadsafe(stopped.set)
             except RuntimeError:
                 pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.request_stop()
         if self.ident is not None:
             self.join(timeout)
             if self.is_alive():

@@ -1,0 +1,94 @@
+"""Listening addresses: every one checked before the model loads, and the endpoint actually bound read back.
+
+:func:`check_free` runs at start, before the model loads (which can take many seconds): it binds
+and at once closes a plain TCP socket on each ``tcp://HOST:PORT`` the pipeline will listen on (the
+publisher, the snapshot socket, the metrics server, and any later listener that adds a
+:class:`Listen` to the list), and raises one :class:`PublisherError` naming every clash: ports
+other processes hold, and two listeners given the same address. The sockets themselves are still
+bound later by the threads that own them (a thread owns its socket); a port taken in between is
+then reported by that bind.
+
+A port of ``*`` (ZeroMQ) or ``0`` asks the system for a free one, so nothing can clash; the
+owner logs the endpoint it got (:func:`bound_endpoint`), e.g. ``publishing on tcp://127.0.0.1:40531``,
+which is how tests and scripts learn it without guessing a free port.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Iterable
+
+from model.errors import PublisherError
+from streamer.redact import redact
+
+
+@dataclass(frozen=True)
+class Listen:
+    """One address the pipeline will listen on."""
+
+    what: str  #: e.g. "publisher"
+    address: str  #: tcp://HOST:PORT, ipc://PATH or inproc://NAME
+    fix: str  #: how to choose another, e.g. "--publish ADDRESS"
+
+
+def split_tcp(address: str) -> tuple[str, str] | None:
+    """``(host, port)`` of a ``tcp://HOST:PORT`` address (brackets of an IPv6 host removed), else None."""
+    scheme, _, rest = address.partition("://")
+    if scheme != "tcp" or ":" not in rest:
+        return None
+    host, _, port = rest.rpartition(":")
+    if ";" in host:  # tcp://source;dest: the local side is what is bound
+        host = host.split(";", 1)[1]
+    return host.strip("[]"), port
+
+
+def _bind_error(host: str, port: int) -> str | None:
+    """Why a listener could not bind ``host:port`` now (None if it could, or if this cannot tell)."""
+    bind_host = "" if host in ("*", "0.0.0.0") else host
+    family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET  # names resolve as ZeroMQ and http.server do
+    try:
+        infos = socket.getaddrinfo(bind_host or None, port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return None  # an interface name or a host this cannot resolve: the real bind will say
+    family, _, _, _, sockaddr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ and http.server bind
+        try:
+            s.bind(sockaddr)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def check_free(listens: Iterable[Listen]) -> None:
+    """Raise one PublisherError naming every address that cannot be listened on; return if all can."""
+    clashes: list[str] = []
+    seen: dict[str, str] = {}
+    for item in listens:
+        tcp = split_tcp(item.address)
+        if tcp is not None and tcp[1] in ("*", "0"):
+            continue  # the system picks a free port
+        key = item.address if tcp is None else f"{tcp[0]}:{tcp[1]}"
+        if key in seen:
+            clashes.append(f"{item.what} and {seen[key]} are both given {redact(item.address)} ({item.fix})")
+            continue
+        seen[key] = item.what
+        if tcp is None or not tcp[1].isdigit():
+            continue  # ipc:// and inproc:// cannot clash with another process here; a bad port fails at bind
+        why = _bind_error(tcp[0], int(tcp[1]))
+        if why is not None:
+            clashes.append(f"{item.what} cannot listen on {redact(item.address)}: {why} ({item.fix})")
+    if clashes:
+        raise PublisherError("; ".join(clashes) + "; choose free addresses (a port of * or 0 picks one)")
+
+
+def bound_endpoint(sock, address: str) -> str:
+    """The endpoint a ZeroMQ socket is bound to: ``address`` with a ``*`` port resolved."""
+    import zmq
+
+    try:
+        last = sock.getsockopt(zmq.LAST_ENDPOINT)
+    except zmq.ZMQError:
+        return address
+    return last.decode("utf-8", "replace") if isinstance(last, bytes) and last else address

@@ -1,0 +1,179 @@
+"""Every long-lived thread of the pipeline watched in one place, and all of them stopped against one deadline.
+
+The pipeline registers each long-lived thread with a :class:`Supervisor`; the main thread calls
+:meth:`Supervisor.check` every 0.1 s (it wakes that often anyway, for the stall watchdog and the
+status line). A thread that ends while the pipeline runs is handled by its policy:
+
+| thread | policy | when it dies |
+|---|---|---|
+| ``inference`` | fatal | results would stop for good (its normal end, when every finite source has ended or ``max_windows`` is reached, is no failure) |
+| ``publisher`` | fatal | nothing could go out; this one cause cannot be published (the thread owned the socket), so it is in the log and the ``error:`` line |
+| ``annotate`` | fatal | a restart would start the video file again and lose what it wrote |
+| ``snapshot`` | restart | it holds no state (the cache is fed in the publisher thread): bound again on the same endpoint |
+| ``metrics`` | restart | it holds no state (counters are read at scrape time): served again on the same port |
+| ``clips``, ``alert-*``, ``console`` | side | side outputs (R27): each catches its own failure, logs it and shows it as a status ``warnings`` line; the pipeline carries on without that output |
+| ``capture-<id>`` | stream | its ``run`` turns any failure into the stream's state (``failed``, or ``backoff`` and a reconnect for live sources) and other streams go on; the pipeline ends with exit 1 once every stream has ended and one of them failed |
+
+Fatal: the cause is logged once (with its traceback), the pipeline stops, every stream's final
+``stopped`` status carries it as ``reason``, and the process exits 1. Restart: logged; a thread that
+needs more than ``max_restarts`` restarts within ``restart_window_s`` is treated as fatal.
+
+Shutdown: every thread is told to stop at once, then joined against one :class:`Deadline`, so the
+waits never add up; a thread still alive at the deadline (blocked in OpenCV's open or read, or in a
+forward pass that cannot be interrupted) is named with what it is doing and left behind, and the CLI
+exits without it (``run_stream.exit_now``).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+log = logging.getLogger(__name__)
+
+
+class Policy(enum.Enum):
+    FATAL = "fatal"  #: the pipeline stops with exit status 1
+    RESTART = "restart"  #: the component is started again (rate-limited, then fatal)
+    STREAM = "stream"  #: a capture thread: its failures are the stream's state, never the pipeline's
+    SIDE = "side"  #: a side output (clips, alerts, console): its failures are status warnings, never the pipeline's
+
+
+@dataclass
+class Watched:
+    """One long-lived thread as the supervisor sees it (the callables read the component's current thread)."""
+
+    name: str
+    thread: Callable[[], threading.Thread | None]
+    failure: Callable[[], BaseException | None]  #: what ended the thread, None if it returned normally
+    policy: Policy
+    restart: Callable[[], None] | None = None  #: Policy.RESTART: start the component again
+    may_end: bool = False  #: ends by itself without a failure (the inference thread at the end of the input)
+    doing: Callable[[], str] = lambda: ""  #: what it may be blocked in, named when shutdown leaves it behind
+    restarts: deque = field(default_factory=deque)  #: monotonic times of its restarts
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` on one line, bounded."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class Deadline:
+    """One point in time that every join of a shutdown waits against."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.at = clock() + seconds
+
+    def left(self, reserve: float = 0.0) -> float:
+        """Seconds until the deadline, less ``reserve`` (time kept for the steps after this one); >= 0."""
+        return max(0.0, self.at - reserve - self._clock())
+
+
+class Supervisor:
+    def __init__(self, *, max_restarts: int = 3, restart_window_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_restarts = max_restarts
+        self.restart_window_s = restart_window_s
+        self._clock = clock
+        self._watched: dict[str, Watched] = {}
+        self._watching = True
+        self._reported: set[int] = set()  # id() of failures already logged
+
+    def watch(self, watched: Watched) -> None:
+        self._watched[watched.name] = watched
+
+    def names(self) -> list[str]:
+        return list(self._watched)
+
+    def stop_watching(self) -> None:
+        """From here on threads end because they were told to: no more checks, no restarts."""
+        self._watching = False
+
+    # ---- while running (main thread) -------------------------------------------------------------
+    def check(self) -> str | None:
+        """Restart what may be restarted; return the cause if a thread died fatally (logged here, once)."""
+        if not self._watching:
+            return None
+        for w in list(self._watched.values()):
+            if w.policy in (Policy.STREAM, Policy.SIDE):
+                continue
+            thread = w.thread()
+            if thread is None or thread.ident is None or thread.is_alive():
+                continue
+            exc = w.failure()
+            if exc is None and w.may_end:
+                continue
+            cause = f"{w.name} thread died: {describe(exc)}" if exc is not None else f"{w.name} thread ended unexpectedly"
+            self._reported.add(id(exc))
+            if w.policy is Policy.RESTART:
+                cause = self._restart(w, cause, exc)
+                if cause is None:
+                    continue
+            else:
+                log.error("%s; stopping the pipeline", cause, exc_info=exc)
+            self._watching = False
+            return cause
+        return None
+
+    def _restart(self, w: Watched, cause: str, exc: BaseException | None) -> str | None:
+        """Start ``w`` again; None when that worked, else the (logged) fatal cause."""
+        now = self._clock()
+        while w.restarts and w.restarts[0] < now - self.restart_window_s:
+            w.restarts.popleft()
+        if len(w.restarts) >= self.max_restarts:
+            cause = f"{cause} ({len(w.restarts)} restarts in {self.restart_window_s:g} s already)"
+            log.error("%s; stopping the pipeline", cause, exc_info=exc)
+            return cause
+        w.restarts.append(now)
+        log.error("%s; restarting it (restart %d)", cause, len(w.restarts), exc_info=exc)
+        try:
+            w.restart()
+        except Exception as again:  # e.g. the address cannot be bound again
+            cause = f"{cause}; restarting it failed: {describe(again)}"
+            log.error("%s; stopping the pipeline", cause)
+            return cause
+        log.info("%s restarted", w.name)
+        return None
+
+    # ---- shutdown --------------------------------------------------------------------------------
+    def join(self, names: Iterable[str], deadline: Deadline, reserve: float = 0.0) -> None:
+        """Join the named threads, all against ``deadline`` (less ``reserve``)."""
+        for name in names:
+            thread = self._watched[name].thread()
+            if thread is not None and thread.ident is not None:
+                thread.join(deadline.left(reserve))
+
+    def report_late(self) -> str | None:
+        """After the joins: log (once) a failure no check saw, e.g. the annotator failing while it
+        finished its file; returns the first such cause."""
+        first = None
+        for w in self._watched.values():
+            exc = w.failure()
+            if exc is None or id(exc) in self._reported:
+                continue
+            self._reported.add(id(exc))
+            cause = f"{w.name} thread died: {describe(exc)}"
+            log.error("%s", cause, exc_info=exc)
+            first = first or cause
+        return first
+
+    def left_behind(self) -> list[str]:
+        """``name (what it is doing)`` of every watched thread still alive."""
+        out = []
+        for w in self._watched.values():
+            thread = w.thread()
+            if thread is not None and thread.is_alive():
+                doing = w.doing()
+                out.append(f"{w.name} ({doing})" if doing else w.name)
+        return out
+
+    def alive(self, name: str) -> bool:
+        thread = self._watched[name].thread() if name in self._watched else None
+        return thread is not None and thread.is_alive()

@@ -1,0 +1,103 @@
+"""Every long-lived thread, killed in turn by an injected exception (tests/fixtures/patched_run.py).
+
+Fatal threads (inference, publisher, annotate) and the only capture thread: the cause is logged
+once, is the ``error:`` line and (but for the publisher, which owned the socket) the final status's
+reason, and the process exits 1 within 3 s of the fault. Restartable threads (snapshot, metrics):
+the process stays up and serves again on the same endpoint. The policies are in streamer/supervisor.py.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import feeds
+from streamer.outputs.snapshot import request_snapshot
+
+pytestmark = pytest.mark.timeout(180)
+
+PATCHED = Path(__file__).resolve().parents[1] / "fixtures" / "patched_run.py"
+
+
+def start(tmp_path: Path, tiny_model: Path, thread: str) -> tuple[feeds.Pipeline, Path]:
+    """A live test pattern with every optional thread on (snapshot, metrics, annotated video)."""
+    trigger = tmp_path / "trigger"
+    args = ["--source", "cam=testpattern://?fps=25", "--model", str(tiny_model), "--publish", feeds.ANY_PORT,
+            "--snapshot", feeds.ANY_PORT, "--metrics-port", "0", "--annotate", str(tmp_path / "out.avi")]
+    prefix = [sys.executable, str(PATCHED), "--crash", thread, "--trigger", str(trigger), "--"]
+    return feeds.Pipeline(args, tmp_path / "run.log", prefix=prefix), trigger
+
+
+def injected_at(err: str) -> float:
+    match = re.search(r"^INJECTED \S+ (\S+)$", err, re.MULTILINE)
+    assert match, err[-3000:]
+    return float(match.group(1))
+
+
+def log_records(err: str, text: str) -> list[str]:
+    """Log lines (not traceback lines) that contain ``text``."""
+    return [line for line in err.splitlines() if re.match(r"\d{4}-\d\d-\d\d ", line) and text in line]
+
+
+@pytest.mark.parametrize("thread", ["inference", "publisher", "annotate", "capture"])
+def test_a_dead_thread_is_reported_once_and_the_process_exits_1_within_3_s(thread, tiny_model, tmp_path):
+    pipeline, trigger = start(tmp_path, tiny_model, thread)
+    with pipeline:
+        with feeds.Recorder(pipeline.endpoint(), tmp_path / "messages.jsonl") as rec:
+            assert feeds.wait_until(lambda: len(rec.results("cam")) >= 2, 60), pipeline.stderr()[-3000:]
+            trigger.touch()
+            code = pipeline.proc.wait(30)
+            exited = time.monotonic()
+            feeds.wait_until(lambda: any(s["state"] in ("stopped", "failed") for s in rec.statuses("cam")), 5)
+            statuses = rec.statuses("cam")
+    err = pipeline.stderr()
+    assert code == 1, err[-3000:]
+    assert exited - injected_at(err) <= 3.0, err[-3000:]
+    cause = f"injected fault in {thread}"
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and cause in errors[0], err[-3000:]
+    records = log_records(err, cause)
+    if thread == "capture":  # the stream's own failure, as its state (after the traceback)
+        assert len(records) == 1 and f"[cam] failed: RuntimeError: {cause}" in records[0], records
+        assert "[cam] capture thread failed" in err
+        assert statuses[-1]["state"] == "failed" and cause in statuses[-1]["reason"]
+    else:
+        assert len(records) == 1 and f"{thread} thread died: RuntimeError: {cause}" in records[0], records
+        if thread != "publisher":  # the publisher owned the socket: its death can only be logged
+            assert statuses[-1]["state"] == "stopped" and cause in statuses[-1]["reason"], statuses[-1]
+    assert "not waiting for" not in err
+
+
+def test_a_dead_snapshot_server_is_restarted_on_the_same_endpoint(tiny_model, tmp_path):
+    pipeline, trigger = start(tmp_path, tiny_model, "snapshot")
+    with pipeline:
+        address = pipeline.endpoint("snapshot")
+        assert feeds.wait_until(lambda: (request_snapshot(address, timeout=2) or {}).get("streams", {}).get("cam"), 60)
+        trigger.touch()
+        assert request_snapshot(address, timeout=2) is None  # this request killed the thread
+        assert feeds.wait_until(lambda: "snapshot restarted" in pipeline.stderr(), 10), pipeline.stderr()[-3000:]
+        snap = feeds.wait_until(lambda: request_snapshot(address, timeout=2), 10)
+        assert snap and snap["streams"]["cam"]["status"]["state"] == "running"
+        assert pipeline.proc.poll() is None
+        assert pipeline.terminate(3) == 0
+    err = pipeline.stderr()
+    assert len(log_records(err, "snapshot thread died: RuntimeError: injected fault in snapshot")) == 1
+
+
+def test_a_dead_metrics_server_is_restarted_on_the_same_port(tiny_model, tmp_path):
+    pipeline, trigger = start(tmp_path, tiny_model, "metrics")
+    with pipeline:
+        url = pipeline.endpoint("metrics") + "/metrics"
+        assert b"timesformer_frames_total" in urllib.request.urlopen(url, timeout=5).read()
+        trigger.touch()
+        assert feeds.wait_until(lambda: "metrics restarted" in pipeline.stderr(), 10), pipeline.stderr()[-3000:]
+        assert b"timesformer_frames_total" in urllib.request.urlopen(url, timeout=5).read()
+        assert pipeline.proc.poll() is None
+        assert pipeline.terminate(3) == 0
+    err = pipeline.stderr()
+    assert len(log_records(err, "metrics thread died: RuntimeError: injected fault in metrics")) == 1
