@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from bars import KINDS, bar_clip
+from clipsets import stored_state
 from model.config import Sampling
 from model.demo import turn_prior
 from model.demo.motion_prior import motion_prior_units
@@ -58,13 +59,9 @@ def test_the_recipe_builds_the_shipped_checkpoints_fixed_weights_bit_for_bit():
     """Seeded as the shipped command was, the priors set exactly the weights training kept fixed: the
     documented command still starts where the weights did. Compared with the file as stored (load_model
     folds the temporal projections, which changes them)."""
-    from model import keymap
-    from model.checkpoint import read_weights
-
     seed, base = shipped_start()
     model, _, masks = demo_model(seed, base)
-    stored = read_weights(WEIGHTS)
-    shipped = keymap.to_native(stored, keymap.detect_format(stored))
+    shipped = stored_state(WEIGHTS)
     fixed = 0
     for name, p in model.named_parameters():
         keep = masks[name] == 0

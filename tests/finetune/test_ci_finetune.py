@@ -1,7 +1,13 @@
-"""The fine-tuning tool end to end, as CI runs it (well under 2 minutes on 2 cores): a 3-class folder
-dataset rendered at 64 px, a new ``scratch:tiny`` network, 2 epochs, >= 0.9 validation accuracy; the
-checkpoint runs through ``run_stream.py --model`` on exactly the windows it was trained on, and
-``transformers`` loads it."""
+"""The fine-tuning tool end to end, as CI runs it (well under a minute on 2 cores): a 3-class folder
+dataset rendered at 64 px (12 training and 4 validation videos a class), the built-in ``motion-demo``
+with a new head for the 3 labels and only its last block and head trained (``--freeze last:1``), 2
+epochs, >= 0.9 validation accuracy (chance: 0.33); the checkpoint runs through ``run_stream.py --model``
+on exactly the windows it was trained on, and ``transformers`` loads it.
+
+Why not ``scratch:tiny``: a new network has to learn to see motion at all, and in 2 epochs of this data
+it learns the clips' looks instead (measured: 0.25-0.44 validation accuracy after 2-6 epochs, train
+0.5-0.85). Starting from a checkpoint that already sees motion is what users do, and what this checks.
+``tests/finetune/test_finetune.py`` runs ``scratch:tiny`` (reproducibility, resume, freeze, bf16)."""
 
 from __future__ import annotations
 
@@ -25,19 +31,19 @@ from streamer.testing.scoring import run_file_mode
 LABELS = ("move_down", "move_right", "still")
 # one shape, moving far enough in a window to see at 64 px (segments short, so moves are not slowed to fit)
 EASY = replace(DOCUMENTED, speed=(0.3, 0.45), size=(0.25, 0.35), segment_s=(1.6, 1.8), num_shapes=(1, 1))
-ARGS = ["--base", "scratch:tiny", "--span-s", "1.28", "--epochs", "2", "--batch", "8", "--lr", "2e-3",
-        "--windows-per-video", "6", "--threads", "2", "--seed", "0"]
+ARGS = ["--base", "motion-demo", "--freeze", "last:1", "--span-s", "1.28", "--epochs", "2", "--batch", "8",
+        "--lr", "1e-3", "--windows-per-video", "4", "--threads", "2", "--seed", "0"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ci")
-    data = write_folder(root / "data", LABELS, 40, 8, seconds=1.6, ranges=EASY)
+    data = write_folder(root / "data", LABELS, 12, 4, seconds=1.6, ranges=EASY)
     argv = ["--data", str(data), "--out", str(root / "model"), "--cache", str(root / "cache"), *ARGS]
     return data, finetune(cli.settings_from(cli.parser().parse_args(argv)), argv)
 
 
-def test_a_new_tiny_network_learns_three_actions_in_two_epochs(trained):
+def test_the_demo_model_learns_three_new_labels_in_two_epochs(trained):
     _, result = trained
     assert len(result.history.epochs) == 2
     last = result.history.epochs[-1]
@@ -46,7 +52,7 @@ def test_a_new_tiny_network_learns_three_actions_in_two_epochs(trained):
     confusion = np.array(report["confusion_val"])
     assert confusion.shape == (3, 3) and np.trace(confusion) / confusion.sum() == pytest.approx(last["val_acc"], abs=1e-3)
     assert report["command"].startswith("python -m model.finetune --data ") and report["seed"] == 0
-    assert report["data"]["train"]["videos"] == 120 and len(report["data"]["train"]["sha256"]) == 64
+    assert report["data"]["train"]["videos"] == 36 and len(report["data"]["train"]["sha256"]) == 64
     assert {"torch", "numpy", "python"} <= set(report["versions"])
 
 
