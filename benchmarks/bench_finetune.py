@@ -6,7 +6,7 @@ forward, backward, AdamW step) over in-memory uint8 windows at the geometry's in
 ``--steps`` steps per timed run after one untimed run; fp32 and bf16 runs alternate so that load on a
 shared machine hits both alike. Clips/s is the median over ``--repeats`` runs.
 
-    python -m benchmarks.bench_finetune [--sizes tiny base] [--threads 2] [--repeats 3] [--no-write]
+    python -m benchmarks.bench_finetune [--sizes tiny base] [--threads 2] [--repeats 3] [--steps N] [--no-write]
 
 Prints a table and replaces its own section of BENCHMARKS.md.
 """
@@ -58,8 +58,8 @@ def clips_per_second(run: Trainer, epoch: int) -> float:
     return len(run.train_set) / (time.perf_counter() - tick)
 
 
-def measure(size: str, threads: int, repeats: int, folder: Path) -> dict[str, float]:
-    runs = {p: trainer(size, p, threads, STEPS[size], folder) for p in ("fp32", "bf16")}
+def measure(size: str, threads: int, repeats: int, steps: int | None, folder: Path) -> dict[str, float]:
+    runs = {p: trainer(size, p, threads, steps or STEPS[size], folder) for p in ("fp32", "bf16")}
     for p, run in runs.items():
         clips_per_second(run, 0)  # untimed: first-touch allocations, oneDNN kernel choice
     rates: dict[str, list[float]] = {p: [] for p in runs}
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", nargs="+", default=["tiny", "base"], choices=sorted(BATCH))
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per row (median)")
+    p.add_argument("--steps", type=int, help="steps per timed run (default: tiny 20, small 10, base 3)")
     p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args(argv)
     os.environ["TQDM_DISABLE"] = "1"  # the table is the output
@@ -81,14 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            got = measure(size, args.threads, args.repeats, Path(tmp))
+            got = measure(size, args.threads, args.repeats, args.steps, Path(tmp))
             cfg = bases.SIZES[size]
             rows.append(f"| {size} ({cfg['image_size']} px, hidden {cfg['hidden_size']}, {cfg['num_hidden_layers']} "
                         f"blocks) | {BATCH[size]} | {got['fp32']:.2f} | {got['bf16']:.2f} | {got['bf16'] / got['fp32']:.2f} |")
             print(rows[-1], flush=True)
     body = ("## Fine-tuning throughput on CPU (`python -m benchmarks.bench_finetune`)\n\n"
             f"{machine()}; {args.threads} torch threads; training clips (8 frames) per second through the tool's "
-            f"loop, median of {args.repeats} runs, fp32 and bf16 autocast alternating.\n\n"
+            f"loop, median of {args.repeats} runs of {args.steps or 'the default'} steps, fp32 and bf16 autocast "
+            "alternating.\n\n"
             "| geometry | batch | fp32 clips/s | bf16 clips/s | bf16 / fp32 |\n|---|---|---|---|---|\n" + "\n".join(rows))
     if not args.no_write:
         write_section(SECTION, body)
