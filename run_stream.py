@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show the annotated video in a window (needs a display)")
     p.add_argument("--snapshot", metavar="ADDRESS",
                    help="bind a snapshot socket for late joiners, e.g. tcp://127.0.0.1:5556")
+    p.add_argument("--control", metavar="ADDRESS|off",
+                   help="the control socket that adds, removes and changes sources while running (python -m "
+                        "streamer.ctl), e.g. tcp://127.0.0.1:5557 (the default), or off")
+    p.add_argument("--state", metavar="FILE",
+                   help="keep the running set of sources in FILE (rewritten atomically after every change); at "
+                        "start a present FILE is the source list instead of the config's")
     p.add_argument("--ui", metavar="ADDRESS|off",
                    help="serve the web console on HOST:PORT (default 127.0.0.1:8080), or off")
     p.add_argument("--clips", metavar="DIR|off", help="write a clip of each event under DIR, or off")
@@ -124,6 +130,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
     put("annotate", "path", args.annotate)
     put("annotate", "window", args.show)
     put("snapshot", "address", args.snapshot)
+    if args.control is not None:
+        out.setdefault("control", {})["address"] = None if args.control == "off" else args.control
+    put("control", "state_file", args.state)
     put("events", "enabled", args.events)
     for section, key, value in (("ui", "address", args.ui), ("clips", "dir", args.clips)):
         if value is not None:
@@ -175,14 +184,16 @@ def main(argv: list[str] | None = None) -> int:
             aborted.set()
             raise _StoppedWhileStarting
 
+    hangup = threading.Event()  # SIGHUP: re-read the config and apply its sources (the pipeline's main loop)
     previous = {}
     if threading.current_thread() is threading.main_thread():
         # first thing: SIGINT/SIGTERM during start-up (config, imports) is a clean stop too (R19)
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, frame: hangup.set())
     try:
         with NativeLogCapture():  # OpenCV's and FFmpeg's own output goes through our log, once per cause
-            return _run(argv, stop, starting, aborted)
+            return _run(argv, stop, starting, aborted, hangup)
     except Exception:
         # a library the signal interrupted (safetensors, say) may turn the exception into its own
         # error: after an abort that error is a consequence of the stop, not a failure to report
@@ -199,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Event,
-         aborted: threading.Event) -> int:
+         aborted: threading.Event, hangup: threading.Event) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -212,6 +223,12 @@ def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Even
 
     terminal = Terminal()
     setup_logging(config.logging.level, terminal)
+    try:
+        from streamer.control.state_file import resume
+
+        config = resume(config)  # a present state file is the source list (R24)
+    except ConfigError as exc:
+        return _error(exc)
 
     from streamer.pipeline import Pipeline, tune_interpreter
 
@@ -223,10 +240,13 @@ def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Even
         return _bench(args, config)
 
     try:
-        pipeline = Pipeline(config, mode_override=args.mode, terminal=terminal, print_results=wants_print(args))
+        from streamer.control.sdnotify import Notifier
+
+        pipeline = Pipeline(config, mode_override=args.mode, terminal=terminal, print_results=wants_print(args),
+                            reload_config=lambda: load_app_config(args), notifier=Notifier())
         # until the pipeline binds its first socket (after the model load) a signal aborts start-up at
         # once; from then on it only sets ``stop`` and the pipeline shuts down in order
-        code = pipeline.run(stop, started=starting.clear)
+        code = pipeline.run(stop, started=starting.clear, hangup=hangup)
         if code and pipeline.error:
             print(f"error: {redact(pipeline.error)}", file=sys.stderr)  # the one line that says why
         return code

@@ -23,6 +23,13 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def emit(name: str, body: str, write: bool = True) -> None:
+    """Print a benchmark's section and, when ``write``, put it into BENCHMARKS.md (:func:`write_section`)."""
+    print(body)
+    if write:
+        write_section(name, body)
+
+
 def cpu_model() -> str:
     """The processor's model name from ``lscpu`` (e.g. "AMD EPYC 7B13"), for the machine line of a section."""
     import platform
@@ -49,3 +56,20 @@ def machine(device: str = "cpu") -> str:
     gpu = f", {torch.cuda.get_device_name(torch.device(device))}" if device.startswith("cuda") else ""
     return (f"{cpu_model()}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, "
             f"torch {torch.__version__}; date {datetime.date.today().isoformat()}")
+
+
+def simd() -> str:
+    """The widest x86 vector extension the CPU reports, for the machine line of a section."""
+    try:
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return "SIMD unknown"
+    return "AVX-512" if "avx512f" in flags else "AVX2 (no AVX-512)" if "avx2" in flags else "no AVX2"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages ("5.1, 5.8, 5.8"): how busy the shared machine was."""
+    import os
+
+    return ", ".join(f"{v:.1f}" for v in os.getloadavg())

@@ -8,7 +8,9 @@ says what was wrong and what to do about it, in one line, so the CLI can print i
     ├── CheckpointError      missing/truncated/mismatched checkpoint, unknown format   (exit 1)
     ├── QuantizationError    int8 requested but impossible (no bitsandbytes, nothing to replace)
     ├── SourceError          a video source cannot be opened or read                   (exit 1)
-    └── PublisherError       the ZeroMQ endpoint cannot be bound, key files unusable   (exit 1)
+    ├── PublisherError       the ZeroMQ endpoint cannot be bound, key files unusable   (exit 1)
+    └── ControlError         a control request cannot be carried out (unknown or duplicate id,
+                             over the cap, shutting down), or no reply came         (exit 1)
 
 This module imports nothing heavy, so `streamer` can use it without pulling in torch.
 """
@@ -42,3 +44,7 @@ class SourceError(RecognizerError):
 
 class PublisherError(RecognizerError):
     """The result publisher cannot be set up (bind failed, key files unusable)."""
+
+
+class ControlError(RecognizerError):
+    """A control request (add, remove, update, list, reload) cannot be carried out, or got no reply."""

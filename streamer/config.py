@@ -321,6 +321,23 @@ class SnapshotConfig(Section):
     linger_ms: NonNegativeInt = Field(200, description="how long close() may flush replies")
 
 
+CONTROL_ADDRESS = "tcp://127.0.0.1:5557"  #: where configs/default.yaml binds the control socket (and ctl looks)
+
+
+class ControlConfig(Section):
+    """The ``control`` section: add, remove and change sources while running (streamer/control/)."""
+
+    address: Optional[Address] = Field(None, description=f"ZeroMQ address of the control socket "
+                                                         f"(configs/default.yaml: {CONTROL_ADDRESS}); null "
+                                                         f"(--control off): none. Off loopback only with the "
+                                                         f"publisher's CURVE keys (S10)")
+    state_file: Optional[ConfigPath] = Field(None, description="the running set of sources, rewritten atomically "
+                                                               "after every change; at start a present file is the "
+                                                               "source list instead of sources: (--state FILE)")
+    max_request_bytes: Annotated[int, Field(ge=1024, le=65536)] = Field(65536, description="larger requests are "
+                                                                                          "refused by ZeroMQ")
+
+
 UI_TOKEN_ENV = "TIMESFORMER_UI_TOKEN"  #: read when ``ui.token`` is not in the config (e.g. with ``--ui HOST:PORT``)
 EventPhase = Literal["start", "update", "end"]
 
@@ -512,6 +529,7 @@ class AppConfig(Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
     snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
     clips: ClipsConfig = Field(default_factory=ClipsConfig)
     alerts: Annotated[tuple[AlertConfig, ...], BeforeValidator(list_as_tuple)] = Field(
@@ -519,7 +537,7 @@ class AppConfig(Section):
 
     @model_validator(mode="after")
     def _sources(self) -> "AppConfig":
-        if not self.sources:
+        if not self.sources and self.control.address is None:  # with a control socket, sources come later
             raise ConfigError("sources: at least one source is needed (use --source URL)")
         ids = [s.id for s in self.sources]
         if len(ids) > self.run.max_sources:
@@ -528,6 +546,14 @@ class AppConfig(Section):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ConfigError(f"sources: duplicate id {dupes[0]!r}; give each source its own id")
+        return self
+
+    @model_validator(mode="after")
+    def _control_exposure(self) -> "AppConfig":
+        if self.control.address is not None:
+            from streamer.control.server import check_exposure  # S10: the one check, shared with the server
+
+            check_exposure(self.control.address, self.publisher.curve)
         return self
 
 

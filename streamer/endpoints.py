@@ -15,12 +15,17 @@ which is how tests and scripts learn it without guessing a free port.
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Iterable
 
 from model.errors import PublisherError
 from streamer.redact import redact
+from streamer.supervisor import join_or_warn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,3 +97,49 @@ def bound_endpoint(sock, address: str) -> str:
     except zmq.ZMQError:
         return address
     return last.decode("utf-8", "replace") if isinstance(last, bytes) and last else address
+
+
+def bind(sock, address: str, what: str, fix: str) -> str:
+    """Bind a ZeroMQ socket; the endpoint bound (``*`` resolved), or a one-line PublisherError naming
+    ``what`` and how to choose another address (``fix``); the socket is closed on failure."""
+    import zmq
+
+    try:
+        sock.bind(address)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        raise PublisherError(f"cannot bind the {what} to {redact(address)}: {exc.strerror}; pick a free address "
+                             f"with {fix}") from None
+    return bound_endpoint(sock, address)
+
+
+class ServerThread(threading.Thread):
+    """A thread that owns one listening socket (the snapshot and control sockets): started and waited for
+    until it is bound (:meth:`start_and_wait` raises the bind's error), told to stop (:meth:`request_stop`,
+    joined by the pipeline against its one deadline) or stopped and joined (:meth:`stop`).
+
+    ``run`` sets :attr:`error` and :attr:`ready` when the bind fails, :attr:`endpoint` and :attr:`ready`
+    once bound, and :attr:`failure` when a defect ends it later (the supervisor reads it, logs it once
+    and restarts the server on :attr:`endpoint`)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, daemon=False)
+        self._stop_event = threading.Event()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None  # the bind failed (raised by start_and_wait)
+        self.failure: BaseException | None = None  # what ended the thread after the bind
+        self.endpoint: str | None = None  # the address actually bound (a ``*`` port resolved)
+
+    def start_and_wait(self, timeout: float = 5.0) -> None:
+        """Start the thread and wait for the bind; a bind failure is raised here as PublisherError."""
+        self.start()
+        self.ready.wait(timeout)
+        if self.error is not None:
+            raise self.error
+
+    def request_stop(self) -> None:
+        self._stop_event.set()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self.request_stop()
+        join_or_warn(self, timeout)

@@ -2,21 +2,26 @@
 
 Start order (a mistake fails before the slow parts, and nothing listens before the model is in):
 plan sources (config errors) -> check every listening address (all clashes in one error,
-streamer/endpoints.py) -> load the model and build rings, scheduler and runner (a bad checkpoint
+streamer/endpoints.py) -> load the model and build the scheduler and runner (a bad checkpoint
 fails before any camera opens, R22) -> ``started()`` -> bind the publisher -> snapshot, metrics,
-annotator -> capture threads -> inference. Until ``started()`` nothing is bound and no thread runs,
-so the CLI may abort that phase at once on a signal (run_stream.py); after it, ``stop`` is checked
-before every bind.
+annotator -> the start-up streams (state file written, rings, capture threads) -> inference ->
+the control socket -> ``READY=1`` to systemd. Until ``started()`` nothing is bound and no thread
+runs, so the CLI may abort that phase at once on a signal (run_stream.py); after it, ``stop`` is
+checked before every bind.
+
+The set of streams is dynamic (streamer/streams.py): the control socket (streamer/control/) and
+SIGHUP add, remove and replace streams while the rest run on.
 
 While it runs, the main thread only waits on ``stop`` (so SIGINT/SIGTERM act at once, R19) and,
-every 0.1 s, runs the stall watchdog, the status line, the ``--print`` output and the supervisor
-(streamer/supervisor.py: every long-lived thread is watched; a dead one stops the pipeline with
-exit 1, or is restarted where that is safe).
+every 0.1 s, runs the stall watchdog, a reload after SIGHUP, systemd's watchdog ping, the status
+line, the ``--print`` output and the supervisor (streamer/supervisor.py: every long-lived thread is
+watched; a dead one stops the pipeline with exit 1, or is restarted where that is safe).
 
-Shutdown, written once in one ``finally``: every thread is told to stop, then joined against one
-deadline (:data:`SHUTDOWN_S` after a stop request or a failure; :data:`DRAIN_S` when the run ended
-by itself, so the annotated video is finished): capture threads and inference first (at most
-:data:`SOURCES_S`), then the open events are closed and the final status of every stream is sent
+Shutdown, written once in one ``finally``: control requests are refused from its start (and still
+answered); every thread is told to stop, then joined against one deadline (:data:`SHUTDOWN_S` after
+a stop request or a failure; :data:`DRAIN_S` when the run ended by itself, so the annotated video is
+finished): capture threads and inference first (at most :data:`SOURCES_S`), then the control
+socket is told to stop, the open events are closed and the final status of every stream is sent
 from the publisher thread after every result queued before it (so its counters count them all),
 then the publisher flushes and closes, then the annotator; threads still alive at the deadline are
 named and left behind; ``ctx.term()`` last.
@@ -34,18 +39,16 @@ from typing import Any, Callable
 from model.errors import RecognizerError
 from model.loaded import LoadedModel
 from streamer.config import AppConfig
+from streamer.control.sdnotify import Notifier
 from streamer.core.loading import load, resolve_window, warn_outside_domain
-from streamer.core.ring import FrameRing
-from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan
+from streamer.core.scheduler import Scheduler, WindowPlan
 from streamer.core.stats import StatsRegistry, StreamState
-from streamer.core.windows import frames_needed
 from streamer.endpoints import Listen, check_free
 from streamer.ops.features import OperatorFeatures
 from streamer.ops.statusline import ResultPrinter, StatusLine, Terminal
 from streamer.outputs.publisher import Publisher
-from streamer.sources.capture import CaptureThread
-from streamer.sources.table import check_available, plan_source
-from streamer.supervisor import Deadline, Policy, Supervisor, Watched
+from streamer.streams import Runtime, StreamSet
+from streamer.supervisor import Deadline, Policy, Supervisor, Watched, restarted
 
 log = logging.getLogger(__name__)
 
@@ -75,22 +78,22 @@ class Built:
     model: LoadedModel
     device: str
     window: WindowPlan
-    rings: list
     scheduler: Scheduler
     runner: Any
 
 
 class Pipeline:
     def __init__(self, config: AppConfig, *, mode_override: str | None = None, terminal: Terminal | None = None,
-                 print_results: bool = False) -> None:
+                 print_results: bool = False, reload_config: Callable[[], AppConfig] | None = None,
+                 notifier: Notifier | None = None) -> None:
+        """``reload_config()``: the config as its files say now, for ``reload`` and SIGHUP (None: refused);
+        ``notifier``: systemd's (readiness, watchdog), from the CLI."""
         self.config = config
-        self.plans = [plan_source(s, mode_override) for s in config.sources]  # ConfigError before anything opens
-        for plan in self.plans:
-            check_available(plan)  # SourceError: a missing camera fails at start, it is not retried forever
         self.stats = StatsRegistry()
-        for plan in self.plans:
-            self.stats.add(plan.id, plan.display_url)
-        self.captures: list[CaptureThread] = []
+        # ConfigError, or a SourceError for a missing camera, before anything opens
+        self.streams = StreamSet(config, self.stats, mode_override=mode_override, reload_config=reload_config)
+        self.notifier = notifier or Notifier({})
+        self.control = None  # streamer.control.server.ControlServer when control.address is set
         self.publisher: Publisher | None = None
         self.inference = None
         self.operate = OperatorFeatures(config, self.stats)  # events, metrics, snapshot, annotated video
@@ -110,13 +113,17 @@ class Pipeline:
             out.append(Listen("metrics", f"tcp://{cfg.metrics.host}:{cfg.metrics.port}", "--metrics-port PORT"))
         if cfg.ui.enabled:
             out.append(Listen("console", f"tcp://{cfg.ui.host}:{cfg.ui.port}", "--ui ADDRESS"))
+        if cfg.control.address is not None:
+            out.append(Listen("control", cfg.control.address, "--control ADDRESS"))
         return out
 
-    def run(self, stop: threading.Event, *, started: Callable[[], None] = lambda: None) -> int:
+    def run(self, stop: threading.Event, *, started: Callable[[], None] = lambda: None,
+            hangup: threading.Event | None = None) -> int:
         """Run until ``stop`` is set, the run limit is reached, or every finite source has ended.
 
         ``started()`` is called once start-up is past the model load, just before the first socket
         is bound and the first thread starts (the CLI's signal handler stops aborting there).
+        ``hangup`` (SIGHUP): when set, the config file is read again and its sources applied.
         """
         import zmq
 
@@ -132,7 +139,7 @@ class Pipeline:
                                  self.terminal)
         try:
             if self._start(built, ctx, stop):
-                self._wait(stop, status_line)
+                self._wait(stop, status_line, hangup or threading.Event())
             else:
                 log.info("stop requested")
         finally:
@@ -147,23 +154,18 @@ class Pipeline:
         cfg = self.config
         model, device = load(cfg)
         window = resolve_window(cfg.window, model)
-        warn_outside_domain(model, self.plans)
+        warn_outside_domain(model, self.streams.initial)
         log.info("model %s (%s on %s, %d view%s a window), window %s", model.name, model.precision, device,
                  model.views, "" if model.views == 1 else "s", window)
-        rings, cursors = [], []
-        for plan in self.plans:
-            ring = FrameRing(plan.config.options.ring_capacity or 64, blocking=not plan.live, device=device)
-            rings.append(ring)
-            cursors.append(StreamCursor(plan.id, ring, self.stats[plan.id], window, plan.live))
-        scheduler = Scheduler(cursors, cfg.batching.max_batch, cfg.batching.max_wait_ms)
+        scheduler = Scheduler([], cfg.batching.max_batch, cfg.batching.max_wait_ms)  # streams join as they start
         runner = ModelRunner(model.network, max_batch=cfg.batching.max_batch, compile=cfg.model.compile,
                              cuda_graphs=cfg.model.cuda_graphs)
         pc = model.preprocess
         if runner.sizes and (pc.crop_size is not None or pc.size is not None):  # the window's shape is known
             runner.prepare((window.num_frames, 3, *pc.output_size(1, 1)), model.input_dtype)
-        if any(plan.kind.name in _OPENCV_KINDS for plan in self.plans):
+        if cfg.control.address is not None or any(plan.kind.name in _OPENCV_KINDS for plan in self.streams.initial):
             import cv2  # noqa: F401  here, not in the capture threads: its import holds the GIL (signals wait)
-        return Built(model, device, window, rings, scheduler, runner)
+        return Built(model, device, window, scheduler, runner)
 
     def _start(self, built: Built, ctx, stop: threading.Event) -> bool:
         """Bind and start everything, checking ``stop`` before each step; False if it was set."""
@@ -184,7 +186,8 @@ class Pipeline:
                 self.supervisor.watch(watched)
         if stop.is_set():
             return False
-        self._start_captures(built)
+        self.streams.start(Runtime(built.model, built.device, built.window, built.scheduler, self.publisher,
+                                   self.operate, self.supervisor))
         from streamer.core.inference import InferenceWorker
 
         self.inference = InferenceWorker(built.runner, built.scheduler, self.publisher, model=built.model,
@@ -193,39 +196,40 @@ class Pipeline:
                                       failure=lambda: self.inference.failure, policy=Policy.FATAL, may_end=True,
                                       doing=self.inference.doing))
         self.inference.start()
+        if cfg.control.address is not None:
+            self._start_control(ctx)
+        self.notifier.ready(f"{len(self.stats)} stream(s)")
         return True
 
-    def _start_captures(self, built: Built) -> None:
-        from model.preprocess import Preprocessor
-        from streamer.core.device import DeviceStage
+    def _start_control(self, ctx) -> None:
+        """The control socket (streamer/control/), answering with the stream set; restarted if it dies."""
+        import functools
 
-        window, model = built.window, built.model
+        from streamer.control import requests
+        from streamer.control.server import ControlServer
 
-        def capacity_for(fps: float) -> int:  # each capture thread sizes its ring from this (R10)
-            return frames_needed(window.num_frames, window.stride, window.span_s, window.hop, window.hop_s, fps)
+        cfg, curve = self.config.control, self.publisher.curve  # the publisher's CURVE keys and allow-list, if on
+        self.control = ControlServer(cfg.address, functools.partial(requests.handle, self.streams), ctx,
+                                     secure=curve.secure if curve is not None else None,
+                                     max_request_bytes=cfg.max_request_bytes)
 
-        for plan, ring in zip(self.plans, built.rings):
-            # frames go up as uint8 and stay on the model's device (CPU too: the same code path)
-            stage = DeviceStage(Preprocessor(model.preprocess, device=built.device, input_order="BGR"),
-                                model.input_dtype)
-            thread = CaptureThread(plan, ring, self.operate.tap(plan, stage), self.stats[plan.id],
-                                   capacity_for=capacity_for, on_frame=built.scheduler.notify,
-                                   on_state=self.publisher.publish_status)
-            self.captures.append(thread)
-            # a capture thread's failures are its stream's state (failed, or backoff and a reconnect)
-            self.supervisor.watch(Watched(thread.name, thread=lambda t=thread: t, failure=lambda: None,
-                                          policy=Policy.STREAM, may_end=True, doing=thread.doing))
-        self.operate.attach(self.captures)
-        for thread in self.captures:
-            thread.start()
+        def restart() -> None:
+            self.control = restarted(self.control)
+
+        self.supervisor.watch(Watched("control", thread=lambda: self.control, failure=lambda: self.control.failure,
+                                      policy=Policy.RESTART, restart=restart, doing=lambda: "answering"))
+        self.control.start_and_wait()
 
     # ---- running -------------------------------------------------------------------------------
-    def _wait(self, stop: threading.Event, status_line: StatusLine) -> None:
+    def _wait(self, stop: threading.Event, status_line: StatusLine, hangup: threading.Event) -> None:
         deadline = None if self.config.run.duration_s is None else time.monotonic() + self.config.run.duration_s
         while not stop.wait(0.1):
             now = time.monotonic()
-            for thread in self.captures:
-                thread.check_stall(now)
+            self.streams.check_stall(now)
+            self.notifier.tick(now)
+            if hangup.is_set():
+                hangup.clear()
+                self._reload()
             status_line.tick(now)
             if self.printer is not None:
                 self.printer.flush()
@@ -243,6 +247,15 @@ class Pipeline:
                 log.info("duration reached")
                 return
         log.info("stop requested")
+
+    def _reload(self) -> None:
+        """SIGHUP: the config's sources applied by id (a refused file is logged once by the stream set)."""
+        self.notifier.reloading()
+        try:
+            self.streams.reload()
+        except RecognizerError:
+            pass  # logged by StreamSet.reload as one error line; the running set stays as it was
+        self.notifier.ready(f"{len(self.stats)} stream(s)")
 
     def _finished(self) -> None:
         log.info("all windows processed (%d results)", self.inference.results)
@@ -269,16 +282,21 @@ class Pipeline:
     def _shutdown(self, ctx, status_line: StatusLine, *, requested: bool) -> None:
         sup = self.supervisor
         sup.stop_watching()
+        self.streams.close()  # control requests are refused from here on (still answered, until the end)
+        self.notifier.stopping()
         total = SHUTDOWN_S if requested or self.error else DRAIN_S
         deadline = Deadline(total)  # one deadline for every join below
         reason = f"pipeline stopped: {self.error}" if self.error else ""
-        for thread in self.captures:
+        captures = self.streams.captures()
+        for thread in captures:
             thread.stop(reason)
         if self.inference is not None:
             self.inference.stop()
         self.operate.request_stop(servers=True)  # snapshot and metrics: nothing more for them to do
-        sources = [t.name for t in self.captures] + (["inference"] if self.inference is not None else [])
+        sources = [t.name for t in captures] + (["inference"] if self.inference is not None else [])
         sup.join(sources, deadline, reserve=max(PUBLISH_RESERVE_S, total - SOURCES_S))
+        if self.control is not None:
+            self.control.request_stop()
         if self.publisher is not None:
             self.operate.close_events(self.publisher)  # after the last result: end the open events
             final_status(self.publisher, self.stats)  # counts every result queued before it
@@ -294,7 +312,7 @@ class Pipeline:
             self.printer.flush()
         self.operate.finish()
         status_line.close()
-        if sup.alive("publisher") or sup.alive("snapshot"):
+        if sup.alive("publisher") or sup.alive("snapshot") or sup.alive("control"):
             ctx.destroy(linger=0)  # a socket is still open in a thread left behind: term() would hang
         else:
             ctx.term()

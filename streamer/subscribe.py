@@ -51,7 +51,8 @@ class Subscriber:
             self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
         self._sock.connect(address)
         self.last_seq: dict[str, int] = {}
-        self.gaps = 0  # results missed, by seq
+        self.gaps = 0  # results missed, by seq within a stream's session (a new session starts at seq 0)
+        self._sessions: dict[str, object] = {}  # stream -> session of its latest result
         self.malformed = 0
         self._snapshot_results: dict[str, tuple[int, float]] = {}  # stream -> (seq, published_ts) in the snapshot
 
@@ -99,6 +100,10 @@ class Subscriber:
             seen = self._snapshot_results.get(stream)
             if seen is not None and payload["seq"] <= seen[0] and (payload.get("published_ts") or 0.0) <= seen[1]:
                 return None  # already in the snapshot (a restarted pipeline publishes later, so it passes)
+            session = payload.get("session")
+            if session != self._sessions.setdefault(stream, session):  # a new start: seq counts from 0 again
+                self._sessions[stream] = session
+                self.last_seq[stream] = -1
             last = self.last_seq.get(stream)
             if last is not None and payload["seq"] > last + 1:
                 self.gaps += payload["seq"] - last - 1

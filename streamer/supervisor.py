@@ -37,6 +37,21 @@ from typing import Callable, Iterable
 log = logging.getLogger(__name__)
 
 
+def join_or_warn(thread: threading.Thread, timeout: float) -> bool:
+    """Join ``thread`` for at most ``timeout`` seconds (one that never started counts as ended).
+
+    A thread still alive then is named in one warning, since shutdown goes on without it; returns
+    whether it ended.
+    """
+    if thread.ident is None:
+        return True
+    thread.join(timeout)
+    if thread.is_alive():
+        log.warning("%s thread still alive %.1f s after stop", thread.name, timeout)
+        return False
+    return True
+
+
 class Policy(enum.Enum):
     FATAL = "fatal"  #: the pipeline stops with exit status 1
     RESTART = "restart"  #: the component is started again (rate-limited, then fatal)
@@ -87,7 +102,14 @@ class Supervisor:
         self._reported: set[int] = set()  # id() of failures already logged
 
     def watch(self, watched: Watched) -> None:
-        self._watched[watched.name] = watched
+        # copy-on-write: streams are added and removed by the control thread while the main thread checks
+        self._watched = {**self._watched, watched.name: watched}
+
+    def forget(self, name: str) -> None:
+        """Stop watching a thread that was ended on purpose (a removed stream's capture thread)."""
+        watched = dict(self._watched)
+        watched.pop(name, None)
+        self._watched = watched
 
     def names(self) -> list[str]:
         return list(self._watched)
@@ -177,3 +199,21 @@ class Supervisor:
     def alive(self, name: str) -> bool:
         thread = self._watched[name].thread() if name in self._watched else None
         return thread is not None and thread.is_alive()
+
+
+def restarted(server, attempts: int = 5):
+    """``server.again()`` started on the endpoint ``server`` had bound, the new server returned; ZeroMQ
+    releases the old endpoint asynchronously, so a bind that finds it still taken is tried again a few
+    times (the snapshot and control sockets; Policy.RESTART)."""
+    from model.errors import PublisherError
+
+    for attempt in range(1, attempts):
+        new = server.again()
+        try:
+            new.start_and_wait()
+            return new
+        except PublisherError:
+            time.sleep(0.1 * attempt)
+    new = server.again()
+    new.start_and_wait()  # the last try: its PublisherError goes to the supervisor
+    return new

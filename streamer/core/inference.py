@@ -118,9 +118,9 @@ class InferenceWorker(threading.Thread):
             stats.next_seq = seq + 1
             top = [{"label": self.labels[i], "score": round(s, 6)} for s, i in zip(scores[b], indices[b])]
             msg = protocol.result_message(
-                stream=w.stream, seq=seq, frame_indices=w.frame_indices, frame_ts=w.frame_ts, top_k=top,
-                model=self.model_info, inference_ms=inference_ms, age_ms=(start - w.newest_mono) * 1000.0,
-                batch_size=n, label=w.label)
+                stream=w.stream, session=stats.session, seq=seq, frame_indices=w.frame_indices,
+                frame_ts=w.frame_ts, top_k=top, model=self.model_info, inference_ms=inference_ms,
+                age_ms=(start - w.newest_mono) * 1000.0, batch_size=n, label=w.label)
             self.publisher.publish(protocol.result_topic(w.stream), msg, capture_mono=w.newest_mono, stats=stats)
             self.results += 1
         return self.max_results is not None and self.results >= self.max_results

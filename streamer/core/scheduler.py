@@ -173,7 +173,10 @@ class Scheduler:
     """Batches ready windows of all streams, fairly, into one preallocated tensor."""
 
     def __init__(self, cursors: list[StreamCursor], max_batch: int, max_wait_ms: float) -> None:
-        self.cursors = cursors
+        #: copy-on-write: replaced whole by :meth:`add` and :meth:`remove` (streams added and removed while it
+        #: runs, streamer/streams.py); the inference thread reads one tuple per pass and never sees it change
+        self.cursors: tuple[StreamCursor, ...] = tuple(cursors)
+        self._change = threading.Lock()  # writers only (the control thread, the main thread)
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.wakeup = threading.Event()
@@ -185,8 +188,22 @@ class Scheduler:
         """Called by capture threads after every frame (and at their end)."""
         self.wakeup.set()
 
+    def add(self, cursor: StreamCursor) -> None:
+        """Schedule one more stream from the next pass on."""
+        with self._change:
+            self.cursors = (*self.cursors, cursor)
+        self.notify()
+
+    def remove(self, stream: str) -> None:
+        """Stop scheduling a stream; a window of it already taken still completes."""
+        with self._change:
+            self.cursors = tuple(c for c in self.cursors if c.stream != stream)
+        self._warned_shape.discard(stream)
+
     def all_done(self) -> bool:
-        return all(c.done for c in self.cursors)
+        """Every stream has ended (a run with no stream at all waits for one to be added)."""
+        cursors = self.cursors
+        return bool(cursors) and all(c.done for c in cursors)
 
     def next_batch(self, stop: threading.Event):
         """Block until at least one window is ready; return (batch tensor view, windows), or None at the end."""
@@ -194,7 +211,8 @@ class Scheduler:
         deadline = None
         while True:
             self.wakeup.clear()
-            self._collect(windows)
+            cursors = self.cursors  # one consistent list for this pass
+            self._collect(cursors, windows)
             if len(windows) >= self.max_batch:
                 break
             if windows:
@@ -208,18 +226,18 @@ class Scheduler:
                 if stop.is_set() or self.all_done():
                     return None
                 self.wakeup.wait(0.1)
-        self._rr = (self._rr + 1) % len(self.cursors)
+        self._rr = (self._rr + 1) % max(1, len(cursors))
         return self._batch[: len(windows)], windows
 
-    def _collect(self, windows: list[Window]) -> None:
-        n = len(self.cursors)
+    def _collect(self, cursors: tuple[StreamCursor, ...], windows: list[Window]) -> None:
+        n = len(cursors)
         progress = True
         while progress and len(windows) < self.max_batch:
             progress = False
             for j in range(n):
                 if len(windows) >= self.max_batch:
                     return
-                cursor = self.cursors[(self._rr + j) % n]
+                cursor = cursors[(self._rr + j) % n]
                 if cursor.done:
                     continue
                 window = self._take(cursor, len(windows))

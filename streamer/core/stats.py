@@ -6,11 +6,16 @@ so plain attribute updates are safe under the GIL. The state is the exception: t
 and the main thread's stall watchdog both change it, so every change goes through
 :meth:`StreamStats.set_state`, one method under one lock. :meth:`StreamStats.snapshot` gives a
 JSON-ready dict.
+
+Every start of a stream gets a new random :attr:`StreamStats.session` (a stream removed and added
+again starts ``seq`` at 0 under a new session, so a subscriber tells a new run from a gap); a
+removed stream's state is ``removed``, which nothing changes any more.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import threading
 import time
 from collections import deque
@@ -27,6 +32,7 @@ class StreamState(str, enum.Enum):
     ENDED = "ended"
     FAILED = "failed"
     STOPPED = "stopped"
+    REMOVED = "removed"  #: taken out of a running pipeline (control socket, reload); final
 
     def __str__(self) -> str:
         return self.value
@@ -47,6 +53,7 @@ class StreamStats:
     def __init__(self, stream: str, url: str) -> None:
         self.stream = stream
         self.url = url  # already redacted
+        self.session = os.urandom(4).hex()  # new for every start of the stream: seq counts from 0 within it
         self.state = StreamState.CONNECTING  # changed only by set_state
         self.reason = ""
         self.state_since = time.time()
@@ -82,6 +89,8 @@ class StreamStats:
         state = StreamState(state)
         with self._state_lock:
             if only_from and self.state not in only_from:
+                return False
+            if self.state is StreamState.REMOVED:  # final: a capture thread ending late says nothing more
                 return False
             if self._announced and self.state is state and self.reason == reason:
                 return False
@@ -132,6 +141,7 @@ class StreamStats:
         with self._state_lock:
             state, reason, since = str(self.state), self.reason, self.state_since
         return {
+            "session": self.session,
             "state": state,
             "reason": reason,
             "state_since": since,
@@ -154,11 +164,22 @@ class StatsRegistry:
 
     def add(self, stream: str, url: str) -> StreamStats:
         stats = StreamStats(stream, url)
-        self._streams[stream] = stats
+        self._streams = {**self._streams, stream: stats}  # copy-on-write, as remove()
         return stats
 
     def __getitem__(self, stream: str) -> StreamStats:
         return self._streams[stream]
+
+    def get(self, stream: str) -> StreamStats | None:
+        """The stream's counters, or None for a stream that is not (or no longer) here."""
+        return self._streams.get(stream)
+
+    def remove(self, stream: str) -> StreamStats | None:
+        """Forget a removed stream: heartbeats, the status line and metrics no longer see it."""
+        streams = dict(self._streams)
+        gone = streams.pop(stream, None)
+        self._streams = streams  # copy-on-write: iteration in other threads never sees a dict change size
+        return gone
 
     def __iter__(self):
         return iter(list(self._streams.values()))

@@ -31,6 +31,7 @@ from collections import deque
 from streamer.core.stats import StatsRegistry
 from streamer.config import MqttAlert, WebhookAlert
 from streamer.redact import redact
+from streamer.supervisor import join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +112,7 @@ class _Sender(threading.Thread):
 
     def stop(self, timeout: float = 5.0) -> None:
         self.request_stop()
-        if self.ident is not None:
-            self.join(timeout)
-            if self.is_alive():
-                log.warning("%s thread still alive %.1f s after stop", self.name, timeout)
+        join_or_warn(self, timeout)
         self.finish()
 
     def finish(self) -> None:

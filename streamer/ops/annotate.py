@@ -29,6 +29,7 @@ from typing import Callable
 from model.errors import SourceError
 from streamer.config import ANNOTATE_FORMATS as _FOURCC, AnnotateConfig
 from streamer.core.stats import StatsRegistry
+from streamer.supervisor import join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +146,7 @@ class Annotator(threading.Thread):
     def stop(self, timeout: float = 10.0) -> None:
         """:meth:`request_stop`, then join."""
         self.request_stop()
-        if self.ident is not None:
-            self.join(timeout)
-            if self.is_alive():
-                log.warning("annotate thread still alive %.1f s after stop", timeout)
+        join_or_warn(self, timeout)
 
     def run(self) -> None:
         try:

@@ -29,6 +29,7 @@ from typing import Callable, NamedTuple
 from streamer.core.stats import StatsRegistry
 from streamer.ops.clipfile import ClipFile, enforce_retention, require_av
 from streamer.config import ClipsConfig
+from streamer.supervisor import join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,23 @@ class ClipRecorder(threading.Thread):
             self._commands.put_nowait(payload)
         except queue.Full:
             self.dropped_commands += 1
-            self.stats[payload["stream"]].warn("clips", "clips: the clip writer is behind; event messages dropped")
+            self._warn(payload["stream"], "clips: the clip writer is behind; event messages dropped")
             return
+        self._wake.set()
+
+    # ---- streams added and removed while running (streamer/streams.py) --------------------------
+    def add_stream(self, stream: str) -> None:
+        if stream in self.buffers:  # a stream of the start-up set: its buffer is there
+            return
+        horizon = self.config.pre_s + ANNOUNCE_SLACK_S
+        self.buffers = {**self.buffers, stream: PreRoll(self.config.buffer_mb * 1e6, horizon)}  # copy-on-write
+
+    def forget(self, stream: str) -> None:
+        """A removed stream: the writer finishes its clips with the frames there are, then drops its buffer."""
+        try:
+            self._commands.put_nowait({"forget": stream})
+        except queue.Full:
+            self.dropped_commands += 1  # its buffer stays until shutdown; bounded by clips.buffer_mb
         self._wake.set()
 
     def clip_for(self, stream: str, event_id: str) -> str | None:
@@ -163,10 +179,7 @@ class ClipRecorder(threading.Thread):
     def stop(self, timeout: float = 10.0) -> None:
         """:meth:`request_stop`, then join."""
         self.request_stop()
-        if self.ident is not None:
-            self.join(timeout)
-            if self.is_alive():
-                log.warning("clips thread still alive %.1f s after stop", timeout)
+        join_or_warn(self, timeout)
 
     def run(self) -> None:
         next_retention = 0.0
@@ -213,6 +226,9 @@ class ClipRecorder(threading.Thread):
         return float(msg[f"{when}_frame"]) / (self.fps_for(stream) or 25.0)
 
     def _command(self, msg: dict) -> None:
+        if "forget" in msg:
+            self._forget(msg["forget"])
+            return
         stream, event_id = msg["stream"], msg["id"]
         if msg["phase"] == "start":
             rel = f"{stream}/{event_id}.mp4"
@@ -222,11 +238,27 @@ class ClipRecorder(threading.Thread):
         if job is not None:
             job.end_t, job.end_msg = self._clock(stream, msg, "end"), msg
 
+    def _forget(self, stream: str) -> None:
+        for job in [j for j in self._jobs.values() if j.stream == stream]:
+            self._pull(job)
+            self._finish(job)
+        buffers = dict(self.buffers)
+        buffers.pop(stream, None)
+        self.buffers = buffers
+
+    def _warn(self, stream: str, text: str | None) -> None:
+        stats = self.stats.get(stream)
+        if stats is not None:  # a removed stream has no status any more
+            stats.warn("clips", text)
+
     def _pull(self, job: _Job, deadline: float | None = None) -> None:
         """Encode the job's frames that arrived since the last pull (its pre-roll on the first); past
         ``deadline`` (shutdown) the rest counts as missed."""
         cfg = self.config
-        frames, oldest = self.buffers[job.stream].after(job.last_index, job.start_t - cfg.pre_s - _EPS)
+        buffer = self.buffers.get(job.stream)
+        if buffer is None:  # the stream was removed: the clip ends with what it has
+            return
+        frames, oldest = buffer.after(job.last_index, job.start_t - cfg.pre_s - _EPS)
         if job.last_index >= 0 and oldest > job.last_index + 1:  # frames left the buffer unwritten
             lost = (frames[0].index if frames else oldest) - job.last_index - 1
             job.missed += lost
@@ -267,7 +299,7 @@ class ClipRecorder(threading.Thread):
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         text = f"clips: cannot write {self.root / job.stream}: {reason}"
         log.warning("[%s] %s (event %s; the pipeline carries on)", job.stream, text, job.id)
-        self.stats[job.stream].warn("clips", text)
+        self._warn(job.stream, text)
 
     def _finish(self, job: _Job) -> None:
         del self._jobs[job.id]
@@ -282,11 +314,10 @@ class ClipRecorder(threading.Thread):
             self._fail(job, exc)
             return
         self.written += 1
-        stats = self.stats[job.stream]
         if job.missed:
-            stats.warn("clips", f"clips: the writer fell behind; {job.missed} frames missing from {job.rel}")
+            self._warn(job.stream, f"clips: the writer fell behind; {job.missed} frames missing from {job.rel}")
         else:
-            stats.warn("clips", None)  # written and nothing missed: an earlier problem is over
+            self._warn(job.stream, None)  # written and nothing missed: an earlier problem is over
         log.info("[%s] clip %s: %d frames%s", job.stream, job.rel, meta["frames"],
                  "" if meta["complete"] else f" (incomplete: {meta['incomplete']})")
         if self.on_clip is not None:

@@ -100,11 +100,13 @@ class StreamEvents:
     """The event tracker of one stream: feed it results in order, get event messages back."""
 
     def __init__(self, stream: str, config: EventsConfig, *, fps: Callable[[], float | None] = lambda: None,
-                 run_id: str | None = None) -> None:
+                 session: str | None = None) -> None:
         self.stream = stream
         self.config = config
         self.fps = fps  # media clock when it returns a frame rate, else wall clock
-        self.run_id = run_id or os.urandom(4).hex()
+        #: the stream's session (its results'): in every event message, and the prefix of event ids, so ids
+        #: stay unique when the stream is removed and added again, or the process restarts
+        self.session = session or os.urandom(4).hex()
         self.tracks: dict[str, _ClassTrack] = {}
         self.obs: deque[Obs] = deque(maxlen=_HISTORY)
         self.count = 0  # events started on this stream
@@ -178,7 +180,7 @@ class StreamEvents:
                 return []  # the windows that back it do not yet span min_duration_s
             track.phase = "active"
             self.count += 1
-            track.event_id = f"{self.run_id}-{self.stream}-{self.count}"
+            track.event_id = f"{self.session}-{self.stream}-{self.count}"
             track.last_emit_t = now
             return [self._message(track, "start", v)]
         track.peak = max(track.peak, score)
@@ -242,7 +244,7 @@ class StreamEvents:
         start = track.start
         until = end if end is not None else self._reached(track)
         return protocol.event_message(
-            stream=self.stream, event_id=track.event_id, phase=phase, label=track.label,
+            stream=self.stream, session=self.session, event_id=track.event_id, phase=phase, label=track.label,
             start_ts=start.wall, start_frame=round(start.frame), duration_s=until.t - start.t, peak_score=track.peak,
             end_ts=None if end is None else end.wall, end_frame=None if end is None else round(end.frame),
             score=score, reason=reason)
@@ -265,14 +267,13 @@ class EventStage:
         self.publish = publish
         self.fps_for = fps_for
         self.live_for = live_for
-        self.run_id = os.urandom(4).hex()
         self.streams: dict[str, StreamEvents] = {}
         self._lock = threading.Lock()
 
-    def _tracker(self, stream: str) -> StreamEvents:
+    def _tracker(self, stream: str, session: str | None) -> StreamEvents:
         tracker = self.streams.get(stream)
-        if tracker is None:
-            tracker = StreamEvents(stream, self.config, fps=lambda: self.fps_for(stream), run_id=self.run_id)
+        if tracker is None or (session is not None and tracker.session != session):  # a new start of the stream
+            tracker = StreamEvents(stream, self.config, fps=lambda: self.fps_for(stream), session=session)
             self.streams[stream] = tracker
         return tracker
 
@@ -285,12 +286,21 @@ class EventStage:
                 events = tracker.close(self.LOST_STATES[payload["state"]]) if tracker is not None else []
         elif kind == "result":
             with self._lock:
-                events = self._tracker(stream).observe(payload)
+                events = self._tracker(stream, payload.get("session")).observe(payload)
         else:
             return
         for msg in events:
             log.log(logging.DEBUG if msg["phase"] == "update" else logging.INFO, "[%s] event %s %s %s (peak %.2f)",
                     msg["stream"], msg["phase"], msg["label"], msg["id"], msg["peak_score"])
+            self.publish(protocol.event_topic(msg["stream"]), msg)
+
+    def close_stream(self, stream: str, reason: str) -> None:
+        """End the stream's open events with ``reason`` and forget the stream (it was removed)."""
+        with self._lock:
+            tracker = self.streams.pop(stream, None)
+            events = tracker.close(reason) if tracker is not None else []
+        for msg in events:
+            log.info("[%s] event end %s %s (%s)", msg["stream"], msg["label"], msg["id"], msg["reason"])
             self.publish(protocol.event_topic(msg["stream"]), msg)
 
     def close_all(self, reason_for: Callable[[str], str] = lambda stream: "stopped") -> None:

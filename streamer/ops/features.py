@@ -86,8 +86,12 @@ class OperatorFeatures:
         if cfg.metrics.enabled:
             from streamer.ops.metrics import Metrics
 
+            snapshot = self.snapshot
             self.metrics = Metrics(cfg.metrics, self.stats, model_info=model.info(), model_size=model.weight_bytes(),
-                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.queue_dropped))
+                                   device=device, publisher_counts=lambda: (publisher.sent, publisher.queue_dropped),
+                                   snapshot_counts=snapshot and (lambda: {"served": snapshot.served,
+                                                                          "refused": snapshot.refused,
+                                                                          "limited": snapshot.limited}))
             publisher.listeners.append(self.metrics.on_sent)
             self.metrics.start()
         if cfg.annotate.active:
@@ -138,16 +142,44 @@ class OperatorFeatures:
 
     def tap(self, plan, preprocess: Callable) -> Callable:
         """The capture thread's preprocess, wrapped so the annotator, the clip recorder and the console's
-        previews see the raw frames (those that are on)."""
-        self._live[plan.id] = plan.live
-        if self.annotator is not None:
+        previews see the raw frames (those that are on). The annotated video's streams are fixed at start:
+        a stream added later is not drawn."""
+        self._live = {**self._live, plan.id: plan.live}
+        if self.annotator is not None and plan.id in self.annotator.streams:
             preprocess = self.annotator.tap(plan.id, preprocess, wait=not plan.live)
         sinks = [sink.on_frame for sink in (self.clips, self.console) if sink is not None]
         return raw_frames(plan.id, preprocess, sinks) if sinks else preprocess
 
-    def attach(self, captures: list) -> None:
-        """The capture threads, for the source frame rates they found on open."""
-        self._captures = {t.plan.id: t for t in captures}
+    def add_stream(self, stream: str, capture) -> None:
+        """A stream about to start (at start-up, or added while running): its capture thread, for the frame
+        rate it finds on open, and a place in the features that keep something per stream."""
+        self._captures = {**self._captures, stream: capture}  # copy-on-write: other threads read them
+        for feature in (self.clips, self.console, self.metrics):
+            if feature is not None:
+                feature.add_stream(stream)
+
+    def remove_stream(self, publisher, stats) -> None:
+        """A removed stream's last messages, then everything kept about it let go, in the publisher thread
+        after what it already queued: its open events end (reason ``removed``), its last status (state
+        ``removed``) goes out, then the snapshot cache, metrics, clip buffer and console forget it."""
+        stream = stats.stream
+        self._captures = {k: v for k, v in self._captures.items() if k != stream}
+        self._live = {k: v for k, v in self._live.items() if k != stream}
+
+        def forget() -> None:
+            for feature in (self.cache, self.metrics, self.clips, self.console):
+                if feature is not None:
+                    feature.forget(stream)
+
+        def retire() -> None:
+            if self.events is not None:
+                self.events.close_stream(stream, "removed")
+            publisher.publish_status(stats)
+            if not publisher.call_soon(forget):
+                forget()  # queue full: the last status may then reach a cache that forgot the stream
+
+        if not publisher.call_soon(retire):
+            retire()  # queue full: at once (the last status may then be dropped; the state is still removed)
 
     def close_events(self, publisher) -> None:
         """End the open events, in the publisher thread after the results still queued there."""
@@ -185,20 +217,11 @@ class OperatorFeatures:
         threads = [self.clips, self.console] + (list(self.alerts.senders) if self.alerts is not None else [])
         return [t for t in threads if t is not None]
 
-    def _restart_snapshot(self, attempts: int = 5) -> None:
-        """Serve snapshots again on the same endpoint; ZeroMQ releases the old one asynchronously, so
-        a bind that finds it still taken is tried again a few times."""
-        for attempt in range(attempts):
-            server = self.snapshot.again()
-            try:
-                server.start_and_wait()
-            except PublisherError:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
-            else:
-                self.snapshot = server
-                return
+    def _restart_snapshot(self) -> None:
+        """Serve snapshots again on the same endpoint."""
+        from streamer.supervisor import restarted
+
+        self.snapshot = restarted(self.snapshot)
 
     def request_stop(self, *, servers: bool) -> None:
         """Tell threads to end without waiting (the pipeline joins them against one deadline):

@@ -24,6 +24,7 @@ message the publisher sent (:meth:`Metrics.on_sent`, publisher thread):
 | ``timesformer_open_events`` | gauge | stream |
 | ``timesformer_publisher_sent_total`` | counter (messages handed to ZeroMQ) | |
 | ``timesformer_publisher_queue_dropped_total`` | counter (messages dropped before ZeroMQ: the publisher's queue was full; *not* ZeroMQ's drops at a slow subscriber's SNDHWM, which PUB cannot count: subscribers see those as ``seq`` gaps) | |
+| ``timesformer_snapshot_requests_total`` | counter (requests to the snapshot socket by outcome: ``served``; ``refused``: malformed or over the frame/byte limits; ``limited``: dropped unanswered, the peer asked again too soon) | outcome |
 | ``timesformer_model_bytes`` | gauge (the weights: ``model.quantize.weight_bytes``, packed int8 weights included) | model, precision, device |
 | ``timesformer_cuda_memory_allocated_bytes`` | gauge (CUDA only) | device |
 
@@ -39,6 +40,7 @@ from typing import Callable
 from model.errors import PublisherError
 from streamer.config import MetricsConfig
 from streamer.core.stats import STATES, StatsRegistry
+from streamer.supervisor import join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,10 @@ class _StatsCollector:
     """Reads the per-stream counters at scrape time."""
 
     def __init__(self, stats: StatsRegistry, publisher_counts: Callable[[], tuple[int, int]] | None,
-                 cuda_device: str | None) -> None:
+                 cuda_device: str | None, snapshot_counts: Callable[[], dict[str, int]] | None = None) -> None:
         self.stats = stats
         self.publisher_counts = publisher_counts
+        self.snapshot_counts = snapshot_counts
         self.cuda_device = cuda_device
 
     def collect(self):
@@ -99,6 +102,13 @@ class _StatsCollector:
                                       "Messages dropped before ZeroMQ because the publisher's queue was full. "
                                       "Does not count what ZeroMQ drops for a slow subscriber at SNDHWM "
                                       "(PUB cannot see it; subscribers find it by seq gaps).", value=dropped)
+        if self.snapshot_counts is not None:
+            requests = CounterMetricFamily(p + "snapshot_requests", "Requests to the snapshot socket, by outcome "
+                                           "(served; refused: malformed or over the limits; limited: the peer "
+                                           "asked again too soon, dropped unanswered).", labels=["outcome"])
+            for outcome, n in self.snapshot_counts().items():
+                requests.add_metric([outcome], n)
+            yield requests
         if self.cuda_device is not None:
             import torch
 
@@ -112,7 +122,8 @@ class Metrics:
 
     def __init__(self, config: MetricsConfig, stats: StatsRegistry, *, model_info: dict | None = None,
                  model_size: int | None = None, device: str = "cpu",
-                 publisher_counts: Callable[[], tuple[int, int]] | None = None) -> None:
+                 publisher_counts: Callable[[], tuple[int, int]] | None = None,
+                 snapshot_counts: Callable[[], dict[str, int]] | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
         self.config = config
@@ -136,10 +147,11 @@ class Metrics:
                       ["model", "precision", "device"], registry=self.registry)
             g.labels(str(info.get("name", "")), str(info.get("precision", "")), device).set(model_size)
         self.registry.register(_StatsCollector(stats, publisher_counts,
-                                               device if device.startswith("cuda") else None))
+                                               device if device.startswith("cuda") else None, snapshot_counts))
         ProcessCollector(registry=self.registry)
         for s in stats:
             self.open_events.labels(s.stream).set(0)
+        self._event_labels: dict[str, set[str]] = {}  # stream -> labels of its events counter (for forget)
         self._server = None
         self._thread: threading.Thread | None = None
         self._stop_event: threading.Event | None = None
@@ -164,9 +176,23 @@ class Metrics:
             stream = str(payload["stream"])
             if payload.get("phase") == "start":
                 self.events.labels(stream, str(payload["label"])).inc()
+                self._event_labels.setdefault(stream, set()).add(str(payload["label"]))
                 self.open_events.labels(stream).inc()
             elif payload.get("phase") == "end":
                 self.open_events.labels(stream).dec()
+
+    def add_stream(self, stream: str) -> None:
+        self.open_events.labels(stream).set(0)
+
+    def forget(self, stream: str) -> None:
+        """Drop a removed stream's label sets (publisher thread, after its last status was sent)."""
+        for metric in (self.capture_to_inference, self.inference, self.capture_to_publish, self.open_events):
+            try:
+                metric.remove(stream)
+            except KeyError:  # prometheus_client < 0.20 raises for a label set with no sample yet
+                pass
+        for label in self._event_labels.pop(stream, ()):
+            self.events.remove(stream, label)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @property
@@ -225,6 +251,4 @@ class Metrics:
     def stop(self, timeout: float = 3.0) -> None:
         self.request_stop()
         if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("metrics thread still alive %.1f s after stop", timeout)
+            join_or_warn(self._thread, timeout)

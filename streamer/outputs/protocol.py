@@ -49,9 +49,10 @@ def event_topic(stream: str) -> str:
     return topic(EVENT, stream)
 
 
-def result_message(*, stream: str, seq: int, frame_indices: list[int], frame_ts: list[float],
+def result_message(*, stream: str, session: str, seq: int, frame_indices: list[int], frame_ts: list[float],
                    top_k: list[dict], model: dict, inference_ms: float, age_ms: float,
                    batch_size: int, label: str | None = None) -> dict:
+    """``session``: the stream's current start (streamer.core.stats.StreamStats.session); ``seq`` counts within it."""
     window = {
         "start_ts": frame_ts[0],
         "end_ts": frame_ts[-1],
@@ -64,6 +65,7 @@ def result_message(*, stream: str, seq: int, frame_indices: list[int], frame_ts:
         "type": RESULT,
         "version": VERSION,
         "stream": stream,
+        "session": session,
         "seq": seq,
         "window": window,
         "top_k": top_k,
@@ -84,6 +86,7 @@ def status_message(stream: str, url: str, snapshot: dict) -> dict:
         "type": STATUS,
         "version": VERSION,
         "stream": stream,
+        "session": snapshot["session"],
         "source": url,
         "state": snapshot["state"],
         "reason": snapshot["reason"],
@@ -104,14 +107,15 @@ def status_message(stream: str, url: str, snapshot: dict) -> dict:
     return msg
 
 
-def event_message(*, stream: str, event_id: str, phase: str, label: str, start_ts: float, start_frame: int,
-                  duration_s: float, peak_score: float, end_ts: float | None = None, end_frame: int | None = None,
-                  score: float | None = None, reason: str | None = None) -> dict:
+def event_message(*, stream: str, session: str, event_id: str, phase: str, label: str, start_ts: float,
+                  start_frame: int, duration_s: float, peak_score: float, end_ts: float | None = None,
+                  end_frame: int | None = None, score: float | None = None, reason: str | None = None) -> dict:
     """One phase (``start``, ``update``, ``end``) of an action event; ``end_*`` and ``reason`` at ``end`` only."""
     msg = {
         "type": EVENT,
         "version": VERSION,
         "stream": stream,
+        "session": session,
         "id": event_id,
         "phase": phase,
         "label": label,

@@ -20,13 +20,13 @@ import threading
 import time
 from typing import NamedTuple
 
-from model.errors import PublisherError
 from streamer.outputs import protocol
 from streamer.config import PublisherConfig
 from streamer.redact import redact
 from streamer.outputs.security import CurveServer, is_loopback
-from streamer.endpoints import bound_endpoint
-from streamer.core.stats import StatsRegistry, StreamStats
+from streamer.endpoints import bind
+from streamer.core.stats import StatsRegistry, StreamState, StreamStats
+from streamer.supervisor import join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,7 @@ class Publisher:
     def stop(self, timeout: float = 3.0) -> None:
         """:meth:`request_stop`, then join the thread for at most ``timeout`` seconds."""
         self.request_stop()
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("publisher thread still alive %.1f s after stop", timeout)
+        join_or_warn(self._thread, timeout)
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -152,17 +149,11 @@ class Publisher:
         sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_SUBSCRIPTION_BYTES)
         if self._curve is not None:
             self._curve.secure(sock)
-        try:
-            sock.bind(cfg.address)
-        except zmq.ZMQError as exc:
-            sock.close(linger=0)
-            raise PublisherError(f"cannot bind the publisher to {redact(cfg.address)}: {exc.strerror}; "
-                                 "pick a free address with --publish") from None
+        self.endpoint = bind(sock, cfg.address, "publisher", "--publish")
         if self._curve is None and not is_loopback(cfg.address):
             log.warning("PUBLISHER NOT ENCRYPTED on %s, which other machines can reach: anyone there can read "
                         "every result. Bind tcp://127.0.0.1:PORT, or set publisher.curve_secret_key and "
                         "publisher.curve_allow_dir (keys: python -m streamer.keys)", redact(cfg.address))
-        self.endpoint = bound_endpoint(sock, cfg.address)
         # read back from the socket, not from the config: what ZeroMQ really applies (docs, tests)
         self.options = {name: sock.getsockopt(getattr(zmq, name)) for name in ("SNDHWM", "LINGER", "MAXMSGSIZE")}
         log.info("publishing on %s (SNDHWM %d)", redact(self.endpoint), cfg.sndhwm)
@@ -252,6 +243,8 @@ class Publisher:
         self._send(sock, item, zmq)
 
     def _send(self, sock, item: _Outgoing, zmq) -> None:
+        if item.stats is not None and item.stats.state is StreamState.REMOVED:
+            return  # a window of a stream removed meanwhile: its last status said "removed"; nothing follows it
         ms = None if item.capture_mono is None else (time.monotonic() - item.capture_mono) * 1000.0
         payload = protocol.stamp(item.payload, published_ts=time.time(), capture_to_publish_ms=ms)
         if ms is not None and item.stats is not None:

@@ -34,13 +34,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import threading
 import time
 from typing import Callable, NamedTuple
 
 from model.errors import PublisherError
 from streamer.config import SnapshotConfig
-from streamer.endpoints import bound_endpoint
+from streamer.endpoints import ServerThread, bind
 from streamer.outputs import protocol
 from streamer.redact import redact
 from streamer.outputs.security import is_loopback
@@ -118,6 +117,12 @@ class LastValueCache:
         view[payload["stream"]] = view.get(payload["stream"], _Entry()).with_message(payload)
         self._view = view  # the one write a reader can see: a reference swap
 
+    def forget(self, stream: str) -> None:
+        """Drop a removed stream (publisher thread, after its last status was sent)."""
+        view = dict(self._view)
+        view.pop(stream, None)
+        self._view = view
+
     def view(self) -> dict[str, _Entry]:
         """The current mapping; treat it as read-only (the next message replaces it, never changes it)."""
         return self._view
@@ -128,23 +133,17 @@ class LastValueCache:
         return protocol.snapshot_message({s: e.as_dict() for s, e in view.items() if not streams or s in streams})
 
 
-class SnapshotServer(threading.Thread):
+class SnapshotServer(ServerThread):
     """Owns the ROUTER socket: answers each request with the cache's snapshot, within the limits above."""
 
     def __init__(self, config: SnapshotConfig, cache: LastValueCache, context, *,
                  secure: Callable | None = None) -> None:
         """``secure(sock)``: make the socket a CURVE server before it is bound (the publisher's keys)."""
-        super().__init__(name="snapshot", daemon=False)
+        super().__init__("snapshot")
         self.config = config
         self.cache = cache
         self._ctx = context
         self._secure = secure
-        self._stop_event = threading.Event()
-        self.ready = threading.Event()
-        self.error: BaseException | None = None  # the bind failed (raised by start_and_wait)
-        #: what ended the thread after the bind, for the supervisor (streamer/supervisor.py), which logs it
-        self.failure: BaseException | None = None
-        self.endpoint: str | None = None  # the address actually bound (a ``*`` port resolved)
         self.read = 0  #: requests read off the socket (at most ``_READS_PER_TICK`` per ``_TICK_S``)
         self.served = 0
         self.refused = 0  #: malformed, or over the frame/byte limits
@@ -153,27 +152,10 @@ class SnapshotServer(threading.Thread):
         self._answers: tuple[object, dict[tuple[str, ...], bytes]] = (None, {})  # (view, encoded answers)
         self._trim_due, self._last_trim = False, float("-inf")  # give back what a refused request held
 
-    def start_and_wait(self, timeout: float = 5.0) -> None:
-        """Start the thread and wait for the bind; a bind failure is raised here as PublisherError."""
-        self.start()
-        self.ready.wait(timeout)
-        if self.error is not None:
-            raise self.error
-
     def again(self) -> "SnapshotServer":
         """A new server on the endpoint this one had bound (same port, even if it was ``*``), not started."""
         config = self.config if self.endpoint is None else self.config.model_copy(update={"address": self.endpoint})
         return SnapshotServer(config, self.cache, self._ctx, secure=self._secure)
-
-    def request_stop(self) -> None:
-        self._stop_event.set()
-
-    def stop(self, timeout: float = 3.0) -> None:
-        self.request_stop()
-        if self.ident is not None:
-            self.join(timeout)
-            if self.is_alive():
-                log.warning("snapshot thread still alive %.1f s after stop", timeout)
 
     def run(self) -> None:
         import zmq
@@ -193,12 +175,10 @@ class SnapshotServer(threading.Thread):
                 log.warning("SNAPSHOT SOCKET NOT ENCRYPTED on %s, which other machines can reach; bind "
                             "tcp://127.0.0.1:PORT or turn on CURVE for the publisher", redact(cfg.address))
             try:
-                sock.bind(cfg.address)
-            except zmq.ZMQError as exc:
-                self.error = PublisherError(f"cannot bind the snapshot socket to {redact(cfg.address)}: "
-                                            f"{exc.strerror}; pick a free address with --snapshot")
+                self.endpoint = bind(sock, cfg.address, "snapshot socket", "--snapshot")
+            except PublisherError as exc:
+                self.error = exc
                 return
-            self.endpoint = bound_endpoint(sock, cfg.address)
             log.info("snapshots on %s", redact(self.endpoint))
             self.ready.set()
             while not self._stop_event.is_set():

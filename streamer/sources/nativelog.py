@@ -21,6 +21,7 @@ import sys
 import threading
 
 from streamer.redact import redact
+from streamer.supervisor import join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,7 @@ class NativeLogCapture:
         os.dup2(self._saved, self.fd)  # the pipe's last write end closes: the reader gets EOF
         os.close(self._saved)
         self._saved = None
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.warning("native-log thread still alive %.1f s after stop", timeout)
+        join_or_warn(self._thread, timeout)
         if self._stderr is not None:
             sys.stderr.flush()
             _repoint_handlers(sys.stderr, self._stderr)

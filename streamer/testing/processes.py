@@ -96,13 +96,17 @@ def sample_videos_dir() -> Path | None:
 
 def write_config(path: Path, sources: Iterable[dict], *, window: str = "{stride: 2, hop: 4}",
                  options: str = "", extra: str = "") -> Path:
-    """A YAML config: ``sources`` as [{id, url}], each with the same ``options`` flow mapping body."""
+    """A YAML config: ``sources`` as [{id, url}], each with the same ``options`` flow mapping body; a
+    source may add its own ``mode`` and ``options`` (more keys of the body, e.g. ``"loop: true"``)."""
     lines = ["sources:"]
     for s in sources:
         lines.append(f"  - id: {s['id']}")
         lines.append(f"    url: {json.dumps(s['url'])}")
-        if options:
-            lines.append(f"    options: {{{options}}}")
+        if s.get("mode"):
+            lines.append(f"    mode: {s['mode']}")
+        body = ", ".join(o for o in (options, s.get("options", "")) if o)
+        if body:
+            lines.append(f"    options: {{{body}}}")
     lines.append(f"window: {window}")
     lines.append("batching: {max_batch: 4, max_wait_ms: 5}")
     path.write_text("\n".join(lines) + "\n" + extra)
@@ -114,6 +118,7 @@ ANY_PORT = "tcp://127.0.0.1:*"
 
 #: the log lines that name what a pipeline listens on, by name (see streamer/endpoints.py)
 ENDPOINT_LINES = {"publisher": re.compile(r"publishing on (\S+)"), "snapshot": re.compile(r"snapshots on (\S+)"),
+                  "control": re.compile(r"control socket on (\S+)"),
                   "metrics": re.compile(r"metrics on (http://\S+)/metrics")}
 
 
@@ -123,15 +128,16 @@ def run_stream_argv(*args: str, prefix: Iterable[str] = ()) -> list[str]:
     ``prefix``: what runs instead of ``python run_stream.py`` (e.g. ``patched_run.py ... --``).
 
     Every run reads configs/default.yaml (a --config file merges over it), so each gets a free snapshot
-    address of its own and no test binds the default's fixed port (a demo left running beside the
+    and control address of its own and no test binds the default's fixed ports (a demo left running beside the
     tests would make them fail). The web console and event clips (on by default: port 8080, a clips/
     folder) are off unless a test asks for them with ``--ui`` / ``--clips``, so runs neither collide on
     the port nor write into the repository.
     """
     head = list(prefix) or [sys.executable, str(ROOT / "run_stream.py")]
     argv = [*head, "--status-line", "off", "--threads", "1", *args]
-    if "--snapshot" not in args:
-        argv += ["--snapshot", ANY_PORT]
+    for flag in ("--snapshot", "--control"):
+        if flag not in args:
+            argv += [flag, ANY_PORT]
     for flag in ("--ui", "--clips"):
         if flag not in args:
             argv += [flag, "off"]

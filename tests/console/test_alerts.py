@@ -127,7 +127,7 @@ def test_hanging_webhook_never_delays_the_publisher():
         n = 300
         for i in range(n):
             pub.publish("event.cam", event(i))
-            msg = protocol.result_message(stream="cam", seq=i, frame_indices=[i], frame_ts=[time.time()],
+            msg = protocol.result_message(stream="cam", session="s", seq=i, frame_indices=[i], frame_ts=[time.time()],
                                           top_k=[{"label": "wave", "score": 0.9}], model={}, inference_ms=1.0,
                                           age_ms=1.0, batch_size=1)
             pub.publish("result.cam", msg, capture_mono=time.monotonic(), stats=cam)

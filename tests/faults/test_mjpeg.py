@@ -1,7 +1,7 @@
 """A source faster than it says: HTTP MJPEG at 100 fps, which OpenCV reports as 25 fps. The ring is
 sized from the measured rate, so windows of the configured span fit and results come at the hop
 (before: a ring sized for 25 fps held 0.5 s, less than one 1.28 s window, and no result ever came).
-The server is ffmpeg's mpjpeg output behind a small HTTP server (tests/fixtures/media.py)."""
+The server is ffmpeg's mpjpeg output behind a small HTTP server (streamer/testing/media.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import statistics
 import pytest
 
 import feeds
-import media
+from streamer.testing import media
 
 pytestmark = pytest.mark.timeout(120)
 

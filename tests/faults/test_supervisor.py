@@ -8,7 +8,9 @@ the process stays up and serves again on the same endpoint. The policies are in 
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import sys
 import time
 import urllib.request
@@ -101,3 +103,22 @@ def test_a_dead_metrics_server_is_restarted_on_the_same_port(tiny_model, tmp_pat
         assert pipeline.terminate(3) == 0
     err = pipeline.stderr()
     assert len(log_records(err, "metrics thread died: RuntimeError: injected fault in metrics")) == 1
+
+
+def test_join_or_warn_names_a_thread_left_behind_and_passes_the_rest(caplog):
+    from streamer.supervisor import join_or_warn
+
+    release = threading.Event()
+    stuck = threading.Thread(target=release.wait, name="stuck-writer", daemon=True)
+    never = threading.Thread(target=release.wait, name="never-started")
+    done = threading.Thread(target=lambda: None, name="done")
+    stuck.start()
+    done.start()
+    with caplog.at_level(logging.WARNING, logger="streamer.supervisor"):
+        assert join_or_warn(never, 0.01) is True
+        assert join_or_warn(done, 1.0) is True
+        assert join_or_warn(stuck, 0.05) is False
+    release.set()
+    stuck.join(1.0)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["stuck-writer thread still alive 0.1 s after stop"]

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import feeds
-import media
+from streamer.testing import media
 from streamer.core import inference
 from streamer.sources.capture import CaptureThread
 from streamer.config import SourceConfig, SourceOptions

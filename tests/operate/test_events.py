@@ -47,7 +47,7 @@ def results_from_truth(labels: list[str], rng: np.random.Generator, noise: float
 
 
 def run_tracker(results: list[dict], config: EventsConfig, media_clock: bool = True) -> list[dict]:
-    tracker = StreamEvents("cam", config, fps=(lambda: FPS) if media_clock else (lambda: None), run_id="test")
+    tracker = StreamEvents("cam", config, fps=(lambda: FPS) if media_clock else (lambda: None), session="test")
     events = []
     for r in results:
         events.extend(tracker.observe(r))

@@ -92,3 +92,21 @@ def test_publisher_drop_counter_says_what_it_counts():
     assert "timesformer_publisher_dropped" not in text
     help_line = next(line for line in text.splitlines() if line.startswith("# HELP timesformer_publisher_queue_dropped"))
     assert "queue was full" in help_line and "SNDHWM" in help_line and "seq gaps" in help_line
+
+
+def test_snapshot_refusals_and_rate_limited_requests_are_counted_by_outcome():
+    """What the snapshot socket turned away (issue 19's attacks) shows in the metrics, by outcome."""
+    from prometheus_client import generate_latest
+
+    from streamer.core.stats import StatsRegistry
+    from streamer.ops.metrics import Metrics, MetricsConfig
+
+    counts = {"served": 4, "refused": 2, "limited": 7}
+    metrics = Metrics(MetricsConfig(), StatsRegistry(), snapshot_counts=lambda: counts)
+    text = generate_latest(metrics.registry).decode()
+    for outcome, n in counts.items():
+        assert f'timesformer_snapshot_requests_total{{outcome="{outcome}"}} {n}.0' in text
+    counts["refused"] = 3  # read at scrape time
+    assert 'timesformer_snapshot_requests_total{outcome="refused"} 3.0' in generate_latest(metrics.registry).decode()
+    assert "timesformer_snapshot_requests" not in generate_latest(
+        Metrics(MetricsConfig(), StatsRegistry()).registry).decode()

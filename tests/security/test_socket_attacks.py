@@ -1,6 +1,6 @@
 """S9 on the sockets that face clients: hostile peers cannot grow the process or slow its results.
 
-A raw ZMTP peer (tests/fixtures/zmtp.py: a plain TCP socket) sends what libzmq clients never would:
+A raw ZMTP peer (streamer/testing/zmtp.py: a plain TCP socket) sends what libzmq clients never would:
 a 10 MB subscription to the publisher, a 25,000-frame snapshot request; a DEALER floods the snapshot
 socket. One pipeline (four 50 fps test-pattern streams, a tiny model) runs for the module; each test
 measures its RSS from /proc and compares results in attack blocks with results in quiet blocks
@@ -15,6 +15,7 @@ would fail at random; 3x still catches what the attacks did before (p99 20 ms ->
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,6 @@ import feeds
 import numpy as np
 import pytest
 import zmq
-import zmtp
 
 from model.errors import PublisherError
 from streamer.config import PublisherConfig
@@ -36,6 +36,7 @@ from streamer.outputs.publisher import Publisher
 from streamer.outputs.snapshot import (MAX_REQUEST_FRAMES, LastValueCache, SnapshotConfig, SnapshotServer,
                                        request_snapshot)
 from streamer.subscribe import Collector
+from streamer.testing import zmtp
 
 RSS_GROWTH_MB = 20  # the issue's bound on what an attack may leave behind
 P50_RATIO = 1.2  # results' p50 capture->publish under attack / without it
@@ -45,20 +46,13 @@ CPU_RATIO = 1.25  # the pipeline's CPU seconds a second under a snapshot flood /
 STREAMS = ("a", "b", "c", "d")
 
 
-FLOOD = """
-import sys, zmq
-ctx = zmq.Context()
-sock = ctx.socket(zmq.DEALER)
-sock.setsockopt(zmq.LINGER, 0)
-sock.setsockopt(zmq.SNDHWM, 100)
-sock.setsockopt(zmq.SNDBUF, 4096)  # little in flight: the flood goes as fast as the server reads, no faster
-sock.connect(sys.argv[1])
-print("ready", flush=True)
-while True:  # a blocking send waits while the server does not read
-    sock.send(b"snapshot")
-    while sock.poll(0):
-        sock.recv_multipart()
-"""
+def flooder(address: str) -> subprocess.Popen:
+    """``streamer.testing.snapshot_flood`` in its own process: one DEALER sending snapshot requests as fast
+    as the server reads them (a blocking send), until killed; it has printed ``ready`` when this returns."""
+    flood = subprocess.Popen([sys.executable, "-m", "streamer.testing.snapshot_flood", address], cwd=feeds.REPO,
+                             env=feeds.ENV, stdout=subprocess.PIPE, text=True)
+    assert flood.stdout.readline().strip() == "ready"
+    return flood
 
 
 def port_of(address: str) -> int:
@@ -131,9 +125,8 @@ def test_a_flood_is_read_at_a_bounded_rate_and_a_fair_client_still_gets_its_answ
     from streamer.outputs import snapshot
 
     with snapshot_server() as (server, ctx, address):
-        flood = subprocess.Popen([sys.executable, "-c", FLOOD, address], stdout=subprocess.PIPE, text=True)
+        flood = flooder(address)
         try:
-            assert flood.stdout.readline().strip() == "ready"
             assert feeds.wait_until(lambda: server.read >= 50, 10)
             read0, t0 = server.read, time.monotonic()
             fair = request_snapshot(address, context=ctx, timeout=5.0)  # another peer, in the middle of the flood
@@ -148,6 +141,31 @@ def test_a_flood_is_read_at_a_bounded_rate_and_a_fair_client_still_gets_its_answ
     assert 0.5 * limit <= rate <= 1.1 * limit, rate  # the flood is read as fast as allowed, and no faster
     assert server.served <= 2 + 10 * 4  # the flooder: one answer per 0.1 s, whatever it sends
     assert server.limited >= server.read - server.served - 1
+
+
+def test_a_paced_flood_from_several_peers_gets_one_answer_per_interval_each():
+    """The soak's flood (issue 19: ~80k requests a second for a few seconds) from 4 DEALERs that never
+    block: the server reads at most its rate, whatever ZeroMQ took in (tens of thousands of requests
+    queue toward it), and each peer gets at most one answer per interval."""
+    from streamer.outputs import snapshot
+
+    rate, seconds, sockets = 20000, 1.5, 4
+    with snapshot_server() as (server, ctx, address):
+        flood = subprocess.Popen([sys.executable, "-m", "streamer.testing.snapshot_flood", address, "--rate", str(rate),
+                                  "--seconds", str(seconds), "--sockets", str(sockets)], cwd=feeds.REPO,
+                                 env=feeds.ENV, stdout=subprocess.PIPE, text=True)
+        try:
+            assert flood.stdout.readline().strip() == "ready"
+            t0 = time.monotonic()
+            counts = json.loads(flood.stdout.readline())
+            elapsed = time.monotonic() - t0
+        finally:
+            flood.kill()
+            flood.wait(10)
+        read = server.read
+    assert counts["tried"] >= rate * (seconds - 0.1) and counts["tried"] == counts["sent"] + counts["refused"], counts
+    assert read < counts["sent"] and read <= snapshot._READS_PER_TICK / snapshot._TICK_S * (elapsed + 0.5), (read, elapsed)
+    assert counts["answers"] <= sockets * (elapsed / snapshot.PEER_INTERVAL_S + 1), (counts, elapsed)
 
 
 def test_the_cache_is_copy_on_write():
@@ -224,10 +242,7 @@ def test_huge_subscriptions_leave_memory_and_latency_as_they_were(pipeline):
     attacks = []
 
     def subscribe_huge():  # the chaos run's attack: one 10 MB subscription, and five of 1 MB
-        for size in (10_000_000,) + (1_000_000,) * 5:
-            with zmtp.RawPeer(port_of(pipeline.publish), b"SUB") as peer:
-                peer.send_large_frame(size, b"\x01result.")
-                attacks.append(peer.closed_by_peer(5.0))
+        attacks.extend(zmtp.oversized_subscriptions(port_of(pipeline.publish), (10_000_000,) + (1_000_000,) * 5))
 
     rss0 = pipeline.rss_kb()
     got = blocks(pipeline, subscribe_huge, lambda: None)
@@ -240,13 +255,9 @@ def test_huge_subscriptions_leave_memory_and_latency_as_they_were(pipeline):
 
 def test_a_25000_frame_snapshot_request_is_refused_and_its_memory_freed(pipeline):
     rss0 = pipeline.rss_kb()
-    with zmtp.RawPeer(port_of(pipeline.snapshot), b"DEALER") as peer:
-        body = b"".join(zmtp.frame(b"s" * 4000, more=True) for _ in range(1000))
-        assert peer.send(zmtp.frame(b"snapshot", more=True))
-        for _ in range(25):
-            assert peer.send(body), "the snapshot socket hung up on frames within its per-frame limit"
-        assert peer.send(zmtp.frame(b"last"))
-        assert peer.received(b'"ok":false', timeout=60)  # refused, with a reason, once all of it was read
+    outcome = zmtp.many_frame_request(port_of(pipeline.snapshot))  # 25,000 frames of 4 KB
+    assert outcome.sent_all, "the snapshot socket hung up on frames within its per-frame limit"
+    assert outcome.refused  # refused, with a reason, once all of it was read
 
     def growth_mb() -> float:
         return (pipeline.rss_kb() - rss0) / 1024
@@ -261,9 +272,8 @@ def test_a_25000_frame_snapshot_request_is_refused_and_its_memory_freed(pipeline
 def test_a_snapshot_request_flood_does_not_cut_results(pipeline):
     """One flooder process, let loose (SIGCONT) in the attack blocks and frozen (SIGSTOP) in the quiet
     ones: it sends as fast as the snapshot socket reads, so what it costs is what the server lets in."""
-    flood = subprocess.Popen([sys.executable, "-c", FLOOD, pipeline.snapshot], stdout=subprocess.PIPE, text=True)
+    flood = flooder(pipeline.snapshot)
     try:
-        assert flood.stdout.readline().strip() == "ready"
         flood.send_signal(signal.SIGSTOP)
         got = blocks(pipeline, lambda: flood.send_signal(signal.SIGCONT), lambda: flood.send_signal(signal.SIGSTOP))
     finally:

@@ -1,5 +1,5 @@
 """Video files through the capture thread: a corrupt block is read past and counted (R7, R9), a
-resolution change mid-file is seen and stated (R8). The media are made by ffmpeg (tests/fixtures/media.py)."""
+resolution change mid-file is seen and stated (R8). The media are made by ffmpeg (streamer/testing/media.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import feeds
-import media
+from streamer.testing import media
 from streamer.config import SourceConfig
 from streamer.core.ring import FrameRing
 from streamer.core.stats import StreamStats

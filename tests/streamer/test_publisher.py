@@ -39,7 +39,7 @@ def test_the_dict_handed_over_is_never_changed_what_is_sent_is_stamped(tcp_addre
     stats = StatsRegistry()
     s = stats.add("cam0", "x")
     seen = []
-    msg = protocol.result_message(stream="cam0", seq=0, frame_indices=[0, 2], frame_ts=[1.0, 1.1],
+    msg = protocol.result_message(stream="cam0", session="s", seq=0, frame_indices=[0, 2], frame_ts=[1.0, 1.1],
                                   top_k=[{"label": "a", "score": 1.0}], model={}, inference_ms=1.0, age_ms=2.0,
                                   batch_size=1)
     before = copy.deepcopy(msg)

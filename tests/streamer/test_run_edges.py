@@ -83,7 +83,7 @@ def test_the_final_status_counts_every_result_queued_before_it():
             assert feeds.wait_until(lambda: pub.publish("status.probe", {"type": "probe"}) and sub.recv(0.2), 10)
             gate = threading.Event()
             pub.call_soon(lambda: gate.wait(5))  # the publisher thread is busy: the result waits in its queue
-            msg = protocol.result_message(stream="cam", seq=0, frame_indices=[0], frame_ts=[0.0], top_k=[], model={},
+            msg = protocol.result_message(stream="cam", session="s", seq=0, frame_indices=[0], frame_ts=[0.0], top_k=[], model={},
                                           inference_ms=1.0, age_ms=1.0, batch_size=1)
             pub.publish(protocol.result_topic("cam"), msg, capture_mono=time.monotonic(), stats=cam)
             final_status(pub, stats)  # what shutdown sends last

@@ -23,24 +23,39 @@ def _p50(values) -> float | None:
 
 class ConsoleState:
     def __init__(self, streams: list[str], *, max_events: int = 200, timeline_s: float = 600.0) -> None:
-        self.tiles: dict[str, dict] = {s: {"stream": s, "state": "connecting", "reason": "", "top": [],
-                                           "fps": 0.0, "drops": 0, "p50_ms": None, "warnings": []} for s in streams}
+        self.tiles: dict[str, dict] = {}
         self.events: OrderedDict[str, dict] = OrderedDict()  # id -> entry, oldest first
-        self.bands: dict[str, deque] = {s: deque(maxlen=2000) for s in streams}  # timeline bands per stream
+        self.bands: dict[str, deque] = {}  # timeline bands per stream
         self.max_events, self.timeline_s = max_events, timeline_s
-        self._latency: dict[str, deque] = {s: deque(maxlen=_LATENCIES) for s in streams}
+        self._latency: dict[str, deque] = {}
+        for stream in streams:
+            self._add(stream)
+
+    def _add(self, stream: str) -> None:
+        self.tiles[stream] = {"stream": stream, "state": "connecting", "reason": "", "top": [], "fps": 0.0,
+                              "drops": 0, "p50_ms": None, "warnings": []}
+        self.bands[stream] = deque(maxlen=2000)
+        self._latency[stream] = deque(maxlen=_LATENCIES)
 
     # ---- input ----------------------------------------------------------------------------------
     def apply(self, payload: dict) -> list[tuple[str, dict]]:
-        """Fold one sent message in; returns the page updates ``(kind, data)`` it causes."""
+        """Fold one sent message in; returns the page updates ``(kind, data)`` it causes.
+
+        A stream added while running appears with its first status; a ``removed`` status is its last
+        update (its tile says so until the page reloads) and the stream is forgotten here."""
         stream = payload.get("stream")
-        if stream not in self.tiles:
-            return []
         kind = payload.get("type")
+        if stream not in self.tiles:
+            if kind != "status" or payload.get("state") == "removed" or not isinstance(stream, str):
+                return []
+            self._add(stream)
         if kind == "result":
             return [("tile", self._result(stream, payload))]
         if kind == "status":
-            return [("tile", self._status(stream, payload))]
+            update = [("tile", self._status(stream, payload))]
+            if payload.get("state") == "removed":
+                del self.tiles[stream], self.bands[stream], self._latency[stream]
+            return update
         if kind == "event":
             return [("event", self._event(stream, payload))]
         return []

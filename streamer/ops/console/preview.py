@@ -26,6 +26,15 @@ class Previews:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-preview")
         self.encoded = 0
 
+    def add(self, stream: str) -> None:
+        self.streams = self.streams | {stream}  # copy-on-write: the event loop reads it
+
+    def forget(self, stream: str) -> None:
+        """A removed stream: no preview any more, and its last frame is let go."""
+        self.streams = self.streams - {stream}
+        self._frames.pop(stream, None)
+        self._cache.pop(stream, None)
+
     def frame(self, stream: str, wall: float, image) -> None:
         """The newest frame of ``stream`` (capture thread)."""
         self._frames[stream] = (wall, image)

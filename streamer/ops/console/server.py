@@ -29,6 +29,7 @@ from streamer.ops.console import auth
 from streamer.ops.console.hub import ConsoleState
 from streamer.ops.console.preview import Previews
 from streamer.config import UiConfig
+from streamer.supervisor import join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,13 @@ class Console(threading.Thread):
     def on_frame(self, stream: str, index: int, wall: float, image) -> None:
         self.previews.frame(stream, wall, image)
 
+    def add_stream(self, stream: str) -> None:
+        """A stream added while running: previews from now on (its tile appears with its first status)."""
+        self.previews.add(stream)
+
+    def forget(self, stream: str) -> None:
+        self.previews.forget(stream)
+
     def _put(self, item: dict) -> None:
         try:
             self._inbox.put_nowait(item)
@@ -115,10 +123,7 @@ class Console(threading.Thread):
 
     def stop(self, timeout: float = 5.0) -> None:
         self.request_stop()
-        if self.ident is not None:
-            self.join(timeout)
-            if self.is_alive():
-                log.warning("console thread still alive %.1f s after stop", timeout)
+        join_or_warn(self, timeout)
 
     def run(self) -> None:
         try:
