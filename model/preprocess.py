@@ -161,13 +161,27 @@ class Preprocessor:
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 ``(H, W, 3)`` already on this preprocessor's device -> normalized float32 ``(3, h, w)``."""
+        return torch.addcmul(self._b, self._levels(x), self._a)  # (3, h, w) float32
+
+    def pixels(self, frame: np.ndarray) -> torch.Tensor:
+        """uint8 ``H x W x 3`` numpy -> uint8 RGB ``(3, h, w)``: resized and cropped, not yet normalized.
+        :meth:`normalize` of it equals ``self(frame)`` (training caches these, model.finetune)."""
+        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)  # (H, W, 3) uint8
+        return self._levels(x).to(torch.uint8)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (or uint8-level float) ``(..., 3, h, w)`` RGB -> normalized float32, as :meth:`transform`."""
+        return torch.addcmul(self._b, x.float(), self._a)
+
+    def _levels(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(H, W, 3)`` -> float ``(3, h, w)`` RGB at uint8 levels: resized, cropped."""
         x = x.permute(2, 0, 1)  # (3, H, W)
         x = self._resize(x)  # (3, h', w') float, uint8 levels
         x = self._center_crop(x)  # (3, h, w)
         if self.input_order == "BGR":
             # resize and crop act per channel: swapping after them equals swapping the whole frame, cheaper
             x = x.flip(0)  # (3, h, w) RGB
-        return torch.addcmul(self._b, x, self._a)  # (3, h, w) float32
+        return x
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]

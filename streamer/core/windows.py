@@ -1,36 +1,15 @@
-"""Which ring entries make a clip: pure functions for frame-stride and timestamp sampling.
-
-A clip has ``num_frames`` samples. By stride, sample ``i`` of a window ending at ``e`` is
-``e - (T-1-i) * stride``. By time, samples are ``dt = span_s / T`` apart: sample ``i`` targets
-``t_end - (T-1-i) * dt`` and takes the frame whose timestamp is nearest, so a varying or dropping
-frame rate keeps the clip's time span (a source slower than ``1/dt`` repeats its nearest frame).
+"""How many ring slots a window needs. The pure sampling functions (stride and timestamp windows) live in
+:mod:`model.sampling`, shared with ``model.finetune`` so a model trains on the frames the scheduler takes;
+they are re-exported here for the scheduler.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from model.sampling import nearest, stride_indices, time_targets
 
-def stride_indices(end: int, num_frames: int, stride: int) -> list[int]:
-    """Sequence numbers of a stride window whose newest frame is ``end``."""
-    first = end - (num_frames - 1) * stride
-    return list(range(first, end + 1, stride))
-
-
-def time_targets(t_end: float, num_frames: int, span_s: float) -> np.ndarray:
-    """Target timestamps, oldest first, of a clip of ``span_s`` seconds ending at ``t_end``."""
-    dt = span_s / num_frames
-    return t_end - dt * np.arange(num_frames - 1, -1, -1, dtype=np.float64)
-
-
-def nearest(ts: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """For each target, the index into sorted ``ts`` of the nearest value (ties go to the older frame)."""
-    if len(ts) == 1:
-        return np.zeros(len(targets), np.int64)
-    j = np.searchsorted(ts, targets)  # first index with ts >= target
-    j = np.clip(j, 1, len(ts) - 1)
-    older = targets - ts[j - 1] <= ts[j] - targets
-    return np.where(older, j - 1, j).astype(np.int64)
+__all__ = ["frames_needed", "nearest", "stride_indices", "time_targets"]
 
 
 def frames_needed(num_frames: int, stride: int | None, span_s: float | None, hop: int | None,

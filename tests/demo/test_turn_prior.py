@@ -18,52 +18,57 @@ import pytest
 import torch
 
 from bars import KINDS, bar_clip
-from model.demo import train, turn_prior
+from clipsets import stored_state
+from model.config import Sampling
+from model.demo import turn_prior
 from model.demo.motion_prior import motion_prior_units
+from model.demo.render import CLASSES
+from model.errors import ConfigError
+from model.finetune import bases, cli
+from model.finetune.settings import Freeze
 
-GEOMETRY = ["--hidden", "128", "--mlp", "512", "--layers", "4", "--heads", "8"]  # the shipped checkpoint's
 WEIGHTS = Path(__file__).resolve().parents[2] / "model" / "weights" / "motion-demo"
 
 
-def demo_model(seed: int = 0, geometry: list[str] = GEOMETRY):
-    """The recipe's turn-prior init (motion prior first) and its masks, as ``python -m model.demo.train`` builds them."""
+def demo_model(seed: int = 0, base: str = "scratch:small"):
+    """The motion-demo's starting network as ``python -m model.finetune --prior motion-demo`` builds it:
+    seeded, then the fixed front end; with the layout of its channels and the masks that keep them."""
     torch.manual_seed(seed)
-    args = train.parse_args(["--init", "turn-prior", *geometry])
-    model = train.build_model(args)
-    masks = train.init_front_end(model, args.init)
+    begin = bases.start(base, CLASSES, Sampling(8, span_s=1.28), Freeze(), "motion-demo", "synthetic-shapes")
+    model = begin.model
     layout = turn_prior.layout_of(model, motion_prior_units(model))
-    return model.eval(), layout, masks
+    return model.eval(), layout, begin.masks
 
 
-def shipped_command() -> list[str]:
-    """The options the shipped weights were trained with (training.json records the whole command)."""
+def shipped_start() -> tuple[int, str]:
+    """The seed and base the shipped weights were trained from (training.json records the whole command)."""
     words = shlex.split(json.loads((WEIGHTS / "training.json").read_text())["command"])
-    return words[next(i for i, w in enumerate(words) if w.startswith("--")):]
+    if "model.finetune" in words:
+        s = cli.settings_from(cli.parser().parse_args(words[words.index("model.finetune") + 1:]))
+        assert s.prior == "motion-demo"
+        return s.seed, s.base
+    # weights from the recipe before model.finetune (tools/train_demo.py --init turn-prior, seed 0 unless given):
+    # the same front end on the same small geometry, which scratch:small --prior motion-demo builds
+    value = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
+    assert value["--init"] == "turn-prior"
+    assert (value["--hidden"], value["--heads"], value["--mlp"], value["--layers"]) == ("128", "8", "512", "4")
+    return int(value.get("--seed", 0)), "scratch:small"
 
 
 def test_the_recipe_builds_the_shipped_checkpoints_fixed_weights_bit_for_bit():
-    """Seeded as the shipped command was, the priors set exactly the weights training kept fixed, and the
-    recipe writes the shipped config.json: the documented command still starts where the weights did.
-    Compared with the file as stored (load_model folds the temporal projections, which changes them)."""
-    from model import keymap
-    from model.checkpoint import read_weights
-
-    args = train.parse_args(shipped_command())
-    torch.manual_seed(args.seed)
-    model = train.build_model(args)
-    masks = train.init_front_end(model, args.init)
-    stored = read_weights(WEIGHTS)
-    shipped = keymap.to_native(stored, keymap.detect_format(stored))
+    """Seeded as the shipped command was, the priors set exactly the weights training kept fixed: the
+    documented command still starts where the weights did. Compared with the file as stored (load_model
+    folds the temporal projections, which changes them)."""
+    seed, base = shipped_start()
+    model, _, masks = demo_model(seed, base)
+    shipped = stored_state(WEIGHTS)
     fixed = 0
     for name, p in model.named_parameters():
         keep = masks[name] == 0
         fixed += int(keep.sum())
         assert torch.equal(p[keep], shipped[name][keep]), name
     assert fixed > 400_000  # the front end is most of block 0-2's weights, not a handful
-    assert model.config.to_hf_dict() == json.loads((WEIGHTS / "config.json").read_text())
-    torch.manual_seed(args.seed + 1)  # another seed draws another random projection: the check can fail
-    other = train.build_model(args)
-    train.init_front_end(other, args.init)
+    other, _, _ = demo_model(seed + 1, base)  # another seed draws another random projection: the check can fail
     assert not torch.equal(other.blocks[0].temporal_attn.qkv.weight, shipped["blocks.0.temporal_attn.qkv.weight"])
 
 
@@ -119,5 +124,5 @@ def test_trainable_weights_do_not_carry_the_turn():
 
 
 def test_prior_refuses_a_geometry_it_does_not_fit():
-    with pytest.raises(ValueError, match="turn prior"):
-        demo_model(0, ["--hidden", "96", "--mlp", "384", "--layers", "4", "--heads", "4"])
+    with pytest.raises(ConfigError, match="--prior motion-demo does not fit"):
+        demo_model(0, "scratch:tiny")

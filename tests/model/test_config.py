@@ -74,7 +74,8 @@ def test_model_imports_neither_streamer_nor_zmq():
     import sys
     from pathlib import Path
 
-    code = ("import sys, model, model.checkpoint, model.views, model.demo.train, model.demo.render.__main__; "
+    code = ("import sys, model, model.checkpoint, model.views, model.finetune.cli, model.finetune.run, "
+            "model.demo.dataset, model.demo.heldout.__main__, model.demo.render.__main__; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('streamer', 'zmq')))")
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                           capture_output=True, text=True, timeout=120)

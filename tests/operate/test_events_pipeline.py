@@ -21,7 +21,7 @@ SEGMENTS = 7
 def require_demo_model() -> None:
     if not (BUILTIN["motion-demo"] / "config.json").is_file():
         pytest.skip("the built-in motion-demo weights are not installed (model/weights/motion-demo); "
-                    "train them with python -m model.demo.train")
+                    "train them as docs/DEMO_MODEL.md says")
 
 
 def render(seed: int, folder) -> tuple:

@@ -8,7 +8,7 @@ frame's shorter side (written ``S``), rates are per second. ``DOCUMENTED`` is wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: The demo model's ``domain`` (config.json): all it has seen is what this renderer draws.
 DOMAIN = "synthetic-shapes"
@@ -60,6 +60,8 @@ SHAPES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
 EXTRA_SHAPES: tuple[str, ...] = ("pentagon", "star", "blob")
 BACKGROUNDS: tuple[str, ...] = ("solid", "gradient", "texture", "noise")
 EXTRA_BACKGROUNDS: tuple[str, ...] = ("stripes", "checker", "radial")
+BUSY_BACKGROUNDS: tuple[str, ...] = ("clutter", "tiles", "blotches")  # render/backdrops.py
+MORE_SHAPES: tuple[str, ...] = ("arrow", "lshape", "trapezoid")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class Ranges:
     backgrounds: tuple[str, ...] = BACKGROUNDS
     inside: float = 1.0  # fraction of a shape's circumradius kept inside the frame (1 = whole shape)
     still_distractors: float = 0.0  # probability that a shape other than the first stays still
+    fills: tuple[str, ...] = ("solid",)  # how shapes are painted (render/fills.py); solid: a flat colour
+    aliased: float = 0.0  # probability that a shape is drawn without anti-aliasing
+    lighting: float = 0.0  # probability of a vignette or light gradient over the background
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -103,4 +108,16 @@ WIDE = Ranges(
     backgrounds=BACKGROUNDS + EXTRA_BACKGROUNDS,
     inside=0.4,
     still_distractors=0.3,
+)
+
+#: The demo model's training data (python -m model.demo.dataset): the wide variety, plus busy and
+#: photo-like backgrounds, lighting, more shape kinds, and shapes painted with gradients, textures,
+#: outlines and borders, with or without anti-aliasing.
+RANDOMIZED = replace(
+    WIDE,
+    shapes=SHAPES + EXTRA_SHAPES + MORE_SHAPES,
+    backgrounds=BACKGROUNDS + EXTRA_BACKGROUNDS + BUSY_BACKGROUNDS + BUSY_BACKGROUNDS,  # busy ones twice as often
+    fills=("solid", "solid", "gradient", "texture", "outline", "bordered"),
+    aliased=0.3,
+    lighting=0.3,
 )

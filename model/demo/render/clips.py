@@ -1,43 +1,45 @@
-"""Training clips: short labeled frame sequences with far more variety than the documented videos.
+"""Labeled training clips: one action each, drawn with far more variety than the documented videos.
 
-Each clip is one action, seen through ``num_frames`` frames sampled at a random time step (as a
-window scheduler would, from a source of random frame rate), rendered at a random resolution and
-aspect ratio, then degraded the way real videos are (lossy encoding, blur, resampling, noise,
-flicker). numpy + cv2 only; the caller resizes to the model input.
+:func:`render_clip` renders one short video of one action (the demo's dataset writer,
+``python -m model.demo.dataset``, calls it per file): a scene of random resolution and aspect ratio
+and frame rate whose scripted segments lead up to the action, so the shapes start where earlier
+actions left them (against an edge, clustered, stacked) as in a long video; then degraded the way
+real videos are (lossy encoding, blur, resampling, noise, flicker). numpy + cv2 only.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from model.demo.render.actions import WIDE, Ranges
+from model.demo.render.actions import CLASSES, DOCUMENTED, RANDOMIZED, Ranges
 from model.demo.render.scene import Scene
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """What one clip video varies: its size, rate, length, and how many actions came before it."""
+
+    short: tuple[int, int] = (56, 240)  # shorter side, pixels (log-uniform)
+    fps: tuple[float, float] = (12.0, 30.0)
+    seconds: tuple[float, float] = (1.5, 2.6)  # clip length, cut from the action's segment
+    before: int = 3  # up to this many scripted actions before the clip's own
+    documented_share: float = 0.25  # clips in the documented ranges and look (still degraded)
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
-def _frame_size(rng: np.random.Generator, short: tuple[int, int]) -> tuple[int, int]:
+def frame_size(rng: np.random.Generator, short: tuple[int, int]) -> tuple[int, int]:
     """(width, height): shorter side log-uniform in ``short``, aspect ratio 0.56..1.8 either way."""
     side = int(round(_log_uniform(rng, *short)))
     aspect = _log_uniform(rng, 1.0, 1.8)
     long = int(round(side * aspect))
     return (long, side) if rng.uniform() < 0.8 else (side, long)
-
-
-def sample_times(rng: np.random.Generator, duration: float, num_frames: int,
-                 step_s: tuple[float, float]) -> np.ndarray:
-    """Frame times (s) of one window inside ``[0, duration)``: a random step, snapped to a random fps grid."""
-    step = _log_uniform(rng, *step_s)
-    fps = float(rng.uniform(max(8.0, 1.0 / step), 60.0))
-    span = step * (num_frames - 1)
-    t0 = float(rng.uniform(0.0, max(duration - span - 1.0 / fps, 0.0)))
-    times = np.round((t0 + step * np.arange(num_frames)) * fps) / fps  # as a scheduler picks real frames
-    return np.clip(times, 0.0, duration)
 
 
 def degrade(rng: np.random.Generator, frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -70,22 +72,26 @@ def degrade(rng: np.random.Generator, frames: list[np.ndarray]) -> list[np.ndarr
     return out
 
 
-def sample_clip(rng: np.random.Generator, num_frames: int = 8, ranges: Ranges = WIDE,
-                step_s: tuple[float, float] = (0.1, 0.24), short: tuple[int, int] = (56, 220),
-                augment: bool = True, segment_index: int = 0) -> tuple[np.ndarray, str]:
-    """One labeled clip: uint8 ``(T, H, W, 3)`` BGR frames and the action's class name.
+def script(rng: np.random.Generator, label: str, before: int) -> tuple[str, ...]:
+    """``label`` after 0..``before`` random actions, never the same action twice in a row."""
+    out: list[str] = []
+    for _ in range(int(rng.integers(0, before + 1))):
+        out.append(str(rng.choice([c for c in CLASSES if c != label and (not out or c != out[-1])])))
+    return (*out, label)
 
-    ``segment_index`` picks which of the scene's segments the clip comes from: 0 is the first, where
-    shapes start at random places; later ones start where the earlier actions left the shapes
-    (against an edge, clustered, stacked), as a long video does.
-    """
-    width, height = _frame_size(rng, short)
-    scene = Scene(int(rng.integers(0, 2**31 - 1)), width, height, 25.0, ranges)
-    segment = scene.segment_for(0)  # the first segment's action is uniform over the classes
-    for _ in range(segment_index):  # only states are computed on the way, nothing is drawn
+
+def render_clip(rng: np.random.Generator, label: str, plan: ClipPlan = ClipPlan(),
+                ranges: Ranges = RANDOMIZED) -> tuple[list[np.ndarray], float]:
+    """One clip of ``label``: uint8 BGR frames and their frame rate."""
+    if rng.uniform() < plan.documented_share:
+        ranges = DOCUMENTED
+    width, height = frame_size(rng, plan.short)
+    fps = float(rng.uniform(*plan.fps))
+    scene = Scene(int(rng.integers(0, 2**31 - 1)), width, height, fps, ranges, script(rng, label, plan.before))
+    segment = scene.segment_for(0)
+    for _ in range(len(scene.script) - 1):  # only states are computed on the way, nothing is drawn
         segment = scene.segment_for(segment.end)
-    times = sample_times(rng, segment.num_frames / scene.fps, num_frames, step_s)
-    frames = [scene.draw(scene.states_at(segment, float(t)), rng, scene.noise_sigma) for t in times]
-    if augment:
-        frames = degrade(rng, frames)
-    return np.stack(frames), segment.label
+    length = min(segment.num_frames, max(2, int(round(rng.uniform(*plan.seconds) * fps))))
+    first = segment.start + int(rng.integers(0, segment.num_frames - length + 1))
+    frames = [scene.render(i) for i in range(first, first + length)]
+    return degrade(rng, frames), fps

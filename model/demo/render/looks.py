@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from model.demo.render import backdrops
+
 _ELLIPSE_POINTS = 48
 
 
@@ -72,6 +74,9 @@ def background(rng: np.random.Generator, kind: str, width: int, height: int) -> 
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         dist = np.hypot(xs - cx, ys - cy)
         image = _blend(dist / max(float(dist.max()), 1e-6), first, second)
+    elif kind in backdrops.EXTRA:  # over a smooth two-colour base
+        field = _smooth_field(rng, width, height, int(rng.integers(2, 12)))
+        image = backdrops.EXTRA[kind](rng, _blend(field, first, second))
     else:
         raise ValueError(f"unknown background kind {kind!r}")
     return np.clip(image, 0.0, 255.0).astype(np.uint8)
@@ -107,6 +112,8 @@ def outline(rng: np.random.Generator, kind: str, aspect_range: tuple[float, floa
         t = np.linspace(0.0, 2.0 * np.pi, _ELLIPSE_POINTS, endpoint=False)
         radii = 1.0 + 0.25 * np.sin(2 * t + rng.uniform(0, 6.3)) + 0.15 * np.sin(3 * t + rng.uniform(0, 6.3))
         pts = np.stack([aspect * radii * np.cos(t), radii * np.sin(t)], axis=1)
+    elif kind in _POLYGONS:  # fixed asymmetric polygons, stretched by the aspect ratio
+        pts = np.array(_POLYGONS[kind], dtype=np.float64) * np.array([aspect, 1.0])
     else:
         raise ValueError(f"unknown shape kind {kind!r}")
     pts = pts - pts.mean(axis=0, keepdims=True)
@@ -114,6 +121,11 @@ def outline(rng: np.random.Generator, kind: str, aspect_range: tuple[float, floa
     return pts.astype(np.float32)
 
 
+_POLYGONS = {  # unit outlines, x right, y down
+    "arrow": ((-1.0, -0.3), (0.2, -0.3), (0.2, -0.8), (1.0, 0.0), (0.2, 0.8), (0.2, 0.3), (-1.0, 0.3)),
+    "lshape": ((-1.0, -1.0), (-0.2, -1.0), (-0.2, 0.3), (1.0, 0.3), (1.0, 1.0), (-1.0, 1.0)),
+    "trapezoid": ((-1.0, 0.6), (1.0, 0.6), (0.45, -0.6), (-0.6, -0.6)),
+}
 _SHIFT = 4  # cv2 sub-pixel bits: coordinates are drawn with 1/16 pixel precision
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from model.demo.render import looks
+from model.demo.render import backdrops, fills, looks
 from model.demo.render.actions import CLASSES, DOCUMENTED, MOVES, Ranges
 
 
@@ -65,13 +65,18 @@ class Look:
 
     outlines: tuple[np.ndarray, ...]
     colours: tuple[np.ndarray, ...]
+    styles: tuple[fills.Style, ...] | None = None  # None: flat colours (the documented look)
 
 
 class Scene:
     """Everything about one synthetic video; ``render(i)`` and ``label(i)`` for any frame index ``i``."""
 
-    def __init__(self, seed: int, width: int, height: int, fps: float, ranges: Ranges = DOCUMENTED) -> None:
+    def __init__(self, seed: int, width: int, height: int, fps: float, ranges: Ranges = DOCUMENTED,
+                 script: tuple[str, ...] = ()) -> None:
+        """``script``: the labels of the first segments (then random); the dataset writer uses it to choose
+        a clip's action and what the shapes did before it."""
         self.seed = int(seed)
+        self.script = tuple(script)
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         self.ranges = ranges
         self.scale = float(min(self.width, self.height))  # S in pixels
@@ -89,9 +94,22 @@ class Scene:
             outlines=tuple(looks.outline(rng, kind, ranges.aspect) for kind in kinds),
             colours=tuple(looks.contrasting_colour(rng, mean, ranges.min_contrast) for _ in kinds),
         )
+        if ranges.fills != ("solid",) or ranges.aliased > 0 or ranges.lighting > 0:  # draws nothing otherwise
+            self.look = self._styled(rng, self.look, mean)
         self._state = tuple(self._place(rng, self._draw_size(rng)) for _ in kinds)
         self._segments: list[Segment] = []
         self._first_kept = 0  # index in the timeline of self._segments[0]
+
+    def _styled(self, rng: np.random.Generator, look: Look, mean: np.ndarray) -> Look:
+        """The look with per-shape fill styles, and the background under a lighting overlay maybe."""
+        r = self.ranges
+        styles = tuple(fills.random_style(rng, str(rng.choice(r.fills)), colour,
+                                          looks.contrasting_colour(rng, colour, r.min_contrast), r.aliased)
+                       for colour in look.colours)
+        if rng.uniform() < r.lighting:
+            lit = backdrops.lighting(rng, self.background.astype(np.float32))
+            self.background = np.clip(lit, 0.0, 255.0).astype(np.uint8)
+        return replace(look, styles=styles)
 
     # ----- timeline -------------------------------------------------------------------------
     def segment_for(self, frame: int) -> Segment:
@@ -107,6 +125,7 @@ class Scene:
         """Drop segments that end at or before ``frame`` (a live source keeps memory bounded)."""
         while len(self._segments) > 1 and self._segments[0].end <= frame:
             self._segments.pop(0)
+            self._first_kept += 1
 
     def segments_until(self, num_frames: int) -> list[Segment]:
         """All segments covering frames ``[0, num_frames)``, the last one cut at ``num_frames``."""
@@ -123,8 +142,11 @@ class Scene:
         rng = self._rng
         previous = self._segments[-1] if self._segments else None
         start = previous.end if previous else 0
-        choices = [c for c in CLASSES if previous is None or c != previous.label]
-        label = str(rng.choice(choices))
+        if len(self._segments) + self._first_kept < len(self.script):
+            label = self.script[len(self._segments) + self._first_kept]
+        else:
+            choices = [c for c in CLASSES if previous is None or c != previous.label]
+            label = str(rng.choice(choices))
         duration = float(rng.uniform(*self.ranges.segment_s))
         frames = max(1, int(round(duration * self.fps)))
         duration = frames / self.fps
@@ -211,9 +233,14 @@ class Scene:
     def draw(self, states: list[ShapeState], noise_rng: np.random.Generator | None, sigma: float) -> np.ndarray:
         """Background + shapes (+ Gaussian noise of ``sigma`` levels) -> uint8 BGR ``(H, W, 3)``."""
         image = self.background.copy()
-        for unit, colour, st in zip(self.look.outlines, self.look.colours, states):
-            pts = looks.place(unit, st.x * self.scale, st.y * self.scale, st.size * self.scale / 2.0, st.theta)
-            looks.draw_polygon(image, pts, colour)
+        styles = self.look.styles or (None,) * len(states)
+        for unit, colour, style, st in zip(self.look.outlines, self.look.colours, styles, states):
+            centre, radius = (st.x * self.scale, st.y * self.scale), st.size * self.scale / 2.0
+            pts = looks.place(unit, centre[0], centre[1], radius, st.theta)
+            if style is None:
+                looks.draw_polygon(image, pts, colour)
+            else:
+                fills.paint(image, pts, centre, radius, st.theta, style)
         if noise_rng is not None and sigma > 0.0:
             noisy = noise_rng.standard_normal(image.shape, dtype=np.float32)  # (H, W, 3)
             noisy *= sigma

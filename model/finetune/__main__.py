@@ -1,0 +1,3 @@
+from model.finetune.cli import main
+
+raise SystemExit(main())
