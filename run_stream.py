@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", metavar="DIR|off", help="write a clip of each event under DIR, or off")
     p.add_argument("--no-events", dest="events", action="store_false", default=None,
                    help="do not publish action events")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="serve the sources from worker actors on Ray (docs/CLUSTER.md): local:N starts a local Ray "
+                        "with N workers; auto, ray://HOST:10001 or HOST:6379 joins a running Ray cluster")
+    p.add_argument("--workers", type=int, metavar="N", help="--cluster: number of worker actors")
     p.add_argument("--bench", action="store_true",
                    help="measure each precision on this device at the configured batch sizes, print a "
                         "recommendation and cache it for precision: auto; then exit")
@@ -134,6 +138,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         out.setdefault("control", {})["address"] = None if args.control == "off" else args.control
     put("control", "state_file", args.state)
     put("events", "enabled", args.events)
+    put("cluster", "address", args.cluster)
+    put("cluster", "workers", args.workers)
     for section, key, value in (("ui", "address", args.ui), ("clips", "dir", args.clips)):
         if value is not None:
             put(section, "enabled", value != "off")
@@ -242,8 +248,14 @@ def _run(argv: list[str] | None, stop: threading.Event, starting: threading.Even
     try:
         from streamer.control.sdnotify import Notifier
 
-        pipeline = Pipeline(config, mode_override=args.mode, terminal=terminal, print_results=wants_print(args),
-                            reload_config=lambda: load_app_config(args), notifier=Notifier())
+        if config.cluster.address is not None:
+            from streamer.cluster.head import ClusterHead  # Ray is imported only here (the [cluster] extra)
+
+            pipeline = ClusterHead(config, mode_override=args.mode, reload_config=lambda: load_app_config(args),
+                                   notifier=Notifier())
+        else:
+            pipeline = Pipeline(config, mode_override=args.mode, terminal=terminal, print_results=wants_print(args),
+                                reload_config=lambda: load_app_config(args), notifier=Notifier())
         # until the pipeline binds its first socket (after the model load) a signal aborts start-up at
         # once; from then on it only sets ``stop`` and the pipeline shuts down in order
         code = pipeline.run(stop, started=starting.clear, hangup=hangup)

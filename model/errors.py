@@ -9,6 +9,8 @@ says what was wrong and what to do about it, in one line, so the CLI can print i
     ├── QuantizationError    int8 requested but impossible (no bitsandbytes, nothing to replace)
     ├── SourceError          a video source cannot be opened or read                   (exit 1)
     ├── PublisherError       the ZeroMQ endpoint cannot be bound, key files unusable   (exit 1)
+    ├── ClusterError         Ray missing, unreachable or short of room; a worker refused its streams (exit 1)
+    │   └── WorkerUnavailable    a worker actor did not answer: lost, restarting, or not placed yet
     └── ControlError         a control request cannot be carried out (unknown or duplicate id,
                              over the cap, shutting down), or no reply came         (exit 1)
 
@@ -44,6 +46,15 @@ class SourceError(RecognizerError):
 
 class PublisherError(RecognizerError):
     """The result publisher cannot be set up (bind failed, key files unusable)."""
+
+
+class ClusterError(RecognizerError):
+    """Cluster mode cannot start or go on: Ray is not installed or not reachable, a worker failed a request."""
+
+
+class WorkerUnavailable(ClusterError):
+    """A worker actor did not answer a call: its process or node is lost, Ray is restarting it, or it has
+    not been placed yet (the cluster lacks room)."""
 
 
 class ControlError(RecognizerError):

@@ -512,6 +512,46 @@ def _alert(value: Any) -> Any:
 AlertConfig = Annotated[WebhookAlert | MqttAlert, BeforeValidator(_alert)]
 
 
+def _check_cluster_address(value: str) -> str:
+    """``local:N``, ``auto``, ``ray://HOST:PORT`` or ``HOST:PORT`` (a Ray head's GCS address)."""
+    if value.startswith("local:"):
+        count = value[len("local:"):]
+        if not count.isdigit() or int(count) < 1:
+            raise invalid(f"{short(value)} needs a worker count N >= 1 (local:N, e.g. local:2)")
+        return value
+    if value == "auto":
+        return value
+    rest = value[len("ray://"):] if value.startswith("ray://") else value
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or "/" in rest or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise invalid(f"{short(value)} must be local:N, auto, ray://HOST:PORT or HOST:PORT (a Ray head's address)")
+    return value
+
+
+class ClusterConfig(Section):
+    """The ``cluster`` section: one recognizer over many GPUs and nodes, on Ray (docs/CLUSTER.md)."""
+
+    address: Optional[Annotated[str, AfterValidator(_check_cluster_address)]] = Field(
+        None, description="null: this machine only; local:N: a local Ray with N workers; auto, ray://HOST:10001 or "
+                          "HOST:6379: an existing Ray cluster")
+    workers: Optional[PositiveInt] = Field(None, description="worker actors; null: N of local:N, else one per GPU "
+                                                             "(one per node without GPUs)")
+    gpus_per_worker: Optional[NonNegativeFloat] = Field(None, description="GPUs each worker reserves; null: 1 when "
+                                                                          "the cluster has GPUs, else 0")
+    cpus_per_worker: PositiveFloat = Field(1.0, description="CPUs each worker reserves")
+    max_restarts: Annotated[int, Field(ge=-1)] = Field(-1, description="times Ray restarts a lost worker (on "
+                                                                       "another node if need be); -1: no limit")
+    health_timeout_s: PositiveFloat = Field(5.0, description="a worker that has not answered a health check for "
+                                                             "this long is lost: its streams move")
+
+    @property
+    def local_workers(self) -> int | None:
+        """N of ``local:N`` (a Ray this process starts), else None."""
+        if self.address is None or not self.address.startswith("local:"):
+            return None
+        return int(self.address[len("local:"):])
+
+
 class AppConfig(Section):
     """The whole configuration: what ``--config`` files, configs/default.yaml and flags describe together."""
 
@@ -534,6 +574,7 @@ class AppConfig(Section):
     clips: ClipsConfig = Field(default_factory=ClipsConfig)
     alerts: Annotated[tuple[AlertConfig, ...], BeforeValidator(list_as_tuple)] = Field(
         (), description="webhooks and MQTT brokers that receive events (streamer/ops/alerts.py)")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @model_validator(mode="after")
     def _sources(self) -> "AppConfig":

@@ -7,6 +7,7 @@
     python -m streamer.ctl list [--json]
     python -m streamer.ctl reload          # the same as SIGHUP: re-read --config, apply its sources
     python -m streamer.ctl health          # exit 0 only when every stream is running or ended
+    python -m streamer.ctl rebalance       # cluster mode: even out the workers' load (moves live streams)
 
 Exit status 0 when the service did it, 1 with one ``error:`` line otherwise (refused, no reply),
 2 for a usage error. ``--option KEY=VALUE`` takes any source option the YAML accepts; the value is
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true", help="the reply's sources as one JSON array")
     ops.add_parser("reload", help="re-read the config file and apply its sources (as SIGHUP does)")
     ops.add_parser("health", help="exit 0 only when every stream is running or intentionally idle (ended)")
+    ops.add_parser("rebalance", help="cluster mode: move the fewest live streams that even out the workers' load")
     return p
 
 
@@ -73,9 +75,12 @@ def source_entry(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def format_table(sources: list[dict]) -> str:
-    rows = [("ID", "STATE", "MODE", "FPS", "RESULTS", "DROPS", "URL")]
+    """One line per stream; a WORKER column when a cluster head answered (its entries name their worker)."""
+    cluster = any("worker" in s for s in sources)
+    rows = [("ID", "STATE", "MODE", "FPS", "RESULTS", "DROPS") + (("WORKER",) if cluster else ()) + ("URL",)]
     rows += [(s["id"], s["state"] + (f" ({s['reason']})" if s.get("reason") else ""), s["mode"], f"{s['fps']:.1f}",
-              str(s["results"]), str(s["drops"]), s["url"]) for s in sources]
+              str(s["results"]), str(s["drops"])) + ((s.get("worker") or "-",) if cluster else ()) + (s["url"],)
+             for s in sources]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
 
@@ -102,6 +107,9 @@ def run(args: argparse.Namespace, curve) -> int:
         elif args.op == "list":
             sources = client.list()
             print(json.dumps(sources, indent=1) if args.json else format_table(sources))
+        elif args.op == "rebalance":
+            moved = client.request("rebalance")["moved"]
+            print("rebalanced: " + (", ".join(f"{m['id']} {m['from']}->{m['to']}" for m in moved) or "nothing moved"))
         elif args.op == "reload":
             r = client.reload()
             print(f"reloaded: added {r['added']}, removed {r['removed']}, updated {r['updated']}, "

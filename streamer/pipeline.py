@@ -39,6 +39,7 @@ from typing import Any, Callable
 from model.errors import RecognizerError
 from model.loaded import LoadedModel
 from streamer.config import AppConfig
+from streamer.control.api import reload_on_hangup
 from streamer.control.sdnotify import Notifier
 from streamer.core.loading import load, resolve_window, warn_outside_domain
 from streamer.core.scheduler import Scheduler, WindowPlan
@@ -247,13 +248,8 @@ class Pipeline:
         log.info("stop requested")
 
     def _reload(self) -> None:
-        """SIGHUP: the config's sources applied by id (a refused file is logged once by the stream set)."""
-        self.notifier.reloading()
-        try:
-            self.streams.reload()
-        except RecognizerError:
-            pass  # logged by StreamSet.reload as one error line; the running set stays as it was
-        self.notifier.ready(f"{len(self.stats)} stream(s)")
+        """SIGHUP: the config's sources applied by id (a refused file is logged once)."""
+        reload_on_hangup(self.streams, self.notifier, lambda: len(self.stats))
 
     def _finished(self) -> None:
         log.info("all windows processed (%d results)", self.inference.results)

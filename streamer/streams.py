@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
-from model.errors import ControlError, PublisherError, RecognizerError
+from model.errors import ControlError
 from streamer.config import AppConfig, SourceConfig
-from streamer.control import state_file
-from streamer.control.api import assess, diff_reply, diff_sources, list_entry
+from streamer.control.api import (assess, check_cap, check_known, check_new, list_entry, plan_reload,
+                                  reload_allow_list, reload_with, save_state)
 from streamer.core.ring import FrameRing
 from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan
 from streamer.core.stats import StatsRegistry, StreamState, StreamStats
@@ -132,10 +132,8 @@ class StreamSet:
     def add(self, source: SourceConfig) -> dict:
         with self._lock:
             self._check_open()
-            if source.id in self._streams:
-                raise ControlError(f"source {source.id!r} is already running; use update to change it, or "
-                                   f"remove it first")
-            self._check_cap(len(self._streams) + 1)
+            check_new(source.id, self._streams)
+            check_cap(len(self._streams) + 1, self.config.run.max_sources)
             plan = self._plan(source)
             self._save([*self._configs(), source])
             stream = self._launch(plan, self.stats.add(plan.id, plan.display_url))
@@ -170,55 +168,32 @@ class StreamSet:
     def health(self) -> dict:
         return assess(self.list()["sources"])
 
-    def reload(self) -> dict:
-        """The CURVE allow folder read again (when CURVE is on: :meth:`_reload_allow_list`), then the config
-        file's sources applied by id; a file that fails validation changes no source (logged once)."""
-        if self._reload_config is None:
-            raise ControlError("reload: this pipeline was not started from config files; use add, remove or update")
-        keys = self._reload_allow_list()
-        try:
-            config = self._reload_config()
-            with self._lock:
-                self._check_open()
-                return {**self._apply(config), **keys}
-        except RecognizerError as exc:
-            log.error("reload refused, the running sources are unchanged: %s", exc)
-            raise
+    def rebalance(self) -> dict:
+        raise ControlError("rebalance: only a cluster head moves streams between workers (--cluster, "
+                           "docs/CLUSTER.md); this process serves every stream itself")
 
-    def _reload_allow_list(self) -> dict:
-        """The publisher's CURVE allow-list (shared by the snapshot and control sockets) read again; reply fields
-        ``allow_list_keys`` (the keys in force) and, when the folder was refused, ``allow_list_error`` (the
-        list in force stays: fail closed). Nothing when CURVE is off."""
+    def reload(self) -> dict:
+        """The CURVE allow folder read again (when CURVE is on: :func:`reload_allow_list`), then the config
+        file's sources applied by id; a file that fails validation changes no source (logged once)."""
         curve = self._runtime.publisher.curve if self._runtime is not None else None
-        if curve is None:
-            return {}
-        try:
-            return {"allow_list_keys": len(curve.reload())}
-        except PublisherError as exc:
-            log.error("CURVE allow-list reload refused, the %d key(s) in force stay: %s", len(curve.allowed), exc)
-            return {"allow_list_keys": len(curve.allowed), "allow_list_error": str(exc)}
+        keys = reload_allow_list(curve) if self._reload_config is not None else {}
+        return {**reload_with(self._reload_config, self._lock, self._apply), **keys}
 
     # ---- helpers (under the lock) ---------------------------------------------------------------
     def _apply(self, config: AppConfig) -> dict:
-        changes = diff_sources(self._configs(), config.sources)
-        added, removed, changed, _ = changes
-        self._check_cap(len(config.sources))
-        plans = {s.id: self._plan(s) for s in [*added, *changed]}  # every error before anything changes
+        self._check_open()
+        change = plan_reload(self._configs(), config.sources, self.config.run.max_sources, self._plan)
         self._warn_other_sections(config)
         self._save(list(config.sources))
         streams = dict(self._streams)
-        for stream_id in [*removed, *(s.id for s in changed)]:
-            self._retire(streams.pop(stream_id), "removed: not in the reloaded config" if stream_id in removed
-                         else "updated by the reloaded config: a new session follows")
+        for stream_id, reason in change.retired.items():
+            self._retire(streams.pop(stream_id), reason)
         for source in config.sources:
-            if source.id in plans:
-                streams[source.id] = self._launch(plans[source.id], self.stats.add(source.id,
-                                                                                   plans[source.id].display_url))
+            plan = change.planned.get(source.id)
+            if plan is not None:
+                streams[source.id] = self._launch(plan, self.stats.add(source.id, plan.display_url))
         self._streams = {s.id: streams[s.id] for s in config.sources}
-        reply = diff_reply(*changes)
-        log.info("reloaded: added %s, removed %s, updated %s, %d unchanged", reply["added"], reply["removed"],
-                 reply["updated"], reply["unchanged"])
-        return reply
+        return change.reply()
 
     def _warn_other_sections(self, config: AppConfig) -> None:
         changed = [name for name in type(config).model_fields
@@ -232,18 +207,9 @@ class StreamSet:
         if self._runtime is None:
             raise ControlError("the pipeline is still starting; try again in a moment")
 
-    def _check_cap(self, count: int) -> None:
-        limit = self.config.run.max_sources
-        if count > limit:
-            raise ControlError(f"{count} sources would be more than run.max_sources = {limit}; remove one first, or "
-                               f"raise run.max_sources (restart) if this machine can carry them")
-
     def _known(self, stream_id: str) -> Stream:
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            running = ", ".join(self._streams) or "none"
-            raise ControlError(f"no source {stream_id!r} is running (running: {running}); use add for a new one")
-        return stream
+        check_known(stream_id, self._streams)
+        return self._streams[stream_id]
 
     def _plan(self, source: SourceConfig) -> SourcePlan:
         plan = plan_source(source, self._mode)  # ConfigError
@@ -254,13 +220,7 @@ class StreamSet:
         return [s.plan.config for s in self._streams.values()]
 
     def _save(self, sources: Iterable[SourceConfig]) -> None:
-        if self.state_path is None:
-            return
-        try:
-            state_file.write(self.state_path, sources)
-        except OSError as exc:
-            raise ControlError(f"cannot write the state file {self.state_path}: {exc.strerror or exc}; nothing was "
-                               "changed (check --state / control.state_file and its folder)") from None
+        save_state(self.state_path, sources)
 
     def _launch(self, plan: SourcePlan, stats: StreamStats) -> Stream:
         from model.preprocess import Preprocessor

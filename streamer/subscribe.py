@@ -135,6 +135,7 @@ class Collector:
     def __init__(self, address: str, topics: tuple[str, ...] = ("result.",), **options) -> None:
         self.subscriber = Subscriber(address, topics, **options)
         self.messages: list[dict] = []
+        self.arrived: list[float] = []  #: wall-clock time each message of :attr:`messages` was received
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._receive, name="collector", daemon=True)
         self._thread.start()
@@ -143,6 +144,7 @@ class Collector:
         while not self._stop.is_set():
             got = self.subscriber.recv(timeout=0.2)
             if got is not None:
+                self.arrived.append(time.time())
                 self.messages.append(got[1])
 
     @property

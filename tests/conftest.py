@@ -48,6 +48,16 @@ def protocol_schema() -> dict:
     return json.loads((REPO / "docs" / "protocol.schema.json").read_text())
 
 
+@pytest.fixture
+def zmq_context():
+    """A ZeroMQ context of the test's own, destroyed (sockets left open included) when it ends."""
+    import zmq
+
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
 @pytest.fixture(scope="session")
 def validate(protocol_schema):
     """Validates one message against docs/protocol.schema.json (raises jsonschema.ValidationError)."""

@@ -32,6 +32,9 @@ class StreamState(str, enum.Enum):
     ENDED = "ended"
     FAILED = "failed"
     STOPPED = "stopped"
+    #: cluster mode: the worker serving the stream was lost; the cluster head publishes this until another
+    #: worker serves it (streamer/cluster/)
+    REASSIGNING = "reassigning"
     REMOVED = "removed"  #: taken out of a running pipeline (control socket, reload); final
 
     def __str__(self) -> str:

@@ -80,8 +80,11 @@ def result_message(*, stream: str, session: str, seq: int, frame_indices: list[i
     }
 
 
-def status_message(stream: str, url: str, snapshot: dict) -> dict:
-    """``snapshot``: :meth:`streamer.core.stats.StreamStats.snapshot`; ``url`` already redacted."""
+def status_message(stream: str, url: str, snapshot: dict, *, worker: str | None = None) -> dict:
+    """``snapshot``: :meth:`streamer.core.stats.StreamStats.snapshot`; ``url`` already redacted.
+
+    ``worker``: in cluster mode, the worker serving the stream (see :func:`with_worker`).
+    """
     msg = {
         "type": STATUS,
         "version": VERSION,
@@ -104,7 +107,15 @@ def status_message(stream: str, url: str, snapshot: dict) -> dict:
     }
     if snapshot.get("warnings"):  # side outputs falling behind or failing (clips, alerts)
         msg["warnings"] = snapshot["warnings"]
+    if worker is not None:
+        msg["worker"] = worker
     return msg
+
+
+def with_worker(status: dict, worker: str | None) -> dict:
+    """A copy of a status message naming the cluster worker that serves its stream (None: no worker now,
+    e.g. while ``reassigning``); the cluster head adds it to what each worker publishes."""
+    return {**status, "worker": worker}
 
 
 def event_message(*, stream: str, session: str, event_id: str, phase: str, label: str, start_ts: float,

@@ -43,6 +43,30 @@ _STOP = object()
 
 
 
+def bind_publisher(ctx, cfg: PublisherConfig, *, xpub: bool, curve: CurveServer | None = None):
+    """A PUB (or XPUB) socket bound to ``cfg.address`` as the config says: SNDHWM, a short LINGER, the
+    subscription size limit (S9), CURVE when ``curve`` is given; returns it and the bound endpoint
+    (logged: ``publishing on ...``). The pipeline's publisher and the cluster head's proxy both use it.
+    Raises PublisherError with the fix when the address cannot be bound."""
+    import zmq
+
+    sock = ctx.socket(zmq.XPUB if xpub else zmq.PUB)
+    pin_io(sock, PUBLISH_IO)  # results have an I/O thread of their own
+    sock.setsockopt(zmq.SNDHWM, cfg.sndhwm)
+    sock.setsockopt(zmq.LINGER, cfg.linger_ms)
+    # what subscribers send is subscriptions only: a larger frame disconnects the peer unread (S9)
+    sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_SUBSCRIPTION_BYTES)
+    if curve is not None:
+        curve.secure(sock)
+    endpoint = bind(sock, cfg.address, "publisher", "--publish")
+    if curve is None and not is_loopback(cfg.address):
+        log.warning("PUBLISHER NOT ENCRYPTED on %s, which other machines can reach: anyone there can read "
+                    "every result. Bind tcp://127.0.0.1:PORT, or set publisher.curve_secret_key and "
+                    "publisher.curve_allow_dir (keys: python -m streamer.keys)", redact(cfg.address))
+    log.info("publishing on %s (SNDHWM %d)", redact(endpoint), cfg.sndhwm)
+    return sock, endpoint
+
+
 class Publisher:
     def __init__(self, config: PublisherConfig, stats: StatsRegistry, context=None) -> None:
         import zmq
@@ -143,22 +167,9 @@ class Publisher:
         cfg = self.config
         if cfg.curve:  # the authenticator runs before the socket is bound (S2); bad key files fail here
             self._curve = CurveServer(self._ctx, cfg.curve_secret_key, cfg.curve_allow_dir).start()
-        sock = self._ctx.socket(zmq.XPUB if cfg.wait_subscribers else zmq.PUB)
-        pin_io(sock, PUBLISH_IO)  # results have an I/O thread of their own
-        sock.setsockopt(zmq.SNDHWM, cfg.sndhwm)
-        sock.setsockopt(zmq.LINGER, cfg.linger_ms)
-        # what subscribers send is subscriptions only: a larger frame disconnects the peer unread (S9)
-        sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_SUBSCRIPTION_BYTES)
-        if self._curve is not None:
-            self._curve.secure(sock)
-        self.endpoint = bind(sock, cfg.address, "publisher", "--publish")
-        if self._curve is None and not is_loopback(cfg.address):
-            log.warning("PUBLISHER NOT ENCRYPTED on %s, which other machines can reach: anyone there can read "
-                        "every result. Bind tcp://127.0.0.1:PORT, or set publisher.curve_secret_key and "
-                        "publisher.curve_allow_dir (keys: python -m streamer.keys)", redact(cfg.address))
+        sock, self.endpoint = bind_publisher(self._ctx, cfg, xpub=bool(cfg.wait_subscribers), curve=self._curve)
         # read back from the socket, not from the config: what ZeroMQ really applies (docs, tests)
         self.options = {name: sock.getsockopt(getattr(zmq, name)) for name in ("SNDHWM", "LINGER", "MAXMSGSIZE")}
-        log.info("publishing on %s (SNDHWM %d)", redact(self.endpoint), cfg.sndhwm)
         return sock
 
     def _wait_for_subscribers(self, sock) -> None:

@@ -11,7 +11,6 @@ import functools
 import threading
 
 import pytest
-import zmq
 
 from model.errors import ControlError
 from streamer.config import SourceConfig
@@ -122,13 +121,6 @@ def fields(reply: dict) -> dict:
 @pytest.fixture(scope="session")
 def reply_fields():
     return fields
-
-
-@pytest.fixture
-def zmq_context():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
 
 
 @pytest.fixture

@@ -141,8 +141,9 @@ def test_views_from_yaml_and_flag(tmp_path):
      "did you mean hop_s?"),
     ({"window": {"zzz": 1}}, "window.zzz: unknown key; known keys here: freshness_s, hop, hop_s, num_frames, span_s, "
                              "stride"),
-    ({"modle": {}}, "modle: unknown key; known keys here: alerts, annotate, batching, clips, control, events, "
-                    "logging, metrics, model, publisher, run, snapshot, sources, ui, window; did you mean model?"),
+    ({"modle": {}}, "modle: unknown key; known keys here: alerts, annotate, batching, clips, cluster, control, "
+                    "events, logging, metrics, model, publisher, run, snapshot, sources, ui, window; "
+                    "did you mean model?"),
     ({"window": {"hop": -1}}, "window.hop: must be > 0, got -1"),
     ({"sources": ["a.mp4", {"id": "b", "url": "b.mp4", "options": {"max_fps": -1}}]},
      "sources[1].options.max_fps: must be > 0, got -1"),
