@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve the sources from worker actors on Ray (docs/CLUSTER.md): local:N starts a local Ray "
                         "with N workers; auto, ray://HOST:10001 or HOST:6379 joins a running Ray cluster")
     p.add_argument("--workers", type=int, metavar="N", help="--cluster: number of worker actors")
+    _add_bench_flags(p)
+    return p
+
+
+def _add_bench_flags(p: argparse.ArgumentParser) -> None:
+    """``--bench`` and its options: measure the precisions here, then exit."""
     p.add_argument("--bench", action="store_true",
                    help="measure each precision on this device at the configured batch sizes, print a "
                         "recommendation and cache it for precision: auto; then exit")
@@ -103,7 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-source", metavar="VIDEO",
                    help="--bench: a video (file or URL) whose first windows are the clips top-1 agreement is "
                         "measured on (default: the motion-demo's held-out video for motion-demo, else synthetic)")
-    return p
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
