@@ -4,7 +4,7 @@ Each run has three sources, so whatever the moment, something is in a slow phase
 stream (running, windows in flight, inference), a black-hole listener (a capture thread blocked in
 OpenCV's open for the whole open timeout) and a refused URL (backoff). The moments are spread from
 start-up (imports, config, model load) through connecting to steady running; the seed makes the
-run reproducible. 20 moments in the default run, 50 in a row in the ``slow`` one. Start-up moments
+run reproducible. 12 moments in the default run (CI time), 50 in a row in the ``slow`` one. Start-up moments
 count from when the process first catches SIGTERM (run_stream.py's first statement installs a
 handler): before that the interpreter itself is starting (60-100 ms here, more on a busy machine)
 and SIGTERM's default action ends it, which no Python program can change.
@@ -69,7 +69,7 @@ def stop_once(cfg, tiny_model, log, after: str, delay: float) -> tuple[object, f
 
 
 @pytest.mark.rtsp
-@pytest.mark.parametrize("runs", [pytest.param(20, marks=pytest.mark.timeout(600)),
+@pytest.mark.parametrize("runs", [pytest.param(12, marks=pytest.mark.timeout(600)),
                                   pytest.param(50, marks=[pytest.mark.slow, pytest.mark.timeout(1800)])])
 def test_sigterm_at_random_moments_exits_0_within_3_s(runs, tiny_model, rtsp_server, tmp_path):
     rng = random.Random(20240605)
