@@ -136,7 +136,7 @@ def clip_cost(width: int, height: int, seconds: float, work: Path) -> dict:
     from streamer.core.stats import StatsRegistry
     from streamer.ops.clips import ClipRecorder
     from streamer.config import ClipsConfig
-    from streamer.sources.synthetic.capture import SyntheticCapture
+    from streamer.sources.synthetic import SyntheticCapture
 
     fps = 25.0
     cap = SyntheticCapture(seed=3, fps=fps, width=width, height=height)
