@@ -52,6 +52,23 @@ def join_or_warn(thread: threading.Thread, timeout: float) -> bool:
     return True
 
 
+#: how much lower than the pipeline's own threads the side outputs run (clips, the console, its previews)
+SIDE_NICE = 10
+
+
+def lower_priority(increment: int = SIDE_NICE) -> None:
+    """Run the calling thread at a lower CPU priority (Linux: its own nice value) so that, on a busy
+    machine, capture, inference and the publisher are served first and a side output (R27) waits;
+    elsewhere, or where the system refuses, nothing changes."""
+    import os
+
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    except (AttributeError, OSError) as exc:
+        log.debug("%s keeps its priority: %s", threading.current_thread().name, exc)
+
+
 class Policy(enum.Enum):
     FATAL = "fatal"  #: the pipeline stops with exit status 1
     RESTART = "restart"  #: the component is started again (rate-limited, then fatal)

@@ -29,7 +29,7 @@ from typing import Callable, NamedTuple
 from streamer.core.stats import StatsRegistry
 from streamer.ops.clipfile import ClipFile, enforce_retention, require_av
 from streamer.config import ClipsConfig
-from streamer.supervisor import join_or_warn
+from streamer.supervisor import join_or_warn, lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,7 @@ class ClipRecorder(threading.Thread):
         join_or_warn(self, timeout)
 
     def run(self) -> None:
+        lower_priority()  # encoding waits for capture and inference on a busy machine
         next_retention = 0.0
         try:
             while not self._stop_event.is_set():

@@ -122,3 +122,24 @@ def test_join_or_warn_names_a_thread_left_behind_and_passes_the_rest(caplog):
     stuck.join(1.0)
     warnings = [r.getMessage() for r in caplog.records]
     assert warnings == ["stuck-writer thread still alive 0.1 s after stop"]
+
+
+def test_lower_priority_lowers_only_the_calling_thread():
+    import os
+
+    from streamer.supervisor import lower_priority
+
+    seen = {}
+
+    def side_output():
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        lower_priority(3)
+        seen["delta"] = os.getpriority(os.PRIO_PROCESS, tid) - before
+
+    process_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    worker = threading.Thread(target=side_output, name="side")
+    worker.start()
+    worker.join(5)
+    assert seen == {"delta": 3} or process_nice + 3 > 19  # 19 is the floor of priority
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == process_nice

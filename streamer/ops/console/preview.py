@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from streamer.ops.annotate import draw
+from streamer.supervisor import lower_priority
 
 
 class Previews:
@@ -23,7 +24,8 @@ class Previews:
         self._frames: dict[str, tuple[float, object]] = {}
         self._cache: dict[str, tuple[float, bytes]] = {}  # stream -> (encoded at, jpeg)
         self._locks: dict[str, asyncio.Lock] = {}
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-preview")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-preview",
+                                        initializer=lower_priority)
         self.encoded = 0
 
     def add(self, stream: str) -> None:
