@@ -142,9 +142,11 @@ class ServerThread(threading.Thread):
     until it is bound (:meth:`start_and_wait` raises the bind's error), told to stop (:meth:`request_stop`,
     joined by the pipeline against its one deadline) or stopped and joined (:meth:`stop`).
 
-    ``run`` sets :attr:`error` and :attr:`ready` when the bind fails, :attr:`endpoint` and :attr:`ready`
-    once bound, and :attr:`failure` when a defect ends it later (the supervisor reads it, logs it once
-    and restarts the server on :attr:`endpoint`)."""
+    :meth:`run` is the one loop of every such server: :meth:`_open` (made by the subclass: the socket,
+    its options, bound, :attr:`endpoint` set) sets :attr:`error` when it fails, then :attr:`ready`; a
+    readable socket goes to :meth:`_readable`, and :meth:`_idle` runs at least every 0.1 s; a defect
+    later ends up in :attr:`failure` (the supervisor reads it, logs it once and restarts the server on
+    :attr:`endpoint`). The socket closes with the LINGER its options gave it."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name=name, daemon=False)
@@ -167,3 +169,34 @@ class ServerThread(threading.Thread):
     def stop(self, timeout: float = 3.0) -> None:
         self.request_stop()
         join_or_warn(self, timeout)
+
+    def run(self) -> None:
+        import zmq
+
+        try:
+            sock = self._open(zmq)
+        except BaseException as exc:  # raised by start_and_wait()
+            self.error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        try:
+            while not self._stop_event.is_set():
+                if sock.poll(100, zmq.POLLIN):
+                    self._readable(sock, zmq)
+                self._idle()
+        except Exception as exc:  # a defect: the supervisor logs it once and restarts the server
+            self.failure = exc
+        finally:
+            sock.close()
+
+    def _open(self, zmq):
+        """The bound socket (sets :attr:`endpoint`); a bind error is raised as PublisherError."""
+        raise NotImplementedError
+
+    def _readable(self, sock, zmq) -> None:
+        """Handle what arrived on ``sock``."""
+        raise NotImplementedError
+
+    def _idle(self) -> None:
+        """Periodic work between polls (none by default)."""

@@ -71,27 +71,11 @@ class ControlServer(ServerThread):
         if self._secure is not None:
             self._secure(sock)
         self.endpoint = bind(sock, self.address, "control socket", "--control ADDRESS (or --control off)")
+        log.info("control socket on %s%s", redact(self.endpoint), " (CURVE)" if self._secure else "")
         return sock
 
-    def run(self) -> None:
-        import zmq
-
-        try:
-            sock = self._open(zmq)
-        except BaseException as exc:  # reported to start_and_wait()
-            self.error = exc
-            self.ready.set()
-            return
-        log.info("control socket on %s%s", redact(self.endpoint), " (CURVE)" if self._secure else "")
-        self.ready.set()
-        try:
-            while not self._stop_event.is_set():
-                if sock.poll(100, zmq.POLLIN):
-                    self._answer(sock, sock.recv_multipart(), zmq)
-        except Exception as exc:  # a defect: the supervisor logs it once and restarts the server
-            self.failure = exc
-        finally:
-            sock.close(linger=self._linger_ms)
+    def _readable(self, sock, zmq) -> None:
+        self._answer(sock, sock.recv_multipart(), zmq)
 
     def _answer(self, sock, frames: list[bytes], zmq) -> None:
         # ROUTER prepends the peer's identity; a REQ peer adds an empty delimiter frame

@@ -157,44 +157,31 @@ class SnapshotServer(ServerThread):
         config = self.config if self.endpoint is None else self.config.model_copy(update={"address": self.endpoint})
         return SnapshotServer(config, self.cache, self._ctx, secure=self._secure)
 
-    def run(self) -> None:
-        import zmq
-
+    def _open(self, zmq):
         cfg = self.config
         sock = self._ctx.socket(zmq.ROUTER)
-        try:
-            pin_io(sock, REQUEST_IO)  # not the publisher's I/O thread
-            sock.setsockopt(zmq.LINGER, cfg.linger_ms)
-            # one frame over the request limit disconnects the peer before ZeroMQ buffers it (S9)
-            sock.setsockopt(zmq.MAXMSGSIZE, min(cfg.max_request_bytes, protocol.MAX_REQUEST_FRAME_BYTES))
-            sock.setsockopt(zmq.RCVHWM, _RCVHWM)
-            sock.setsockopt(zmq.RCVBUF, _RCVBUF)  # a fixed kernel buffer: a flood waits on its sender's side
-            sock.setsockopt(zmq.SNDHWM, 100)
-            if self._secure is not None:
-                self._secure(sock)
-            elif not is_loopback(cfg.address):
-                log.warning("SNAPSHOT SOCKET NOT ENCRYPTED on %s, which other machines can reach; bind "
-                            "tcp://127.0.0.1:PORT or turn on CURVE for the publisher", redact(cfg.address))
-            try:
-                self.endpoint = bind(sock, cfg.address, "snapshot socket", "--snapshot")
-            except PublisherError as exc:
-                self.error = exc
-                return
-            log.info("snapshots on %s", redact(self.endpoint))
-            self.ready.set()
-            while not self._stop_event.is_set():
-                if sock.poll(100, zmq.POLLIN):
-                    self._serve_tick(sock, zmq)
-                if self._trim_due and time.monotonic() - self._last_trim >= _TRIM_INTERVAL_S:
-                    self._trim_due, self._last_trim = False, time.monotonic()
-                    release_freed_memory()
-        except Exception as exc:  # a defect: the supervisor logs it once and restarts the server
-            self.failure = exc
-        finally:
-            self.ready.set()
-            sock.close(linger=cfg.linger_ms)
+        pin_io(sock, REQUEST_IO)  # not the publisher's I/O thread
+        sock.setsockopt(zmq.LINGER, cfg.linger_ms)
+        # one frame over the request limit disconnects the peer before ZeroMQ buffers it (S9)
+        sock.setsockopt(zmq.MAXMSGSIZE, min(cfg.max_request_bytes, protocol.MAX_REQUEST_FRAME_BYTES))
+        sock.setsockopt(zmq.RCVHWM, _RCVHWM)
+        sock.setsockopt(zmq.RCVBUF, _RCVBUF)  # a fixed kernel buffer: a flood waits on its sender's side
+        sock.setsockopt(zmq.SNDHWM, 100)
+        if self._secure is not None:
+            self._secure(sock)
+        elif not is_loopback(cfg.address):
+            log.warning("SNAPSHOT SOCKET NOT ENCRYPTED on %s, which other machines can reach; bind "
+                        "tcp://127.0.0.1:PORT or turn on CURVE for the publisher", redact(cfg.address))
+        self.endpoint = bind(sock, cfg.address, "snapshot socket", "--snapshot")
+        log.info("snapshots on %s", redact(self.endpoint))
+        return sock
 
-    def _serve_tick(self, sock, zmq) -> None:
+    def _idle(self) -> None:
+        if self._trim_due and time.monotonic() - self._last_trim >= _TRIM_INTERVAL_S:
+            self._trim_due, self._last_trim = False, time.monotonic()
+            release_freed_memory()
+
+    def _readable(self, sock, zmq) -> None:
         """At most ``_READS_PER_TICK`` requests, then the rest of the tick off: a flood costs this thread a
         bounded share of the CPU (ZeroMQ holds the rest, up to RCVHWM a peer, and TCP pushes back)."""
         tick_end = time.monotonic() + _TICK_S
