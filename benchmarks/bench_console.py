@@ -1,21 +1,26 @@
 #!/usr/bin/env python
 """Console benchmark: what the web console, event clips and open pages cost the pipeline.
 
-Three live runs of N synthetic cameras (160x120, 25 fps) through the motion-demo model (one view), the
+Live runs of N synthetic cameras (160x120, 25 fps) through the motion-demo model (one view), the
 embedded default's window and events, measured over the same span after a warm-up:
-  off        the console and clips off;
-  on         the console on a free loopback port and clips on (a temporary folder), no page open;
-  on+pages   the same with P pages open in headless Chromium (one browser, P windows), once per
-             --nice value: the browser runs on the same cores, at nice 19 standing in for the
-             operator's own machine, at nice 0 competing with the model for the CPU.
-Reported: capture→publish p50/p99 (from the results a ZeroMQ subscriber got) and its rise; page update
-latency (result published → the tile shows it, measured in each page); the clip writer's CPU.
+  off         the console and clips off;
+  on          the console on a free loopback port and clips on (a temporary folder), no page open;
+  on+pages    the same with P pages open in headless Chromium (one browser, P windows) in the idle
+              scheduling class: on the same cores, it only gets CPU time the pipeline does not want,
+              standing in for the operator's own machine (a browser is not where the cameras are);
+  on+pages, browser competing
+              (--competing) once more with the browser at normal priority, sharing the 2 cores.
+The three main runs repeat --rounds times in rotating order, so a noisy neighbour hits every mode alike;
+reported per mode: the median over rounds of capture→publish p50 and p99 (from the results a ZeroMQ
+subscriber got), the ratio to `off` in each round and its median, and the pipeline process's CPU per
+result (its own threads, not the browser's); page update latency (result published → the tile shows it,
+measured in each page); the clip writer's CPU.
 
 Then the clip writer alone, recording one stream continuously (an event that never ends), frames from
 the synthetic renderer at 160x120 and 1280x720: CPU seconds per second of video = share of one core
 per recording stream.
 
-    python -m benchmarks.bench_console [--streams 8] [--pages 3] [--seconds 60] [--nice 19 0]
+    python -m benchmarks.bench_console [--streams 8] [--pages 3] [--seconds 40] [--rounds 3] [--competing]
     python -m benchmarks.bench_console --smoke        # 2 streams, 1 page, short runs, nothing written
 
 Prints tables and replaces its section of BENCHMARKS.md unless --no-write/--smoke.
@@ -66,9 +71,9 @@ def config(streams: int, seconds: float, console: bool, clips_dir: Path, threads
 class Pages(threading.Thread):
     """Opens ``count`` console pages once the console listens; collects their latencies at the end."""
 
-    def __init__(self, pipeline: Pipeline, count: int, profile: Path, nice: int) -> None:
+    def __init__(self, pipeline: Pipeline, count: int, profile: Path, idle: bool) -> None:
         super().__init__(name="bench-pages", daemon=False)
-        self.pipeline, self.count, self.profile, self.nice = pipeline, count, profile, nice
+        self.pipeline, self.count, self.profile, self.idle = pipeline, count, profile, idle
         self.done = threading.Event()
         self.latencies: list[float] = []
         self.error: str | None = None
@@ -82,7 +87,7 @@ class Pages(threading.Thread):
         if console is None or not console.ready.is_set():
             self.error = "the console never started"
             return
-        driver = browser(self.profile, nice=self.nice)
+        driver = browser(self.profile, idle=self.idle)
         try:
             handles = []
             for i in range(self.count):
@@ -102,23 +107,26 @@ class Pages(threading.Thread):
 WARMUP_FRACTION = 0.2  # the first fifth of each page's updates is its warm-up
 
 
-def live_run(args, console: bool, pages_open: int, work: Path, nice: int = 19) -> dict:
+def live_run(args, console: bool, pages_open: int, work: Path, idle: bool = True) -> dict:
     data, address = config(args.streams, args.seconds, console, work / "clips", args.threads)
     pipeline = Pipeline(build_config(data))
-    pages = Pages(pipeline, pages_open, work / f"profile-{pages_open}-{nice}", nice) if pages_open else None
+    name = "off" if not console else "on" if not pages_open else "on+pages" if idle else "on+pages, browser competing"
+    pages = Pages(pipeline, pages_open, work / f"profile-{name}-{time.monotonic_ns()}", idle) if pages_open else None
     if pages is not None:
         pages.start()
+    cpu0 = time.process_time()  # this process: the pipeline's threads (the browser is a child process)
     try:
         observed = run_observed(pipeline, address, drain_s=0.3)
     finally:
         if pages is not None:
             pages.done.set()
             pages.join(120)
+    cpu_s = time.process_time() - cpu0
     first = min(r["published_ts"] for r in observed.results) + WARMUP_S
     latency = np.array([r["latency_ms"]["capture_to_publish"] for r in observed.results if r["published_ts"] >= first])
-    row = {"run": (f"on+pages, nice {nice}" if pages_open else "on") if console else "off", "results": len(latency), "publish_p50": float(np.percentile(latency, 50)),
-           "publish_p99": float(np.percentile(latency, 99)), "page_p50": None, "page_p99": None,
-           "page_updates": 0, "clip_cpu": None, "clips": 0}
+    row = {"run": name, "results": len(latency), "publish_p50": float(np.percentile(latency, 50)),
+           "publish_p99": float(np.percentile(latency, 99)), "cpu_ms_per_result": 1000.0 * cpu_s / len(observed.results),
+           "page_p50": None, "page_p99": None, "page_updates": 0, "clip_cpu": None, "clips": 0}
     if console:
         recorder = pipeline.operate.clips
         row.update(clip_cpu=recorder.cpu_s / observed.elapsed_s / args.streams, clips=recorder.written)
@@ -161,23 +169,39 @@ def clip_cost(width: int, height: int, seconds: float, work: Path) -> dict:
             "missed": rec.missed}
 
 
-def tables(rows: list[dict], costs: list[dict], args) -> str:
-    off = rows[0]
-    out = [f"{args.streams} synthetic live streams (160x120, 25 fps), motion-demo fp32 one view, {args.seconds:.0f} s "
-           f"runs, first {WARMUP_S:.0f} s left out; console run: {args.pages} pages open in headless Chromium on the "
-           "same machine (at the nice value shown), clips on.\n",
-           "| run | results | capture→publish p50 ms | p99 ms | page update p50 ms | p99 ms | page updates | "
-           "clip writer, share of a core per stream | clips written |",
-           "|---|---|---|---|---|---|---|---|---|"]
+MODES = ("off", "on", "on+pages")
+
+
+def summary(runs: list[dict]) -> dict:
+    """One mode's runs (one a round) -> the medians reported."""
+    med = {k: float(np.median([r[k] for r in runs])) for k in ("results", "publish_p50", "publish_p99", "cpu_ms_per_result")}
+    for k in ("page_p50", "page_p99", "page_updates", "clip_cpu", "clips"):
+        values = [r[k] for r in runs if r[k] is not None]
+        med[k] = float(np.median(values)) if values else None
+    return {"run": runs[0]["run"], "rounds": len(runs), **med}
+
+
+def tables(rounds: list[dict[str, dict]], extra: list[dict], costs: list[dict], args) -> str:
+    rows = [summary([r[m] for r in rounds]) for m in MODES] + [summary([e]) for e in extra]
+    out = [(f"{args.streams} synthetic live streams (160x120, 25 fps), motion-demo fp32 one view, {args.seconds:.0f} s "
+           f"runs, first {WARMUP_S:.0f} s left out, {len(rounds)} rounds of off / on / on+pages in rotating order; "
+           f"pages: {args.pages} open in headless Chromium on the same machine, in the idle scheduling class unless "
+           "marked competing; clips on whenever the console is. Medians over rounds.\n"),
+           ("| run | rounds | results | capture→publish p50 ms | p99 ms | pipeline CPU ms per result | "
+            "page update p50 ms | p99 ms | page updates | clip writer, share of a core per stream | clips written |"),
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        page = (f"{r['page_p50']:.0f} | {r['page_p99']:.0f} | {r['page_updates']}" if r["page_p50"] is not None
+        page = (f"{r['page_p50']:.0f} | {r['page_p99']:.0f} | {r['page_updates']:.0f}" if r["page_p50"] is not None
                 else "– | – | –")
-        clip = f"{100 * r['clip_cpu']:.2f} % | {r['clips']}" if r["clip_cpu"] is not None else "– | –"
-        out.append(f"| {r['run']} | {r['results']} | {r['publish_p50']:.0f} | {r['publish_p99']:.0f} | {page} | "
-                   f"{clip} |")
-    ratios = ", ".join(f"{r['run']} / off **{r['publish_p50'] / off['publish_p50']:.3f}**" for r in rows[1:])
-    out += [f"\ncapture→publish p50 ratios: {ratios}.\n",
-            "Clip writer alone, one stream recorded continuously (worst case: an event that never ends):\n",
+        clip = f"{100 * r['clip_cpu']:.2f} % | {r['clips']:.0f}" if r["clip_cpu"] is not None else "– | –"
+        out.append(f"| {r['run']} | {r['rounds']} | {r['results']:.0f} | {r['publish_p50']:.1f} | {r['publish_p99']:.0f} | "
+                   f"{r['cpu_ms_per_result']:.1f} | {page} | {clip} |")
+    out += ["\ncapture→publish p50 against `off` in the same round:\n",
+            "| round | " + " | ".join(f"{m} / off" for m in MODES[1:]) + " |", "|---|" + "---|" * (len(MODES) - 1)]
+    ratios = {m: [r[m]["publish_p50"] / r["off"]["publish_p50"] for r in rounds] for m in MODES[1:]}
+    out += [f"| {i + 1} | " + " | ".join(f"{ratios[m][i]:.3f}" for m in MODES[1:]) + " |" for i in range(len(rounds))]
+    out.append("| median | " + " | ".join(f"**{np.median(ratios[m]):.3f}**" for m in MODES[1:]) + " |")
+    out += ["\nClip writer alone, one stream recorded continuously (worst case: an event that never ends):\n",
             "| frame size | video s | writer CPU s | share of one core per recording stream | frames missed |",
             "|---|---|---|---|---|"]
     out += [f"| {c['size']} | {c['video_s']:.0f} | {c['cpu_s']:.2f} | {100 * c['core_share']:.1f} % | {c['missed']} |"
@@ -189,17 +213,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--streams", type=int, default=8)
     p.add_argument("--pages", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=60.0, help="length of each live run")
+    p.add_argument("--seconds", type=float, default=40.0, help="length of each live run")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of off / on / on+pages, in rotating order")
     p.add_argument("--clip-seconds", type=float, default=20.0, help="video seconds per clip-cost row")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--nice", type=int, nargs="+", default=[19, 0], help="the browser's nice value, one run each")
+    p.add_argument("--competing", action="store_true",
+                   help="one more run with the browser at normal priority, competing for the cores")
     p.add_argument("--note", default="", help="a line printed with the numbers (e.g. the machine's load)")
     p.add_argument("--smoke", action="store_true", help="2 streams, 1 page, short runs, nothing written")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = p.parse_args(argv)
     if args.smoke:
         args.streams, args.pages, args.seconds, args.clip_seconds, args.no_write = 2, 1, 20.0, 2.0, True
-        args.nice = [19]
+        args.rounds, args.competing = 1, False
     return args
 
 
@@ -212,10 +238,13 @@ def main(argv=None) -> int:
     tune_interpreter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        rows = [live_run(args, False, 0, work), live_run(args, True, 0, work)]
-        rows += [live_run(args, True, args.pages, work, nice) for nice in args.nice]
+        rounds = []
+        for i in range(args.rounds):
+            order = MODES[i % len(MODES):] + MODES[:i % len(MODES)]
+            rounds.append({m: live_run(args, m != "off", args.pages if m == "on+pages" else 0, work) for m in order})
+        extra = [live_run(args, True, args.pages, work, idle=False)] if args.competing else []
         costs = [clip_cost(160, 120, args.clip_seconds, work), clip_cost(1280, 720, args.clip_seconds / 2, work)]
-    body = f"Machine: {machine()}.{(' ' + args.note) if args.note else ''}\n\n" + tables(rows, costs, args)
+    body = f"Machine: {machine()}.{(' ' + args.note) if args.note else ''}\n\n" + tables(rounds, extra, costs, args)
     print(body)
     if not args.no_write:
         write_section(SECTION, "## Console (`benchmarks/bench_console.py`)\n\n" + body)
