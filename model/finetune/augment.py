@@ -43,10 +43,25 @@ class Symmetries:
 
     def apply(self, clips: torch.Tensor, labels: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
         """Each declared transform on each clip with probability 1/2. ``clips``: ``(B, T, 3, h, w)``."""
+        return self._draw(clips, labels, rng, self.perms)
+
+    def with_reversed(self, clips: torch.Tensor, labels: np.ndarray,
+                      rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
+        """``--reverse-pairs``: the declared flips as in :meth:`apply`, then every clip twice, as it is and
+        played backwards with its reversed label (``2B`` clips). A pair looks the same and differs only in
+        time order, so the direction of a motion is the one thing that tells the pair's labels apart."""
+        spatial = {k: p for k, p in self.perms.items() if k != "reverse"}
+        clips, labels = self._draw(clips, labels, rng, spatial)
+        reverse = np.asarray(self.perms["reverse"])
+        return torch.cat([clips, clips.flip(1)]), np.concatenate([labels, reverse[labels]])
+
+    @staticmethod
+    def _draw(clips: torch.Tensor, labels: np.ndarray, rng: np.random.Generator,
+              perms: dict[str, tuple[int, ...]]) -> tuple[torch.Tensor, np.ndarray]:
         out, new = [], labels.copy()
-        draws = rng.integers(0, 2, size=(len(labels), len(self.perms)))  # one draw per clip and kind
+        draws = rng.integers(0, 2, size=(len(labels), len(perms)))  # one draw per clip and kind
         for i, clip in enumerate(clips):  # clip: (T, 3, h, w)
-            for use, (kind, perm) in zip(draws[i], self.perms.items()):
+            for use, (kind, perm) in zip(draws[i], perms.items()):
                 if use:
                     clip = clip.flip(0) if kind == "reverse" else TRANSFORMS[kind](clip)
                     new[i] = perm[new[i]]

@@ -48,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     group.add_argument("--stride", type=int, help="frames between samples")
     p.add_argument("--windows-per-video", type=int, default=4,
                    help="windows taken from each clip, spread over it (default 4)")
+    p.add_argument("--reverse-pairs", action="store_true",
+                   help="each step holds batch/2 windows and the same windows played backwards (their labels "
+                        "reversed): needs a reverse map in the symmetries; teaches direction sooner")
     p.add_argument("--val", type=Path, help="validation CSV for a CSV --data (default: hold out --val-share)")
     p.add_argument("--val-share", type=float, default=0.1, help="share of a CSV held out for validation")
     p.add_argument("--symmetries", type=Path, help="label maps for flips and reversal (default DATA/symmetries.json)")
@@ -75,7 +78,8 @@ def settings_from(args: argparse.Namespace) -> FinetuneSettings:
         data=args.data, base=args.base, out=args.out, epochs=args.epochs, batch=args.batch, lr=args.lr,
         weight_decay=args.weight_decay, warmup=args.warmup, label_smoothing=args.label_smoothing, seed=args.seed,
         device=args.device, precision=args.precision, threads=args.threads, freeze=Freeze.parse(args.freeze),
-        prior=args.prior, sampling=sampling, windows_per_video=args.windows_per_video, val=args.val,
+        prior=args.prior, sampling=sampling, windows_per_video=args.windows_per_video,
+        reverse_pairs=args.reverse_pairs, val=args.val,
         val_share=args.val_share, symmetries=args.symmetries, domain=args.domain, license=args.license,
         cache=args.cache, workers=args.workers, resume=args.resume, time_budget_min=args.time_budget)
 

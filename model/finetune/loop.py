@@ -77,7 +77,8 @@ class Trainer:
         self.device = torch.device(settings.device)
         self.model.to(self.device)
         self.lr = lr
-        self.steps_per_epoch = math.ceil(len(train) / settings.batch)
+        self.per_step = settings.batch // 2 if settings.reverse_pairs else settings.batch  # windows drawn a step
+        self.steps_per_epoch = math.ceil(len(train) / self.per_step)
         self.total = self.steps_per_epoch * settings.epochs
         self.warmup = int(round(settings.warmup * self.total))
         params = [p for p in model.parameters() if p.requires_grad]
@@ -162,9 +163,10 @@ class Trainer:
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.s.epochs}", unit="step",
                    mininterval=2.0, leave=False)
         for i in bar:
-            idx = np.sort(order[i * self.s.batch:(i + 1) * self.s.batch])  # sorted: sequential memmap reads
+            idx = np.sort(order[i * self.per_step:(i + 1) * self.per_step])  # sorted: sequential memmap reads
             clips = torch.from_numpy(self.train_set.frames[idx])  # (B, T, 3, h, w) uint8
-            clips, labels = self.symmetries.apply(clips, self.train_set.labels[idx], rng)
+            augment = self.symmetries.with_reversed if self.s.reverse_pairs else self.symmetries.apply
+            clips, labels = augment(clips, self.train_set.labels[idx], rng)
             x = self.normalize(clips.to(self.device))
             y = torch.from_numpy(labels).to(self.device)
             lr = lr_at(epoch * self.steps_per_epoch + i, self.total, self.lr, self.warmup)

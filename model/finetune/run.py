@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from model.errors import ConfigError
 from model.finetune import bases, cache, dataset, report
 from model.finetune.augment import Symmetries, read_symmetries
 from model.finetune.loop import History, Trainer, remove_state
@@ -45,6 +46,9 @@ def finetune(s: FinetuneSettings, argv: list[str]) -> Result:
     begin = bases.start(s.base, labels, s.sampling, s.freeze, s.prior, s.domain)
     model = begin.model
     symmetries = _symmetries(s, labels, begin.square)
+    if s.reverse_pairs and "reverse" not in symmetries.perms:
+        raise ConfigError("--reverse-pairs: the symmetries declare no reverse map (how labels change when a clip "
+                          "plays backwards); add one to symmetries.json or drop --reverse-pairs")
     model.config = dataclasses.replace(model.config, label_symmetries=symmetries.spatial)
     log.info("start: %s; window %s; %d of %d weights trained", begin.description, model.config.sampling.describe(),
              int(sum(int(m.sum()) for m in begin.masks.values())), sum(p.numel() for p in model.parameters()))
@@ -93,8 +97,6 @@ def _label_order(data: Path, found: tuple[str, ...]) -> tuple[str, ...]:
     listing = data / LABELS_FILE if data.is_dir() else None
     if listing is None or not listing.is_file():
         return found
-    from model.errors import ConfigError
-
     order = tuple(line.strip() for line in listing.read_text(encoding="utf-8").splitlines() if line.strip())
     if sorted(order) != sorted(found) or len(set(order)) != len(order):
         raise ConfigError(f"{listing}: must list each training label once ({', '.join(found)})")

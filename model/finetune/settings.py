@@ -58,6 +58,7 @@ class FinetuneSettings:
     prior: str | None = None
     sampling: Sampling | None = None  # None: the base's declared sampling, else DEFAULT_SPAN_S
     windows_per_video: int = 4
+    reverse_pairs: bool = False  # each step: batch / 2 windows and the same played backwards
     val: Path | None = None  # a CSV's validation CSV; None: a share of the CSV, chosen by path hash
     val_share: float = 0.1
     symmetries: Path | None = None  # None: DATA/symmetries.json when it exists
@@ -80,6 +81,8 @@ class FinetuneSettings:
             raise ConfigError("--warmup and --label-smoothing must lie in [0, 1), --val-share in (0, 1)")
         if self.time_budget_min is not None and not self.time_budget_min > 0:
             raise ConfigError(f"--time-budget must be a positive number of minutes, got {self.time_budget_min}")
+        if self.reverse_pairs and (self.batch < 2 or self.batch % 2):
+            raise ConfigError(f"--reverse-pairs: --batch counts both halves of each pair, so it must be even, got {self.batch}")
         if self.threads < 0:
             raise ConfigError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
 

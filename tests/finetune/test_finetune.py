@@ -103,6 +103,29 @@ def test_only_declared_transforms_are_applied_and_labels_follow(tmp_path):
     assert torch.equal(same, clips) and kept.tolist() == [0] * 32
 
 
+def test_reverse_pairs_hold_each_clip_and_its_time_reversal_with_the_reversed_label(tmp_path):
+    labels = ("left", "right", "still")
+    (tmp_path / "s.json").write_text(json.dumps({"hflip": {"left": "right", "right": "left"},
+                                                 "reverse": {"left": "right", "right": "left"}}))
+    sym = read_symmetries(tmp_path / "s.json", labels, square=True)
+    clips = torch.randint(0, 255, (6, 4, 3, 8, 8), dtype=torch.uint8)
+    given = np.array([0, 0, 1, 1, 2, 2])
+    out, new = sym.with_reversed(clips, given, np.random.default_rng(1))
+    assert out.shape == (12, 4, 3, 8, 8)
+    swap = [1, 0, 2]  # left <-> right, still stays (both the flip and the reversal)
+    for i in range(6):
+        assert torch.equal(out[6 + i], out[i].flip(0))  # the pair differs only in time order
+        flipped = torch.equal(out[i], clips[i].flip(-1))
+        assert flipped or torch.equal(out[i], clips[i])  # a flip or nothing: never a reversal in the first half
+        assert new[i] == (swap[given[i]] if flipped else given[i])
+        assert new[6 + i] == swap[new[i]]
+
+
+def test_reverse_pairs_need_an_even_batch():
+    with pytest.raises(ConfigError, match="must be even"):
+        cli.settings_from(cli.parser().parse_args(["--data", "d", "--out", "o", "--reverse-pairs", "--batch", "7"]))
+
+
 @pytest.mark.parametrize("content, message", [
     ({"hflip": {"left": "right", "right": "still", "still": "left"}}, "must undo itself"),
     ({"hflip": {"left": "right"}}, "two labels map to the same label"),
