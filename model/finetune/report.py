@@ -24,17 +24,21 @@ def versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
-    out["git_commit"] = _git_commit()
+    out["git_commit"] = _git("rev-parse", "HEAD") or "unknown"
+    changed = _git("status", "--porcelain", "--", "model")
+    # the commit alone does not say what ran when the model package had uncommitted changes
+    out["git_model_changes"] = "unknown" if changed is None else (changed.splitlines() or "none")
     return out
 
 
-def _git_commit() -> str:
-    here = Path(__file__).resolve().parent
+def _git(*args: str) -> str | None:
+    """What ``git ARGS`` prints in the package's source tree; None outside a git checkout."""
+    here = Path(__file__).resolve().parents[1]
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def machine() -> dict[str, Any]:

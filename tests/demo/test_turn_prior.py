@@ -43,16 +43,10 @@ def demo_model(seed: int = 0, base: str = "scratch:small"):
 def shipped_start() -> tuple[int, str]:
     """The seed and base the shipped weights were trained from (training.json records the whole command)."""
     words = shlex.split(json.loads((WEIGHTS / "training.json").read_text())["command"])
-    if "model.finetune" in words:
-        s = cli.settings_from(cli.parser().parse_args(words[words.index("model.finetune") + 1:]))
-        assert s.prior == "motion-demo"
-        return s.seed, s.base
-    # weights from the recipe before model.finetune (tools/train_demo.py --init turn-prior, seed 0 unless given):
-    # the same front end on the same small geometry, which scratch:small --prior motion-demo builds
-    value = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
-    assert value["--init"] == "turn-prior"
-    assert (value["--hidden"], value["--heads"], value["--mlp"], value["--layers"]) == ("128", "8", "512", "4")
-    return int(value.get("--seed", 0)), "scratch:small"
+    assert "model.finetune" in words, words
+    s = cli.settings_from(cli.parser().parse_args(words[words.index("model.finetune") + 1:]))
+    assert s.prior == "motion-demo"
+    return s.seed, s.base
 
 
 def test_the_recipe_builds_the_shipped_checkpoints_fixed_weights_bit_for_bit():

@@ -54,6 +54,11 @@ def test_the_demo_model_learns_three_new_labels_in_two_epochs(trained):
     assert report["command"].startswith("python -m model.finetune --data ") and report["seed"] == 0
     assert report["data"]["train"]["videos"] == 36 and len(report["data"]["train"]["sha256"]) == 64
     assert {"torch", "numpy", "python"} <= set(report["versions"])
+    changes = report["versions"]["git_model_changes"]  # a checkout: "none" or the changed paths under model/
+    if report["versions"]["git_commit"] == "unknown":  # not a git checkout
+        assert changes == "unknown"
+    else:
+        assert changes == "none" or (isinstance(changes, list) and all("model/" in c for c in changes)), changes
 
 
 def test_the_checkpoint_runs_in_the_pipeline_on_the_windows_it_trained_on(trained):
