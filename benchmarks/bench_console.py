@@ -13,7 +13,8 @@ embedded default's window and events, measured over the same span after a warm-u
 The three main runs repeat --rounds times in rotating order, so a noisy neighbour hits every mode alike;
 reported per mode: the median over rounds of capture→publish p50 and p99 (from the results a ZeroMQ
 subscriber got), the ratio to `off` in each round and its median, and the pipeline process's CPU per
-result (its own threads, not the browser's); page update latency (result published → the tile shows it,
+result (its own threads, not the browser's), seconds from start to the first result, results in the
+measured span and frames/windows dropped (every reason, the whole run); page update latency (result published → the tile shows it,
 measured in each page); the clip writer's CPU.
 
 Then the clip writer alone, recording one stream continuously (an event that never ends), frames from
@@ -114,7 +115,7 @@ def live_run(args, console: bool, pages_open: int, work: Path, idle: bool = True
     pages = Pages(pipeline, pages_open, work / f"profile-{name}-{time.monotonic_ns()}", idle) if pages_open else None
     if pages is not None:
         pages.start()
-    cpu0 = time.process_time()  # this process: the pipeline's threads (the browser is a child process)
+    cpu0, wall0 = time.process_time(), time.time()  # this process: the pipeline's threads (the browser is a child)
     try:
         observed = run_observed(pipeline, address, drain_s=0.3)
     finally:
@@ -124,7 +125,8 @@ def live_run(args, console: bool, pages_open: int, work: Path, idle: bool = True
     cpu_s = time.process_time() - cpu0
     first = min(r["published_ts"] for r in observed.results) + WARMUP_S
     latency = np.array([r["latency_ms"]["capture_to_publish"] for r in observed.results if r["published_ts"] >= first])
-    row = {"run": name, "results": len(latency), "publish_p50": float(np.percentile(latency, 50)),
+    dropped = sum(sum(stream.drops.values()) for stream in pipeline.stats)  # frames and windows, every reason
+    row = {"run": name, "first_s": first - WARMUP_S - wall0, "results": len(latency), "dropped": dropped, "publish_p50": float(np.percentile(latency, 50)),
            "publish_p99": float(np.percentile(latency, 99)), "cpu_ms_per_result": 1000.0 * cpu_s / len(observed.results),
            "page_p50": None, "page_p99": None, "page_updates": 0, "clip_cpu": None, "clips": 0}
     if console:
@@ -174,7 +176,8 @@ MODES = ("off", "on", "on+pages")
 
 def summary(runs: list[dict]) -> dict:
     """One mode's runs (one a round) -> the medians reported."""
-    med = {k: float(np.median([r[k] for r in runs])) for k in ("results", "publish_p50", "publish_p99", "cpu_ms_per_result")}
+    med = {k: float(np.median([r[k] for r in runs]))
+           for k in ("first_s", "results", "dropped", "publish_p50", "publish_p99", "cpu_ms_per_result")}
     for k in ("page_p50", "page_p99", "page_updates", "clip_cpu", "clips"):
         values = [r[k] for r in runs if r[k] is not None]
         med[k] = float(np.median(values)) if values else None
@@ -187,14 +190,14 @@ def tables(rounds: list[dict[str, dict]], extra: list[dict], costs: list[dict], 
            f"runs, first {WARMUP_S:.0f} s left out, {len(rounds)} rounds of off / on / on+pages in rotating order; "
            f"pages: {args.pages} open in headless Chromium on the same machine, in the idle scheduling class unless "
            "marked competing; clips on whenever the console is. Medians over rounds.\n"),
-           ("| run | rounds | results | capture→publish p50 ms | p99 ms | pipeline CPU ms per result | "
+           ("| run | rounds | first result s | results | dropped | capture→publish p50 ms | p99 ms | pipeline CPU ms per result | "
             "page update p50 ms | p99 ms | page updates | clip writer, share of a core per stream | clips written |"),
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         page = (f"{r['page_p50']:.0f} | {r['page_p99']:.0f} | {r['page_updates']:.0f}" if r["page_p50"] is not None
                 else "– | – | –")
         clip = f"{100 * r['clip_cpu']:.2f} % | {r['clips']:.0f}" if r["clip_cpu"] is not None else "– | –"
-        out.append(f"| {r['run']} | {r['rounds']} | {r['results']:.0f} | {r['publish_p50']:.1f} | {r['publish_p99']:.0f} | "
+        out.append(f"| {r['run']} | {r['rounds']} | {r['first_s']:.1f} | {r['results']:.0f} | {r['dropped']:.0f} | {r['publish_p50']:.1f} | {r['publish_p99']:.0f} | "
                    f"{r['cpu_ms_per_result']:.1f} | {page} | {clip} |")
     out += ["\ncapture→publish p50 against `off` in the same round:\n",
             "| round | " + " | ".join(f"{m} / off" for m in MODES[1:]) + " |", "|---|" + "---|" * (len(MODES) - 1)]
