@@ -11,6 +11,8 @@ from pathlib import Path
 
 import feeds
 
+from streamer.core.precision import fallback_precision
+
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
@@ -71,7 +73,9 @@ def test_file_mode_every_window_in_order_and_valid(tiny_model, bikes_mp4, tmp_pa
     assert [r["seq"] for r in results] == list(range(len(expected)))
     assert [r["window"]["frame_indices"] for r in results] == expected
     first = results[0]
-    assert first["model"]["name"] == "tiny-timesformer" and first["model"]["precision"] == "fp32"
+    auto = fallback_precision("cpu")  # precision: auto with nothing measured (int8 where the CPU has VNNI)
+    assert first["model"]["name"] == "tiny-timesformer"
+    assert first["model"]["precision"] == {"int8": "int8-x86"}.get(auto, auto)
     assert len(first["top_k"]) == 5
     scores = [t["score"] for t in first["top_k"]]
     assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1.0) < 1e-3
