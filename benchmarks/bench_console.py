@@ -123,10 +123,11 @@ def live_run(args, console: bool, pages_open: int, work: Path, idle: bool = True
             pages.done.set()
             pages.join(120)
     cpu_s = time.process_time() - cpu0
-    first = min(r["published_ts"] for r in observed.results) + WARMUP_S
+    first_published = min(r["published_ts"] for r in observed.results)
+    first = first_published + WARMUP_S
     latency = np.array([r["latency_ms"]["capture_to_publish"] for r in observed.results if r["published_ts"] >= first])
     dropped = sum(sum(stream.drops.values()) for stream in pipeline.stats)  # frames and windows, every reason
-    row = {"run": name, "first_s": first - WARMUP_S - wall0, "results": len(latency), "dropped": dropped, "publish_p50": float(np.percentile(latency, 50)),
+    row = {"run": name, "first_s": first_published - wall0, "results": len(latency), "dropped": dropped, "publish_p50": float(np.percentile(latency, 50)),
            "publish_p99": float(np.percentile(latency, 99)), "cpu_ms_per_result": 1000.0 * cpu_s / len(observed.results),
            "page_p50": None, "page_p99": None, "page_updates": 0, "clip_cpu": None, "clips": 0}
     if console:

@@ -142,14 +142,16 @@ class ServerThread(threading.Thread):
     until it is bound (:meth:`start_and_wait` raises the bind's error), told to stop (:meth:`request_stop`,
     joined by the pipeline against its one deadline) or stopped and joined (:meth:`stop`).
 
-    :meth:`run` is the one loop of every such server: :meth:`_open` (made by the subclass: the socket,
-    its options, bound, :attr:`endpoint` set) sets :attr:`error` when it fails, then :attr:`ready`; a
-    readable socket goes to :meth:`_readable`, and :meth:`_idle` runs at least every 0.1 s; a defect
+    :meth:`run` is the one loop of every such server: it makes the ROUTER socket (on the request I/O
+    thread, not the publisher's) and hands it to :meth:`_configure` (the subclass: options, bound,
+    :attr:`endpoint` set); a failure there closes the socket and sets :attr:`error`, then :attr:`ready`;
+    a readable socket goes to :meth:`_readable`, and :meth:`_idle` runs at least every 0.1 s; a defect
     later ends up in :attr:`failure` (the supervisor reads it, logs it once and restarts the server on
     :attr:`endpoint`). The socket closes with the LINGER its options gave it."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, context) -> None:
         super().__init__(name=name, daemon=False)
+        self._ctx = context
         self._stop_event = threading.Event()
         self.ready = threading.Event()
         self.error: BaseException | None = None  # the bind failed (raised by start_and_wait)
@@ -173,9 +175,12 @@ class ServerThread(threading.Thread):
     def run(self) -> None:
         import zmq
 
+        sock = self._ctx.socket(zmq.ROUTER)
         try:
-            sock = self._open(zmq)
+            pin_io(sock, REQUEST_IO)
+            self._configure(sock, zmq)
         except BaseException as exc:  # raised by start_and_wait()
+            sock.close(linger=0)
             self.error = exc
             self.ready.set()
             return
@@ -190,8 +195,8 @@ class ServerThread(threading.Thread):
         finally:
             sock.close()
 
-    def _open(self, zmq):
-        """The bound socket (sets :attr:`endpoint`); a bind error is raised as PublisherError."""
+    def _configure(self, sock, zmq) -> None:
+        """Set ``sock``'s options and bind it (sets :attr:`endpoint`); a bind error is raised as PublisherError."""
         raise NotImplementedError
 
     def _readable(self, sock, zmq) -> None:

@@ -162,10 +162,10 @@ class Trainer:
         lr = self.lr
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.s.epochs}", unit="step",
                    mininterval=2.0, leave=False)
+        augment = self.symmetries.with_reversed if self.s.reverse_pairs else self.symmetries.apply
         for i in bar:
             idx = np.sort(order[i * self.per_step:(i + 1) * self.per_step])  # sorted: sequential memmap reads
             clips = torch.from_numpy(self.train_set.frames[idx])  # (B, T, 3, h, w) uint8
-            augment = self.symmetries.with_reversed if self.s.reverse_pairs else self.symmetries.apply
             clips, labels = augment(clips, self.train_set.labels[idx], rng)
             x = self.normalize(clips.to(self.device))
             y = torch.from_numpy(labels).to(self.device)

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 from model.errors import ConfigError
 from streamer.control import requests
-from streamer.endpoints import REQUEST_IO, ServerThread, bind, pin_io
+from streamer.endpoints import ServerThread, bind
 from streamer.outputs import protocol
 from streamer.outputs.security import is_loopback
 from streamer.redact import redact
@@ -46,10 +46,9 @@ class ControlServer(ServerThread):
                  max_request_bytes: int = MAX_REQUEST_BYTES, linger_ms: int = 200) -> None:
         """``secure(sock)`` makes the socket a CURVE server before it is bound (the publisher's keys)."""
         check_exposure(address, secure is not None)  # before any thread or socket exists
-        super().__init__("control")
+        super().__init__("control", context)
         self.address = address
         self._handler = handler
-        self._ctx = context
         self._secure = secure
         self._max_request_bytes = max_request_bytes
         self._linger_ms = linger_ms
@@ -61,9 +60,7 @@ class ControlServer(ServerThread):
         return ControlServer(self.endpoint or self.address, self._handler, self._ctx, secure=self._secure,
                              max_request_bytes=self._max_request_bytes, linger_ms=self._linger_ms)
 
-    def _open(self, zmq):
-        sock = self._ctx.socket(zmq.ROUTER)
-        pin_io(sock, REQUEST_IO)  # not the publisher's I/O thread
+    def _configure(self, sock, zmq) -> None:
         sock.setsockopt(zmq.LINGER, self._linger_ms)
         sock.setsockopt(zmq.MAXMSGSIZE, self._max_request_bytes)
         sock.setsockopt(zmq.SNDHWM, 100)
@@ -72,7 +69,6 @@ class ControlServer(ServerThread):
             self._secure(sock)
         self.endpoint = bind(sock, self.address, "control socket", "--control ADDRESS (or --control off)")
         log.info("control socket on %s%s", redact(self.endpoint), " (CURVE)" if self._secure else "")
-        return sock
 
     def _readable(self, sock, zmq) -> None:
         self._answer(sock, sock.recv_multipart(), zmq)

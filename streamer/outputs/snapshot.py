@@ -39,7 +39,7 @@ from typing import Callable, NamedTuple
 
 from model.errors import PublisherError
 from streamer.config import SnapshotConfig
-from streamer.endpoints import REQUEST_IO, ServerThread, bind, pin_io
+from streamer.endpoints import ServerThread, bind
 from streamer.outputs import protocol
 from streamer.redact import redact
 from streamer.outputs.security import is_loopback
@@ -139,10 +139,9 @@ class SnapshotServer(ServerThread):
     def __init__(self, config: SnapshotConfig, cache: LastValueCache, context, *,
                  secure: Callable | None = None) -> None:
         """``secure(sock)``: make the socket a CURVE server before it is bound (the publisher's keys)."""
-        super().__init__("snapshot")
+        super().__init__("snapshot", context)
         self.config = config
         self.cache = cache
-        self._ctx = context
         self._secure = secure
         self.read = 0  #: requests read off the socket (at most ``_READS_PER_TICK`` per ``_TICK_S``)
         self.served = 0
@@ -157,10 +156,8 @@ class SnapshotServer(ServerThread):
         config = self.config if self.endpoint is None else self.config.model_copy(update={"address": self.endpoint})
         return SnapshotServer(config, self.cache, self._ctx, secure=self._secure)
 
-    def _open(self, zmq):
+    def _configure(self, sock, zmq) -> None:
         cfg = self.config
-        sock = self._ctx.socket(zmq.ROUTER)
-        pin_io(sock, REQUEST_IO)  # not the publisher's I/O thread
         sock.setsockopt(zmq.LINGER, cfg.linger_ms)
         # one frame over the request limit disconnects the peer before ZeroMQ buffers it (S9)
         sock.setsockopt(zmq.MAXMSGSIZE, min(cfg.max_request_bytes, protocol.MAX_REQUEST_FRAME_BYTES))
@@ -174,7 +171,6 @@ class SnapshotServer(ServerThread):
                         "tcp://127.0.0.1:PORT or turn on CURVE for the publisher", redact(cfg.address))
         self.endpoint = bind(sock, cfg.address, "snapshot socket", "--snapshot")
         log.info("snapshots on %s", redact(self.endpoint))
-        return sock
 
     def _idle(self) -> None:
         if self._trim_due and time.monotonic() - self._last_trim >= _TRIM_INTERVAL_S:

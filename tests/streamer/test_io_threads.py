@@ -7,8 +7,12 @@ tests check the wiring: which thread each socket asks for, and that sockets pinn
 
 from __future__ import annotations
 
+import threading
+
+import pytest
 import zmq
 
+from model.errors import ConfigError
 from streamer.config import SnapshotConfig
 from streamer.endpoints import IO_THREADS, PUBLISH_IO, REQUEST_IO, pin_io, pipeline_context
 from streamer.outputs.snapshot import LastValueCache, SnapshotServer, request_snapshot
@@ -57,3 +61,20 @@ def test_a_pinned_snapshot_socket_serves_next_to_a_pinned_publisher():
         pub.close(0)
         ctx.term()
     assert not server.is_alive()
+
+
+def test_a_server_whose_setup_fails_closes_its_socket():
+    """A failure while the socket is set up (here the CURVE step) is raised by start_and_wait and leaves
+    no socket behind: the context still terminates (it would wait for an open socket for ever)."""
+    def broken_keys(sock):
+        raise ConfigError("the keys cannot be read")
+
+    ctx = pipeline_context()
+    server = SnapshotServer(SnapshotConfig(address="tcp://127.0.0.1:*"), LastValueCache(), ctx, secure=broken_keys)
+    with pytest.raises(ConfigError, match="keys"):
+        server.start_and_wait()
+    server.join(5)
+    term = threading.Thread(target=ctx.term, daemon=True)
+    term.start()
+    term.join(5)
+    assert not term.is_alive(), "an open socket kept the context from terminating"
