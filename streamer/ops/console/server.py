@@ -46,6 +46,11 @@ _RESYNC = ("snapshot", None)
 _STOP = ("stop", None)
 
 
+def _event(kind: str, data: dict) -> bytes:
+    """One Server-Sent Event."""
+    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode("utf-8")
+
+
 def _page(name: str) -> str:
     return resources.files("streamer.ops.console").joinpath("static", name).read_text(encoding="utf-8")
 
@@ -180,13 +185,18 @@ class Console(threading.Thread):
                 self._broadcast(update)
 
     def _broadcast(self, update: tuple[str, dict | None]) -> None:
+        """Queue ``update`` for every page, encoded once however many pages there are (as it is now:
+        a tile changes in place)."""
+        if not self._clients:
+            return
+        item = update if update is _STOP or update is _RESYNC else _event(*update)
         for client in list(self._clients):
             try:
-                client.put_nowait(update)
+                client.put_nowait(item)
             except asyncio.QueueFull:  # a slow page: drop its backlog, send it a snapshot
                 while not client.empty():
                     client.get_nowait()
-                client.put_nowait(_RESYNC if update is not _STOP else _STOP)
+                client.put_nowait(_RESYNC if item is not _STOP else _STOP)
 
     def _app(self):
         from aiohttp import web
@@ -276,14 +286,18 @@ class Console(threading.Thread):
         client: asyncio.Queue = asyncio.Queue(maxsize=256)
         self._clients.add(client)
         try:
-            update: tuple = _RESYNC
-            while update is not _STOP:
-                kind, data = update
-                if kind == "snapshot":
-                    data = self.state.snapshot()
-                await response.write(f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-                                     .encode("utf-8"))
-                update = await self._next(client, response)
+            items: list = [_RESYNC]
+            while True:
+                chunks = [_event("snapshot", self.state.snapshot()) if item is _RESYNC else item
+                          for item in items if item is not _STOP]
+                stop = any(item is _STOP for item in items)
+                if chunks:
+                    await response.write(b"".join(chunks))  # what queued meanwhile goes in one write
+                if stop:
+                    break
+                items = [await self._next(client, response)]
+                while not client.empty():
+                    items.append(client.get_nowait())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -291,7 +305,7 @@ class Console(threading.Thread):
         return response
 
     @staticmethod
-    async def _next(client: asyncio.Queue, response) -> tuple:
+    async def _next(client: asyncio.Queue, response):
         """The page's next update; a comment every 15 s meanwhile keeps proxies from closing the stream."""
         while True:
             try:
