@@ -23,6 +23,7 @@ clip buffer and console preview forget it. With nothing left referring to its ri
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from streamer.config import AppConfig, SourceConfig
 from streamer.control.api import (assess, check_cap, check_known, check_new, list_entry, plan_reload,
                                   reload_allow_list, reload_with, save_state)
 from streamer.core.ring import FrameRing
-from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan
+from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan, stagger
 from streamer.core.stats import StatsRegistry, StreamState, StreamStats
 from streamer.core.windows import frames_needed
 from streamer.sources.capture import CaptureThread
@@ -100,6 +101,7 @@ class StreamSet:
         self._runtime: Optional[Runtime] = None
         self._closing = False
         self._leftover: dict[str, CaptureThread] = {}  # supervisor name -> a removed stream's thread still ending
+        self._launched = itertools.count()  # streams started so far: each live one gets its own point of the hop
 
     # ---- start and shutdown (main thread) ------------------------------------------------------
     def start(self, runtime: Runtime) -> None:
@@ -228,7 +230,7 @@ class StreamSet:
 
         rt = self._runtime
         ring = FrameRing(plan.config.options.ring_capacity or 64, blocking=not plan.live, device=rt.device)
-        cursor = StreamCursor(plan.id, ring, stats, rt.window, plan.live)
+        cursor = StreamCursor(plan.id, ring, stats, rt.window, plan.live, phase=stagger(next(self._launched)))
         # frames go up as uint8 and stay on the model's device (CPU too: the same code path)
         stage = DeviceStage(Preprocessor(rt.model.preprocess, device=rt.device, input_order="BGR"),
                             rt.model.input_dtype)

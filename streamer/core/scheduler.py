@@ -5,10 +5,14 @@ round-robin (the starting stream rotates per batch), gathers each ready window s
 ring into a preallocated batch tensor, and waits at most ``max_wait_ms`` for a fuller batch.
 
 ``mode: file`` cursors emit every window in order (the capture thread waits for ring space, so
-nothing is lost). ``mode: live`` cursors only ever take the window ending at the newest frame, at
-least one hop after the previous window's newest frame (a late window is followed by the next one a
-full hop later, never bunched); windows skipped meanwhile, and windows whose newest frame is older
-than ``freshness_s``, are counted as ``stale`` drops. Because windows are chosen when the model is ready, no backlog builds:
+nothing is lost). ``mode: live`` cursors only ever take the window ending at the newest frame. With a
+time hop (``hop_s``) each live stream keeps its own grid of due times, ``hop_s`` apart, placed at its
+own point of the hop (:func:`stagger`: streams started together take turns instead of arriving as one
+batch); a window taken late does not move the grid, and the next one is due at the grid point nearest
+to a hop after it (at least half a hop later, never bunched). Lateness used to move each stream's
+windows onto the time the model got free, which drew streams together into ever larger batches
+(docs/ARCHITECTURE.md). Grid points that pass while a window waits, and windows whose newest frame is
+older than ``freshness_s``, are counted as ``stale`` drops. Because windows are chosen when the model is ready, no backlog builds:
 the age of the newest frame at inference stays flat however slow the model (R5, R12).
 """
 
@@ -52,14 +56,25 @@ class Window:
     label: str | None
 
 
+GOLDEN = (5 ** 0.5 - 1) / 2
+
+
+def stagger(index: int) -> float:
+    """Where in the hop the ``index``-th live stream's windows fall, as a fraction of the hop: the golden
+    ratio sequence, so any number of streams (added and removed at any time) stay spread out."""
+    return (index * GOLDEN) % 1.0
+
+
 class StreamCursor:
     """Where the next window of one stream ends, and whether it is ready."""
 
-    def __init__(self, stream: str, ring: FrameRing, stats: StreamStats, plan: WindowPlan, live: bool) -> None:
+    def __init__(self, stream: str, ring: FrameRing, stats: StreamStats, plan: WindowPlan, live: bool,
+                 phase: float = 0.0) -> None:
         self.stream, self.ring, self.stats, self.plan, self.live = stream, ring, stats, plan, live
+        self.phase = phase  # live time hop: the grid's offset, a fraction of hop_s (see stagger)
         self.done = False
         self.last_end = -1  # seq of the last window's newest frame
-        self.last_due: float | None = None  # time hop: the hop grid's last point
+        self.last_due: float | None = None  # file mode: the hop grid's last point; live: the next due point
         self.seg_start = 0  # first seq of the segment windows are taken from
         self.seg_id = 0
         self.pending_release = 0
@@ -125,12 +140,20 @@ class StreamCursor:
 
     def _live_end(self, newest: int) -> int | None:
         p = self.plan
-        if self.last_end < 0:
-            return newest
         if p.hop is not None:
-            return newest if newest >= self.last_end + p.hop else None
+            return newest if self.last_end < 0 or newest >= self.last_end + p.hop else None
         tol = 0.5 * self.ring.interval
-        return newest if self._t(newest) >= self.last_due + p.hop_s - tol else None
+        t = self._t(newest)
+        if self.last_due is None:  # the first window of a segment: at this stream's next grid point
+            self.last_due = self._grid(t - tol, up=True)
+        return newest if t >= self.last_due - tol else None
+
+    def _grid(self, t: float, up: bool = False) -> float:
+        """This stream's hop-grid point nearest to ``t`` (``up``: the first at or after ``t``)."""
+        hop = self.plan.hop_s
+        offset = self.phase * hop
+        steps = (t - offset) / hop
+        return offset + (math.ceil(steps) if up else round(steps)) * hop
 
     def _file_end(self, newest: int, lo: int) -> int | None:
         p = self.plan
@@ -155,17 +178,21 @@ class StreamCursor:
 
     def _advance(self, end: int) -> None:
         p = self.plan
-        if self.live and self.last_end >= 0:
-            if p.hop is not None:
-                skipped = (end - self.last_end) // p.hop - 1
-            else:
-                skipped = math.floor((self._t(end) - self.last_due + 0.5 * self.ring.interval) / p.hop_s) - 1
+        if self.live and p.hop_s is not None:
+            # the grid point nearest to a hop after this window: on time, the next point; late, the grid
+            # stays where it was and the next window still comes at least half a hop after this one
+            due = self._grid(self._t(end) + p.hop_s)
+            if self.last_end >= 0:  # grid points between the one this window was due at and the next: not served
+                skipped = round((due - self.last_due) / p.hop_s) - 1
+                if skipped > 0:
+                    self.stats.drop("stale", skipped)
+            self.last_due = due
+        elif self.live and self.last_end >= 0:
+            skipped = (end - self.last_end) // p.hop - 1
             if skipped > 0:
                 self.stats.drop("stale", skipped)
-        if p.hop_s is not None:
-            # live: the next window ends a full hop after this one's newest frame, however late this one
-            # was taken (a grid would let a late window and the next on-time one come a frame apart)
-            self.last_due = self._t(end) if self.live or self._due is None else self._due
+        elif p.hop_s is not None:
+            self.last_due = self._due if self._due is not None else self._t(end)
         self.last_end = end
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import torch
 
 from streamer.core.ring import FrameRing
-from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan
+from streamer.core.scheduler import Scheduler, StreamCursor, WindowPlan, stagger
 from streamer.core.stats import StreamStats
 
 FRAME = torch.zeros((3, 2, 2))
@@ -170,9 +171,10 @@ def test_batches_are_fair_across_streams():
     assert sorted(served.values()) == [20, 20, 20]
 
 
-def test_live_hop_holds_between_consecutive_results_even_after_a_late_window():
-    """A window taken late (the model was busy) is followed by the next one a full hop later, not by
-    one a frame later because the hop grid's next point had already come (issue: [509..537] then [510..538])."""
+def test_a_late_window_leaves_the_hop_grid_where_it_was():
+    """A window taken late (the model was busy) does not move the stream's grid of due times: the next one
+    comes at the grid point nearest to a hop after it, at least half a hop later (never bunched: the issue
+    was [509..537] then [510..538]), and the windows after it are back on the grid."""
     ring, stats, cursor = make("a", plan(span_s=1.12, num_frames=8, hop_s=0.24, freshness_s=10.0), live=True,
                                capacity=256)
     feeder = Feeder(ring, interval=0.04)  # hop 0.24 s = 6 frames
@@ -185,10 +187,42 @@ def test_live_hop_holds_between_consecutive_results_even_after_a_late_window():
     for _ in range(29):
         feeder.push()
     ends = [next_window()]
-    for busy in (10, 0, 8, 0):  # frames the model is busy after a window before it polls again
+    for busy in (10, 0, 7, 0):  # frames the model is busy after a window before it polls again
         for _ in range(busy + 1):
             feeder.push()
         ends.append(next_window())
     steps = [b - a for a, b in zip(ends, ends[1:])]
-    assert steps == [11, 6, 9, 6]  # late windows are late; the one after each is a full hop later
-    assert stats.drops["stale"] == 0  # no whole hop was skipped
+    assert steps == [11, 7, 8, 4]  # 5 and 2 frames late; the next ones on the grid, 7 and 4 frames after them
+    assert [(e - ends[0]) % 6 for e in ends] == [0, 5, 0, 2, 0]
+    assert stats.drops["stale"] == 1  # +12 came a frame after the late window at +11: not served, counted
+
+
+def test_live_streams_keep_their_own_point_of_the_hop_after_a_slow_batch():
+    """Two streams started together, staggered: a slow batch makes both late and takes them together,
+    after which each goes back to its own grid point, so they do not keep arriving as one batch (when
+    lateness moved the grid, they stayed together for the rest of the run)."""
+    window = plan(span_s=0.28, num_frames=4, hop_s=0.24, freshness_s=10.0)
+    rings, cursors, stats = [], [], []
+    for i, name in enumerate("ab"):
+        ring, _, _ = make(name, window, live=True, capacity=128)
+        rings.append(ring)
+        stats.append(StreamStats(name, name))
+        cursors.append(StreamCursor(name, ring, stats[-1], window, True, phase=stagger(i)))
+    feeders = [Feeder(ring) for ring in rings]
+    free_at, sizes, taken = 0, [], {"a": [], "b": []}
+    for frame in range(400):
+        for f in feeders:
+            f.push()
+        if frame < free_at:
+            continue
+        batch = [c.stream for c in cursors if c.poll(time.monotonic()) is not None]
+        for stream in batch:
+            taken[stream].append(frame)
+        if batch:
+            sizes.append((frame, len(batch)))
+            free_at = frame + (9 if len(sizes) % 10 == 0 else 2)  # every tenth batch is slow
+    together = [i for i, (_, n) in enumerate(sizes) if n == 2]
+    assert together == list(range(0, len(sizes), 10))  # the first windows, then only right after a slow batch
+    for st in stats:  # one window a hop: every grid point passed is a window or a counted stale drop
+        frames = taken[st.stream]
+        assert len(frames) + st.drops["stale"] == pytest.approx((frames[-1] - frames[0]) / 6 + 1, abs=1)
