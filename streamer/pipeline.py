@@ -65,11 +65,31 @@ _OPENCV_KINDS = ("camera", "rtsp", "http", "tcp", "file")
 SWITCH_INTERVAL_S = 0.001
 
 
+_tuned = False  # tune_interpreter was called: this process runs for latency
+
+
 def tune_interpreter() -> None:
-    """Process-wide settings for a latency-sensitive run (called by the CLI, which owns the process)."""
+    """Process-wide settings for a latency-sensitive run (called by the CLI, which owns the process): the
+    switch interval now, and :func:`settle_heap` once a pipeline has started."""
     import sys
 
+    global _tuned
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    _tuned = True
+
+
+def settle_heap() -> None:
+    """In a tuned process, once start-up is over: collect, then freeze what is left (``gc.freeze``), so the
+    cyclic collector's full passes no longer walk the model, the modules and the rest of what start-up
+    made. Measured with 8 streams and the console on: one full pass over ~215,000 objects held the GIL
+    for 151 ms mid-run, long enough that every camera showed a gap (a new segment, windows lost); after
+    the freeze a pass walks ~10,000. What start-up made is kept for the life of the process either way."""
+    if not _tuned:
+        return
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass(frozen=True)
@@ -138,6 +158,7 @@ class Pipeline:
                                  self.terminal)
         try:
             if self._start(built, ctx, stop):
+                settle_heap()
                 self._wait(stop, status_line, hangup or threading.Event())
             else:
                 log.info("stop requested")
