@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Console benchmark: what the web console, event clips and open pages cost the pipeline.
 
+First, the comparison the numbers are read from: one pipeline run cut into segments that switch the
+console and clips on and off and open and close pages (benchmarks/console_paired.py says why one
+run: between separate runs the p50 moved far more than the effect being measured). Then separate runs:
 Live runs of N synthetic cameras (160x120, 25 fps) through the motion-demo model (one view), the
 embedded default's window and events, measured over the same span after a warm-up:
   off         the console and clips off;
@@ -21,7 +24,8 @@ Then the clip writer alone, recording one stream continuously (an event that nev
 the synthetic renderer at 160x120 and 1280x720: CPU seconds per second of video = share of one core
 per recording stream.
 
-    python -m benchmarks.bench_console [--streams 8] [--pages 3] [--seconds 40] [--rounds 3] [--competing]
+    python -m benchmarks.bench_console [--streams 8] [--pages 3] [--cycles 6] [--segment-s 20] [--seconds 40]
+                                       [--rounds 1] [--competing]
     python -m benchmarks.bench_console --smoke        # 2 streams, 1 page, short runs, nothing written
 
 Prints tables and replaces its section of BENCHMARKS.md unless --no-write/--smoke.
@@ -41,6 +45,7 @@ import numpy as np
 from streamer.sources.cvenv import prepare_opencv_environment
 
 prepare_opencv_environment()  # before cv2 is imported
+from benchmarks.console_paired import SETTLE_S, paired_table, run_paired  # noqa: E402
 from benchmarks.harness import run_observed  # noqa: E402
 from benchmarks.report import machine, write_section  # noqa: E402
 from streamer.testing.chromium import browser, missing_reason  # noqa: E402
@@ -218,7 +223,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--streams", type=int, default=8)
     p.add_argument("--pages", type=int, default=3)
     p.add_argument("--seconds", type=float, default=40.0, help="length of each live run")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of off / on / on+pages, in rotating order")
+    p.add_argument("--cycles", type=int, default=6, help="cycles of the one-run comparison (a segment per mode each)")
+    p.add_argument("--segment-s", type=float, default=20.0, help="length of each segment of the one-run comparison")
+    p.add_argument("--rounds", type=int, default=1, help="rounds of separate runs of off / on / on+pages, rotating")
     p.add_argument("--clip-seconds", type=float, default=20.0, help="video seconds per clip-cost row")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--competing", action="store_true",
@@ -229,7 +236,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.smoke:
         args.streams, args.pages, args.seconds, args.clip_seconds, args.no_write = 2, 1, 20.0, 2.0, True
-        args.rounds, args.competing = 1, False
+        args.rounds, args.competing, args.cycles, args.segment_s = 1, False, 1, 10.0
     return args
 
 
@@ -242,13 +249,21 @@ def main(argv=None) -> int:
     tune_interpreter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        data, address = config(args.streams, 24 * 3600.0, True, work / "clips-paired", args.threads)
+        paired = run_paired(data, address, pages=args.pages, work=work, cycles=args.cycles, segment_s=args.segment_s)
         rounds = []
         for i in range(args.rounds):
             order = MODES[i % len(MODES):] + MODES[:i % len(MODES)]
             rounds.append({m: live_run(args, m != "off", args.pages if m == "on+pages" else 0, work) for m in order})
         extra = [live_run(args, True, args.pages, work, idle=False)] if args.competing else []
         costs = [clip_cost(160, 120, args.clip_seconds, work), clip_cost(1280, 720, args.clip_seconds / 2, work)]
-    body = f"Machine: {machine()}.{(' ' + args.note) if args.note else ''}\n\n" + tables(rounds, extra, costs, args)
+    body = (f"Machine: {machine()}.{(' ' + args.note) if args.note else ''}\n\n"
+            f"One run cut into segments (benchmarks/console_paired.py): {args.streams} synthetic live streams "
+            f"(160x120, 25 fps), motion-demo fp32 one view, {args.cycles} cycles of {args.segment_s:.0f} s segments "
+            f"(the first {SETTLE_S:.0f} s of each left out), modes in rotating order; pages: {args.pages}. "
+            "Medians over cycles; the ratios are to `off` in the same cycle.\n\n" + paired_table(paired) +
+            "\nSeparate runs (the whole process each; their p50 also carries how the streams happened to line up "
+            "at start, so the paired table above is the comparison):\n\n" + tables(rounds, extra, costs, args))
     print(body)
     if not args.no_write:
         write_section(SECTION, "## Console (`benchmarks/bench_console.py`)\n\n" + body)
