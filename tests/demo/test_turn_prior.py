@@ -1,7 +1,7 @@
 """The shipped demo model's fixed front end (model/demo/motion_prior.py, model/demo/turn_prior.py), before
 any training.
 
-The recipe builds, bit for bit, the fixed weights the shipped checkpoint carries. A bar drawn at the
+The recipe builds, to float rounding, the fixed weights the shipped checkpoint carries. A bar drawn at the
 model's input size turns, moves, grows or stays; the cls token's mean turn after block 2 must have
 the rotation's sign, stay small without rotation, flip under time reversal, survive int8, and not
 hinge on the weights that training is allowed to change.
@@ -49,10 +49,13 @@ def shipped_start() -> tuple[int, str]:
     return s.seed, s.base
 
 
-def test_the_recipe_builds_the_shipped_checkpoints_fixed_weights_bit_for_bit():
-    """Seeded as the shipped command was, the priors set exactly the weights training kept fixed: the
-    documented command still starts where the weights did. Compared with the file as stored (load_model
-    folds the temporal projections, which changes them)."""
+def test_the_recipe_builds_the_shipped_checkpoints_fixed_weights():
+    """Seeded as the shipped command was, the priors set the weights training kept fixed: the documented
+    command still starts where the weights did. Compared with the file as stored (load_model folds the
+    temporal projections, which changes them). Equal to float rounding, not bit for bit: block 0's
+    temporal value heads hold a QR factor of a seeded random matrix, and LAPACK's QR differs in the last
+    bits between machines (1862 of 49152 entries, at most 1.0e-7, on an AMD EPYC against the training
+    machine; everything else matched exactly)."""
     seed, base = shipped_start()
     model, _, masks = demo_model(seed, base)
     shipped = stored_state(WEIGHTS)
@@ -60,7 +63,8 @@ def test_the_recipe_builds_the_shipped_checkpoints_fixed_weights_bit_for_bit():
     for name, p in model.named_parameters():
         keep = masks[name] == 0
         fixed += int(keep.sum())
-        assert torch.equal(p[keep], shipped[name][keep]), name
+        torch.testing.assert_close(p[keep], shipped[name][keep], rtol=0, atol=1e-6,
+                                   msg=lambda m, name=name: f"{name}: {m}")
     assert fixed > 400_000  # the front end is most of block 0-2's weights, not a handful
     other, _, _ = demo_model(seed + 1, base)  # another seed draws another random projection: the check can fail
     assert not torch.equal(other.blocks[0].temporal_attn.qkv.weight, shipped["blocks.0.temporal_attn.qkv.weight"])

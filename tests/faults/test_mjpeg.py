@@ -30,8 +30,10 @@ def test_a_100_fps_mjpeg_feed_gives_results_at_the_configured_hop(tiny_model, tm
     assert status["fps"] > 0.8 * fps  # measured, not the 25 the stream declares
     ends = [r["window"]["frame_ts"][-1] for r in results]
     steps = [b - a for a, b in zip(ends, ends[1:])]
-    assert min(steps) >= hop - 0.5 / fps - 0.002, steps  # never closer than the hop
-    assert statistics.median(steps) <= hop + 0.06, steps  # and at the hop, not slower
+    # each stream keeps its own hop grid (README, "Hop"): a window taken late (the first forward warms the
+    # model up) is followed by the grid point nearest to a hop after it, so never closer than half a hop
+    assert min(steps) >= hop / 2 - 0.5 / fps - 0.002, steps
+    assert abs(statistics.median(steps) - hop) <= 0.5 / fps + 0.02, steps  # and at the hop, not faster or slower
     for r in results:
         idx, ts = r["window"]["frame_indices"], r["window"]["frame_ts"]
         assert abs((ts[-1] - ts[0]) - span * 7 / 8) <= 0.05, ts  # the window's span ...
