@@ -6,9 +6,10 @@ a :class:`PreRoll`, a buffer of raw frames bounded in bytes (``clips.buffer_mb``
 never waits. Events arrive from the publisher (:meth:`ClipRecorder.on_sent`, after the send): a
 ``start`` opens a clip, an ``end`` tells it where to stop. One thread, ``clips``, owns every open
 file: it takes each clip's frames from the buffer (the pre-roll first, then frames as they come)
-and encodes them (:mod:`streamer.ops.clipfile`). The buffer is the bounded queue between capture and
-writer: a frame that left it before the writer took it is counted as missed and the clip is marked
-incomplete (R27). A clip whose file cannot be written (disk full, unwritable dir) is dropped, the
+and encodes them (:mod:`streamer.ops.clipfile`); on a CPU device it encodes in the gaps between
+forward passes (:class:`streamer.core.inference.ForwardGate`), a frame waiting at most ``YIELD_MAX_S``.
+The buffer is the bounded queue between capture and writer: a frame that left it before the writer
+took it is counted as missed and the clip is marked incomplete (R27). A clip whose file cannot be written (disk full, unwritable dir) is dropped, the
 stream's status shows a warning, and the pipeline carries on.
 
 Clocks: a live stream's frames and events are matched by wall-clock capture time (``start_ts``,
@@ -24,12 +25,15 @@ import threading
 import time
 from collections import OrderedDict, deque
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from streamer.core.stats import StatsRegistry
 from streamer.ops.clipfile import ClipFile, enforce_retention, require_av
 from streamer.config import ClipsConfig
 from streamer.supervisor import join_or_warn, lower_priority
+
+if TYPE_CHECKING:
+    from streamer.core.inference import ForwardGate
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +41,16 @@ log = logging.getLogger(__name__)
 #: min_duration_s and a slow model add up: 14 s was seen with the 8-view demo on a loaded 2-core machine);
 #: ``buffer_mb`` bounds the memory this takes
 ANNOUNCE_SLACK_S = 30.0
+#: the age limit, and files changed by others, are checked by a scan this often; the size limit also after
+#: a finished clip takes the clips' total past it (scanning after every clip cost the writer a fifth of its
+#: time with a few thousand clips stored)
 _RETENTION_EVERY_S = 60.0
 #: the writer's round: it takes the frames that arrived since the last round, a few per open clip at a
 #: time (waking for every frame cost more CPU than encoding them); event messages and stop wake it at once
 POLL_S = 0.1
+#: on a CPU device a frame waits for a gap between forward passes (:class:`ForwardGate`) until it is this
+#: old; past it, it is encoded at once, so a saturated model (file mode) delays clips but never starves them
+YIELD_MAX_S = 0.5
 FINAL_BUDGET_S = 2.0  # at shutdown, open clips get this long to encode what they still have
 _KNOWN = 4096  # events whose clip path is remembered for their end message
 _EPS = 1e-6  # clock comparisons: frame 15 at 25 fps is 0.6 s, whatever the float rounding
@@ -111,7 +121,7 @@ class ClipRecorder(threading.Thread):
     def __init__(self, config: ClipsConfig, stats: StatsRegistry, *, root: Path,
                  live_for: Callable[[str], bool] = lambda stream: True,
                  fps_for: Callable[[str], float | None] = lambda stream: None,
-                 on_clip: Callable[[dict], None] | None = None) -> None:
+                 on_clip: Callable[[dict], None] | None = None, gate: ForwardGate | None = None) -> None:
         super().__init__(name="clips", daemon=False)
         require_av()
         self.config = config
@@ -119,6 +129,9 @@ class ClipRecorder(threading.Thread):
         self.root = root
         self.live_for, self.fps_for = live_for, fps_for
         self.on_clip = on_clip  # told about every finished clip (its sidecar dict), in this thread
+        self.gate = gate  # the inference thread's forward passes, waited for (a CPU device)
+        self.waited_s = 0.0  # time spent waiting for a gap between forward passes (benchmarks)
+        self._stored = 0  # bytes of finished clips under root: the last scan's, plus those finished since
         horizon = config.pre_s + ANNOUNCE_SLACK_S
         self.buffers = {s.stream: PreRoll(config.buffer_mb * 1e6, horizon) for s in stats}
         self._commands: queue.Queue = queue.Queue(maxsize=1000)
@@ -287,12 +300,22 @@ class ClipRecorder(threading.Thread):
                 job.first = frame
             if job.failed:
                 continue
+            if self.gate is not None and deadline is None:
+                self._yield(frame)
             try:
                 if job.file is None:
-                    job.file = ClipFile(self.root / job.rel, cfg.crf)
+                    job.file = ClipFile(self.root / job.rel, cfg.crf, cfg.preset)
                 job.file.add(frame.image, frame.t)
             except Exception as exc:  # OSError (disk full, unwritable dir) or an encoder error: drop the clip
                 self._fail(job, exc)
+
+    def _yield(self, frame: Frame) -> None:
+        """Wait for a gap between forward passes, at most until the frame is ``YIELD_MAX_S`` old."""
+        if not self.gate.running:
+            return
+        t0 = time.monotonic()
+        self.gate.wait_free(frame.wall + YIELD_MAX_S - time.time())
+        self.waited_s += time.monotonic() - t0
 
     def _interval(self, stream: str) -> float:
         return 1.0 / (self.fps_for(stream) or 25.0)
@@ -330,7 +353,12 @@ class ClipRecorder(threading.Thread):
                  "" if meta["complete"] else f" (incomplete: {meta['incomplete']})")
         if self.on_clip is not None:
             self.on_clip(meta)
-        self._retention()  # the size limit, at once
+        try:
+            self._stored += job.file.path.stat().st_size
+        except OSError:
+            pass
+        if self._stored > self.config.max_total_mb * 1e6:
+            self._retention()  # the size limit, at once (the age limit waits for the next round's scan)
 
     def _meta(self, job: _Job) -> dict:
         cfg = self.config
@@ -355,7 +383,7 @@ class ClipRecorder(threading.Thread):
         cfg = self.config
         keep = {job.file.part for job in self._jobs.values() if job.file is not None}
         try:
-            deleted = enforce_retention(self.root, cfg.max_total_mb * 1e6, cfg.max_age_h * 3600.0, keep)
+            deleted, self._stored = enforce_retention(self.root, cfg.max_total_mb * 1e6, cfg.max_age_h * 3600.0, keep)
         except OSError as exc:
             log.warning("clips: retention could not scan %s: %s", self.root, exc.strerror)
             return
