@@ -2,13 +2,17 @@
 
 Each "page" does what the console's page does on the network (streamer/ops/console/static/app.js):
 one Server-Sent Events stream (``/api/updates``) and, for every stream's tile, a preview fetched
-again 200 ms after the last one loaded. It renders nothing, so it stands in for operators watching
-from their own machines: what the pipeline's machine pays for pages is the server side only.
+again 200 ms after the last one loaded, each tile on a kept-alive connection of its own. It renders
+nothing, so it stands in for operators watching from their own machines: what the pipeline's
+machine should pay for pages is the server side only. It speaks HTTP/1.1 over plain asyncio streams
+(no client library), because it runs on the pipeline's machine all the same and its own load shows
+up in the pipeline's numbers: side by side against the same console, 3 pages for 15 s, 1440 previews
+took 0.74-0.79 s of CPU this way and 1.53-1.60 s with aiohttp's client.
 
     python -m benchmarks.page_client URL --pages 3 --seconds 16 --settle 4
 
-Prints one JSON line at the end: updates and previews received after ``--settle``, and each tile
-update's delay from ``published_ts`` to its arrival here (seconds).
+Prints one JSON line at the end: updates and previews received after ``--settle``, each tile
+update's delay from ``published_ts`` to its arrival here (seconds), and this process's CPU seconds.
 """
 
 from __future__ import annotations
@@ -18,59 +22,128 @@ import asyncio
 import json
 import os
 import time
+from urllib.parse import urlsplit
 
 PREVIEW_PERIOD_S = 0.2  # the page's period with up to 16 tiles
 
 
-async def page(session, url: str, until: float, settle_at: float, out: dict) -> None:
+class Connection:
+    """One kept-alive HTTP/1.1 connection to the console."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, path: str) -> tuple[int, dict[str, str]]:
+        """Send a GET and read the status line and headers (the body is the caller's)."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode())
+        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(head[0].split(" ", 2)[1])
+        headers = {}
+        for line in head[1:]:
+            if line:
+                key, _, value = line.partition(":")
+                headers[key.strip().lower()] = value.strip()
+        return status, headers
+
+    async def body(self, headers: dict[str, str]) -> bytes:
+        if headers.get("transfer-encoding") == "chunked":
+            return b"".join([chunk async for chunk in self.chunks()])
+        return await self.reader.readexactly(int(headers.get("content-length", 0)))
+
+    async def chunks(self):
+        """The chunks of a chunked body, as they arrive."""
+        while True:
+            size = int((await self.reader.readline()).strip(), 16)
+            if size == 0:
+                await self.reader.readline()
+                return
+            chunk = await self.reader.readexactly(size)
+            await self.reader.readexactly(2)
+            yield chunk
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def page(host: str, port: int, until: float, settle_at: float, out: dict) -> None:
     streams: set[str] = set()
     previews: dict[str, asyncio.Task] = {}
     shown: dict[str, float] = {}  # stream -> published_ts of the result its tile shows (a status repeats it)
 
     async def preview(stream: str) -> None:
-        while time.time() < until:
-            t0 = time.monotonic()
-            async with session.get(f"{url}/api/streams/{stream}/preview.jpg") as response:
-                await response.read()
-            if time.time() >= settle_at:
-                out["previews"] += 1
-            await asyncio.sleep(max(0.0, PREVIEW_PERIOD_S - (time.monotonic() - t0)))
+        conn = Connection(host, port)
+        try:
+            while time.time() < until:
+                t0 = time.monotonic()
+                status, headers = await conn.request(f"/api/streams/{stream}/preview.jpg")
+                data = await conn.body(headers)
+                if time.time() >= settle_at and status == 200 and data:
+                    out["previews"] += 1
+                await asyncio.sleep(max(0.0, PREVIEW_PERIOD_S - (time.monotonic() - t0)))
+        finally:
+            conn.close()
 
-    async with session.get(f"{url}/api/updates", timeout=None) as response:
-        kind = None
-        async for raw in response.content:
-            line = raw.decode("utf-8").rstrip("\n")
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-                arrived = time.time()
-                tiles = data["streams"] if kind == "snapshot" else [data] if kind == "tile" else []
-                for tile in tiles:
-                    stream = tile["stream"]
-                    if stream not in streams:
-                        streams.add(stream)
-                        previews[stream] = asyncio.create_task(preview(stream))
-                published = data.get("published_ts") if kind == "tile" else None
-                if published and shown.get(data["stream"]) != published:  # a new result, as the page counts
-                    shown[data["stream"]] = published
-                    if arrived >= settle_at:
-                        out["updates"] += 1
-                        out["latencies"].append(arrived - published)
-            if time.time() >= until:
-                break
-    for task in previews.values():
-        task.cancel()
-    await asyncio.gather(*previews.values(), return_exceptions=True)
+    def on_event(kind: str | None, data: dict, arrived: float) -> None:
+        tiles = data["streams"] if kind == "snapshot" else [data] if kind == "tile" else []
+        for tile in tiles:
+            if tile["stream"] not in streams:
+                streams.add(tile["stream"])
+                previews[tile["stream"]] = asyncio.create_task(preview(tile["stream"]))
+        published = data.get("published_ts") if kind == "tile" else None
+        if published and shown.get(data["stream"]) != published:  # a new result, as the page counts
+            shown[data["stream"]] = published
+            if arrived >= settle_at:
+                out["updates"] += 1
+                out["latencies"].append(arrived - published)
+
+    conn = Connection(host, port)
+    try:
+        async with asyncio.timeout(until - time.time() + 5.0):  # no update at all: the page still ends
+            await updates(conn, until, on_event)
+    except TimeoutError:
+        pass
+    finally:
+        conn.close()
+        for task in previews.values():
+            task.cancel()
+        await asyncio.gather(*previews.values(), return_exceptions=True)
+
+
+async def updates(conn: Connection, until: float, on_event) -> None:
+    """Read the page's Server-Sent Events until ``until``, handing each to ``on_event``."""
+    status, headers = await conn.request("/api/updates")
+    if status != 200:
+        raise SystemExit(f"page client: /api/updates answered {status}")
+    pending = b""
+    async for chunk in conn.chunks():
+        arrived = time.time()
+        pending += chunk
+        *events, pending = pending.split(b"\n\n")
+        for event in events:
+            kind, data = None, None
+            for line in event.decode("utf-8").split("\n"):
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    data = json.loads(line[6:])
+            if data is not None:
+                on_event(kind, data, arrived)
+        if arrived >= until:
+            return
 
 
 async def main_async(url: str, pages: int, seconds: float, settle_s: float) -> dict:
-    import aiohttp
-
+    parts = urlsplit(url)
     out = {"updates": 0, "previews": 0, "latencies": []}
     start = time.time()
-    async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(page(session, url, start + seconds, start + settle_s, out) for _ in range(pages)))
+    await asyncio.gather(*(page(parts.hostname, parts.port, start + seconds, start + settle_s, out)
+                           for _ in range(pages)))
+    out["cpu_s"] = time.process_time()
     return out
 
 
