@@ -41,7 +41,6 @@ from model.loaded import LoadedModel
 from streamer.config import AppConfig
 from streamer.control.api import reload_on_hangup
 from streamer.control.sdnotify import Notifier
-from streamer.core.inference import ForwardGate, InferenceWorker
 from streamer.core.loading import load, resolve_window, warn_outside_domain
 from streamer.core.scheduler import Scheduler, WindowPlan
 from streamer.core.stats import StatsRegistry, StreamState
@@ -192,7 +191,6 @@ class Pipeline:
         """Bind and start everything, checking ``stop`` before each step; False if it was set."""
         cfg = self.config
         self.publisher = Publisher(cfg.publisher, self.stats, ctx)
-        gate = ForwardGate()  # side work on a CPU device encodes between forward passes
         self.supervisor.watch(Watched("publisher", thread=lambda: self.publisher.thread,
                                       failure=lambda: self.publisher.failure, policy=Policy.FATAL,
                                       doing=lambda: "sending"))
@@ -202,7 +200,7 @@ class Pipeline:
         if self.printer is not None:
             self.publisher.listeners.append(self.printer.on_sent)
         try:
-            self.operate.start(self.publisher, ctx, model=built.model, device=built.device, gate=gate)
+            self.operate.start(self.publisher, ctx, model=built.model, device=built.device)
         finally:  # what did start is joined at shutdown, even if a later bind failed
             for watched in self.operate.watched():
                 self.supervisor.watch(watched)
@@ -210,9 +208,10 @@ class Pipeline:
             return False
         self.streams.start(Runtime(built.model, built.device, built.window, built.scheduler, self.publisher,
                                    self.operate, self.supervisor))
+        from streamer.core.inference import InferenceWorker
+
         self.inference = InferenceWorker(built.runner, built.scheduler, self.publisher, model=built.model,
-                                         device=built.device, top_k=cfg.model.top_k, max_results=cfg.run.max_windows,
-                                         gate=gate)
+                                         device=built.device, top_k=cfg.model.top_k, max_results=cfg.run.max_windows)
         self.supervisor.watch(Watched("inference", thread=lambda: self.inference,
                                       failure=lambda: self.inference.failure, policy=Policy.FATAL, may_end=True,
                                       doing=self.inference.doing))

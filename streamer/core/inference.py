@@ -32,34 +32,6 @@ STUCK_FACTOR = 10.0
 FIRST_BATCH_S = 300.0
 
 
-class ForwardGate:
-    """Whether a forward pass is running (the inference thread marks it; any thread may wait for a gap).
-
-    On a CPU device the forward already uses every core: measured with 8 streams on 2 cores, H.264
-    encoding on the other core made each forward 23 % slower (10.5 -> 12.9 ms), the cores' caches and
-    memory shared. Side work that can wait a little waits for :meth:`wait_free`, bounded by its own
-    backlog, so it never starves.
-    """
-
-    def __init__(self) -> None:
-        self._free = threading.Event()
-        self._free.set()
-
-    def busy(self) -> None:
-        self._free.clear()
-
-    def free(self) -> None:
-        self._free.set()
-
-    @property
-    def running(self) -> bool:
-        return not self._free.is_set()
-
-    def wait_free(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for no forward pass to be running; True if none is."""
-        return self._free.wait(timeout) if timeout > 0 else self._free.is_set()
-
-
 def stuck_after(slowest_s: float | None) -> float:
     """Seconds one batch may run before it is called stuck, given the slowest finished batch so far."""
     if slowest_s is None:
@@ -71,7 +43,7 @@ class InferenceWorker(threading.Thread):
     """``run`` (the :class:`streamer.core.runner.ModelRunner` of ``model``'s network) on every batch."""
 
     def __init__(self, run: Callable, scheduler: Scheduler, publisher: Publisher, *, model: LoadedModel,
-                 device: str, top_k: int, max_results: int | None = None, gate: ForwardGate | None = None) -> None:
+                 device: str, top_k: int, max_results: int | None = None) -> None:
         super().__init__(name="inference", daemon=False)
         self.run_model = run
         self.scheduler = scheduler
@@ -81,7 +53,6 @@ class InferenceWorker(threading.Thread):
         self.top_k = min(top_k, len(self.labels))
         self.model_info = model.info()
         self.max_results = max_results
-        self.gate = gate or ForwardGate()
         self.stop_event = threading.Event()
         self.finished = threading.Event()  # set when the thread ends, for whatever reason
         self.failure: BaseException | None = None  # what ended the thread, if not its normal end
@@ -122,21 +93,18 @@ class InferenceWorker(threading.Thread):
             self.failure = exc
         finally:
             self.busy_since = None
-            self.gate.free()
             self.finished.set()
 
     def _infer(self, torch, batch, windows) -> bool:
         """Run one batch and queue its results; True when max_results is reached."""
         start = time.monotonic()
         self.busy_since = start
-        self.gate.busy()
         log.debug("batch of %d window(s) started", len(windows))
         x = batch.to(self.device, non_blocking=True) if self.device != "cpu" else batch
         logits = self.run_model(x)
         probs = torch.softmax(logits.float(), dim=-1)
         scores, indices = probs.topk(self.top_k, dim=-1)
         scores, indices = scores.cpu().tolist(), indices.cpu().tolist()
-        self.gate.free()
         took = time.monotonic() - start
         inference_ms = took * 1000.0
         self.slowest_s = took if self.slowest_s is None else max(self.slowest_s, took)

@@ -6,8 +6,8 @@ a :class:`PreRoll`, a buffer of raw frames bounded in bytes (``clips.buffer_mb``
 never waits. Events arrive from the publisher (:meth:`ClipRecorder.on_sent`, after the send): a
 ``start`` opens a clip, an ``end`` tells it where to stop. One thread, ``clips``, owns every open
 file: it takes each clip's frames from the buffer (the pre-roll first, then frames as they come)
-and encodes them (:mod:`streamer.ops.clipfile`); on a CPU device it encodes in the gaps between
-forward passes (:class:`streamer.core.inference.ForwardGate`), a frame waiting at most ``YIELD_MAX_S``.
+and encodes them (:mod:`streamer.ops.clipfile`), in the idle scheduling class while it keeps up
+(:class:`streamer.supervisor.IdleWhileKeepingUp`).
 The buffer is the bounded queue between capture and writer: a frame that left it before the writer
 took it is counted as missed and the clip is marked incomplete (R27). A clip whose file cannot be written (disk full, unwritable dir) is dropped, the
 stream's status shows a warning, and the pipeline carries on.
@@ -25,15 +25,12 @@ import threading
 import time
 from collections import OrderedDict, deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 from streamer.core.stats import StatsRegistry
 from streamer.ops.clipfile import ClipFile, enforce_retention, require_av
 from streamer.config import ClipsConfig
-from streamer.supervisor import join_or_warn, lower_priority
-
-if TYPE_CHECKING:
-    from streamer.core.inference import ForwardGate
+from streamer.supervisor import IdleWhileKeepingUp, join_or_warn
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +45,9 @@ _RETENTION_EVERY_S = 60.0
 #: the writer's round: it takes the frames that arrived since the last round, a few per open clip at a
 #: time (waking for every frame cost more CPU than encoding them); event messages and stop wake it at once
 POLL_S = 0.1
-#: on a CPU device a frame waits for a gap between forward passes (:class:`ForwardGate`) until it is this
-#: old; past it, it is encoded at once, so a saturated model (file mode) delays clips but never starves them
-YIELD_MAX_S = 0.5
+#: the writer runs in the idle scheduling class (:class:`IdleWhileKeepingUp`) until a frame it encodes is
+#: this old, or frames were missed; then at nice +10 until it is back under a quarter of it
+BEHIND_S = 1.5
 FINAL_BUDGET_S = 2.0  # at shutdown, open clips get this long to encode what they still have
 _KNOWN = 4096  # events whose clip path is remembered for their end message
 _EPS = 1e-6  # clock comparisons: frame 15 at 25 fps is 0.6 s, whatever the float rounding
@@ -121,7 +118,7 @@ class ClipRecorder(threading.Thread):
     def __init__(self, config: ClipsConfig, stats: StatsRegistry, *, root: Path,
                  live_for: Callable[[str], bool] = lambda stream: True,
                  fps_for: Callable[[str], float | None] = lambda stream: None,
-                 on_clip: Callable[[dict], None] | None = None, gate: ForwardGate | None = None) -> None:
+                 on_clip: Callable[[dict], None] | None = None) -> None:
         super().__init__(name="clips", daemon=False)
         require_av()
         self.config = config
@@ -129,9 +126,9 @@ class ClipRecorder(threading.Thread):
         self.root = root
         self.live_for, self.fps_for = live_for, fps_for
         self.on_clip = on_clip  # told about every finished clip (its sidecar dict), in this thread
-        self.gate = gate  # the inference thread's forward passes, waited for (a CPU device)
-        self.waited_s = 0.0  # time spent waiting for a gap between forward passes (benchmarks)
         self._stored = 0  # bytes of finished clips under root: the last scan's, plus those finished since
+        self.priority: IdleWhileKeepingUp | None = None  # the thread's CPU class, once it runs
+        self._lag = 0.0  # this round: how old the oldest frame encoded was when it was encoded (seconds)
         horizon = config.pre_s + ANNOUNCE_SLACK_S
         self.buffers = {s.stream: PreRoll(config.buffer_mb * 1e6, horizon) for s in stats}
         self._commands: queue.Queue = queue.Queue(maxsize=1000)
@@ -203,7 +200,8 @@ class ClipRecorder(threading.Thread):
         join_or_warn(self, timeout)
 
     def run(self) -> None:
-        lower_priority()  # encoding waits for capture and inference on a busy machine
+        self.priority = IdleWhileKeepingUp()  # encoding waits for capture and inference on a busy machine
+        self.priority.start()
         next_retention = 0.0
         try:
             while not self._stop_event.is_set():
@@ -235,11 +233,15 @@ class ClipRecorder(threading.Thread):
             self._command(msg)
         cpu0 = time.thread_time()
         deadline = time.monotonic() + FINAL_BUDGET_S if final else None
+        missed, self._lag = self.missed, 0.0
         for job in list(self._jobs.values()):
             self._pull(job, deadline)
             if final or job.reached:
                 self._finish(job)
         self.cpu_s += time.thread_time() - cpu0
+        if self.priority is not None:
+            self.priority.behind(self._lag > (BEHIND_S / 4 if not self.priority.idle else BEHIND_S)
+                                 or self.missed > missed)
 
     def _clock(self, stream: str, msg: dict, when: str) -> float:
         if self.live_for(stream):
@@ -300,22 +302,13 @@ class ClipRecorder(threading.Thread):
                 job.first = frame
             if job.failed:
                 continue
-            if self.gate is not None and deadline is None:
-                self._yield(frame)
+            self._lag = max(self._lag, time.time() - frame.wall)
             try:
                 if job.file is None:
                     job.file = ClipFile(self.root / job.rel, cfg.crf, cfg.preset)
                 job.file.add(frame.image, frame.t)
             except Exception as exc:  # OSError (disk full, unwritable dir) or an encoder error: drop the clip
                 self._fail(job, exc)
-
-    def _yield(self, frame: Frame) -> None:
-        """Wait for a gap between forward passes, at most until the frame is ``YIELD_MAX_S`` old."""
-        if not self.gate.running:
-            return
-        t0 = time.monotonic()
-        self.gate.wait_free(frame.wall + YIELD_MAX_S - time.time())
-        self.waited_s += time.monotonic() - t0
 
     def _interval(self, stream: str) -> float:
         return 1.0 / (self.fps_for(stream) or 25.0)

@@ -28,7 +28,6 @@ from streamer.core.stats import StatsRegistry
 
 if TYPE_CHECKING:
     from model.loaded import LoadedModel
-    from streamer.core.inference import ForwardGate
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +56,14 @@ class OperatorFeatures:
         """Events measure time in media seconds for file-mode sources, wall clock for live ones."""
         return None if self._live.get(stream, True) else self._fps(stream)
 
-    def start(self, publisher, context, *, model: LoadedModel, device: str, gate: ForwardGate | None = None) -> None:
-        """``gate``: the inference thread's; on a CPU device the clip writer encodes between forward passes."""
+    def start(self, publisher, context, *, model: LoadedModel, device: str) -> None:
         cfg = self.config
         streams = [s.stream for s in self.stats]
         if cfg.clips.enabled:
             from streamer.ops.clips import ClipRecorder
 
             self.clips = ClipRecorder(cfg.clips, self.stats, root=Path(cfg.clips.dir), fps_for=self._fps,
-                                      live_for=lambda stream: self._live.get(stream, True),
-                                      gate=gate if device == "cpu" else None)
+                                      live_for=lambda stream: self._live.get(stream, True))
         if cfg.events.enabled:
             from streamer.ops.events import EventStage
 

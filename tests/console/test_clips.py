@@ -15,10 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from streamer.core.inference import ForwardGate
 from streamer.core.stats import StatsRegistry
 from streamer.ops.clipfile import enforce_retention
-from streamer.ops.clips import YIELD_MAX_S, ClipRecorder
+from streamer.ops.clips import ClipRecorder
 from streamer.config import ClipsConfig
 from streamer.sources.testpattern import TestPatternCapture
 
@@ -39,14 +38,13 @@ def event(stream: str, phase: str, start: int, end: int | None, t0: float, *, ei
             "duration_s": 0.0 if end is None else (end - start) / FPS, "peak_score": 0.9, "published_ts": None}
 
 
-def recorder(tmp_path, live: bool = True, gate: ForwardGate | None = None,
-             **cfg) -> tuple[ClipRecorder, StatsRegistry, list]:
+def recorder(tmp_path, live: bool = True, **cfg) -> tuple[ClipRecorder, StatsRegistry, list]:
     stats = StatsRegistry()
     stats.add("cam", "testpattern://")
     done: list[dict] = []
     config = ClipsConfig(dir=str(tmp_path), **{"pre_s": 1.0, "post_s": 1.0, **cfg})
     rec = ClipRecorder(config, stats, root=tmp_path / "clips", live_for=lambda s: live, fps_for=lambda s: FPS,
-                       on_clip=done.append, gate=gate)
+                       on_clip=done.append)
     return rec, stats, done
 
 
@@ -211,41 +209,6 @@ def test_the_pre_roll_hands_out_frames_after_a_number_and_from_a_time():
     assert roll.after(99, t_from=0.0)[0] == []
 
 
-def test_frames_wait_for_a_gap_between_forward_passes_but_no_longer_than_yield_max_s(tmp_path):
-    """On a CPU device the writer encodes between forward passes: a fresh frame waits while one runs and
-    is encoded as soon as it ends; a frame already YIELD_MAX_S old is encoded at once (a model that never
-    rests, as in file mode, delays clips by at most that, never starves them)."""
-    import threading
-
-    gate = ForwardGate()
-    rec, _, done = recorder(tmp_path, gate=gate, pre_s=0.0)
-    cap = TestPatternCapture(width=160, height=120, fps=FPS)
-    encoded = lambda: rec._jobs["run-cam-1"].file.frames  # noqa: E731
-    t0 = time.time() - 2.0
-    feed(rec, cap, 0, 10, t0)  # frames 1.6-2 s old
-    rec.on_sent("event.cam", event("cam", "start", 0, None, t0))
-    gate.busy()  # a forward pass is running (and does not end): old frames go in without waiting
-    rec.step(final=False)
-    assert encoded() == 11 and rec.waited_s < 0.05
-
-    rec.on_frame("cam", 11, time.time(), cap.read()[1])  # a fresh frame waits for the pass to end
-    writer = threading.Thread(target=rec.step, args=(False,))
-    writer.start()
-    time.sleep(0.2)
-    assert writer.is_alive() and encoded() == 11
-    gate.free()
-    writer.join(5)
-    assert not writer.is_alive() and encoded() == 12  # encoded once the pass ended
-
-    gate.busy()  # a pass that does not end: a fresh frame waits out YIELD_MAX_S, then goes in
-    rec.on_frame("cam", 12, time.time(), cap.read()[1])
-    started = time.monotonic()
-    rec.step(final=False)
-    assert encoded() == 13 and 0.8 * YIELD_MAX_S <= time.monotonic() - started < 5
-    rec.step(final=True)
-    assert done and done[0]["frames"] == 13 and done[0]["missed"] == 0, done
-
-
 def test_a_finished_clip_scans_the_clip_folder_only_when_the_size_limit_is_passed(tmp_path, monkeypatch):
     """Retention runs at once when the finished clips pass max_total_mb, and not after every clip (a scan of
     thousands of stored clips after each one took a fifth of the writer's time)."""
@@ -273,3 +236,40 @@ def test_a_finished_clip_scans_the_clip_folder_only_when_the_size_limit_is_passe
     assert len(scans) == 1  # the first clip alone is over the limit: scanned at once
     one_clip(rec, done, "r-cam-2", 10)
     assert len(scans) == 2 and not (tmp_path / "tight" / "clips" / "cam" / "r-cam-1.mp4").exists()
+
+
+def test_the_writer_leaves_the_idle_class_while_behind_and_returns_once_caught_up(tmp_path):
+    """Idle class while it keeps up (capture threads take its core at once); a frame BEHIND_S old when
+    encoded puts it in the normal class at nice +10 (a saturated machine would starve an idle-class
+    thread), and fresh frames again bring it back."""
+    import os
+    import threading
+
+    from streamer.ops.clips import BEHIND_S
+    from streamer.supervisor import IdleWhileKeepingUp
+
+    if not hasattr(os, "SCHED_IDLE") or os.geteuid() != 0:
+        pytest.skip("needs Linux's SCHED_IDLE and, to leave it again, root (CAP_SYS_NICE); CI runs as root")
+    rec, _, done = recorder(tmp_path, pre_s=0.0)
+    cap = TestPatternCapture(width=160, height=120, fps=FPS)
+    classes = []
+
+    def writer():
+        rec.priority = IdleWhileKeepingUp()
+        rec.priority.start()
+        classes.append(os.sched_getscheduler(0))
+        t0 = time.time() - BEHIND_S - 1.0
+        feed(rec, cap, 0, 5, t0)  # frames older than BEHIND_S: behind
+        rec.on_sent("event.cam", event("cam", "start", 0, None, t0))
+        rec.step(final=False)
+        classes.append(os.sched_getscheduler(0))
+        for index in range(6, 9):  # fresh frames: caught up
+            rec.on_frame("cam", index, time.time(), cap.read()[1])
+        rec.step(final=False)
+        classes.append(os.sched_getscheduler(0))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    thread.join(10)
+    assert classes == [os.SCHED_IDLE, os.SCHED_OTHER, os.SCHED_IDLE], classes
+    assert rec._jobs["run-cam-1"].file.frames == 9

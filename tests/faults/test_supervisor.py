@@ -143,3 +143,31 @@ def test_lower_priority_lowers_only_the_calling_thread():
     worker.join(5)
     assert seen == {"delta": 3} or process_nice + 3 > 19  # 19 is the floor of priority
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == process_nice
+
+
+def test_idle_while_keeping_up_switches_only_the_calling_thread_between_idle_and_nice():
+    import os
+
+    from streamer.supervisor import SIDE_NICE, IdleWhileKeepingUp
+
+    if not hasattr(os, "SCHED_IDLE") or os.geteuid() != 0:
+        pytest.skip("needs Linux's SCHED_IDLE and, to leave it again, root (CAP_SYS_NICE); CI runs as root")
+    seen = []
+
+    def side_output():
+        tid = threading.get_native_id()
+        nice = os.getpriority(os.PRIO_PROCESS, tid)
+        priority = IdleWhileKeepingUp()
+        priority.start()
+        seen.append((os.sched_getscheduler(0), priority.idle))
+        priority.behind(True)  # behind: the normal class, at nice +SIDE_NICE
+        seen.append((os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, tid) - nice))
+        priority.behind(True)  # still behind: nothing to switch
+        priority.behind(False)  # caught up: idle again
+        seen.append((os.sched_getscheduler(0), priority.switches))
+
+    worker = threading.Thread(target=side_output, name="side")
+    worker.start()
+    worker.join(5)
+    assert seen == [(os.SCHED_IDLE, True), (os.SCHED_OTHER, SIDE_NICE), (os.SCHED_IDLE, 3)], seen
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # this thread is untouched
