@@ -10,6 +10,8 @@ cut into segments that switch the console's inputs on and off and open and close
              clips) are switched off: their threads are there but idle (an idle aiohttp loop, a clip
              writer waiting on its wake-up), no page is open;
   on         the inputs on (previews kept, clips written, the page state folded), no page open;
+  on, writer nice  the same with the clip writer held in the normal scheduling class at nice +10, as
+             it ran before it used the idle class (streamer/supervisor.py:IdleWhileKeepingUp);
   on+pages   the same with the pages open, served to page clients that do what a page does on the
              network and render nothing (benchmarks/page_client.py, another process in the idle
              scheduling class): operators watching from their own machines;
@@ -19,7 +21,7 @@ cut into segments that switch the console's inputs on and off and open and close
              idle-class processes streaming memory raised capture→publish p50 by about a fifth, two
              that only spin did not), which is the browser's cost, not the console's.
 
-Segments rotate through the three modes in each cycle (the order shifts by one each cycle, so a
+Segments rotate through the modes in each cycle (the order shifts by one each cycle, so a
 drift or a noisy neighbour hits every mode alike); the first ``settle_s`` of each segment is left
 out (pages loading, clips catching up). Statistic, fixed before measuring: in each cycle the ratio
 of a mode's capture→publish p50 to the same cycle's ``off``; the result is the median over cycles.
@@ -40,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-MODES = ("off", "on", "on+pages", "on+chromium")
+MODES = ("off", "on", "on, writer nice", "on+pages", "on+chromium")
+NICE_WRITER = "on, writer nice"
 SETTLE_S = 4.0  # left out at the start of each segment
 _INPUTS = {"streamer.ops.clips:ClipRecorder": ("on_frame", "on_sent"),
            "streamer.ops.console.server:Console": ("on_frame", "on_sent", "on_clip")}
@@ -178,9 +181,28 @@ class Schedule(threading.Thread):
                 out[reason] = out.get(reason, 0) + n
         return out
 
+    def _writer_class(self, idle: bool) -> None:
+        """Put the clip writer's thread in the idle class (as it runs) or at nice +10 in the normal class."""
+        import os
+
+        clips = self.pipeline.operate.clips
+        priority = getattr(clips, "priority", None)
+        if priority is None or clips.native_id is None:
+            return
+        if idle and "behind" in vars(priority):  # back to its own switching, from the idle class
+            del priority.behind
+            if priority._may_leave_idle():
+                os.sched_setscheduler(clips.native_id, os.SCHED_IDLE, os.sched_param(0))
+                priority.idle = True
+        elif not idle and "behind" not in vars(priority):
+            priority.behind = lambda behind: None  # held: the writer does not switch back by itself
+            os.sched_setscheduler(clips.native_id, os.SCHED_OTHER, os.sched_param(0))  # its nice +10 holds
+            priority.idle = False
+
     def _segment(self, mode: str, cycle: int, pages: Pages) -> Segment:
         begin = time.monotonic()
         self.gate.open = mode != "off"
+        self._writer_class(idle=mode != NICE_WRITER)
         pages.show(mode == "on+chromium")
         clients = self._clients() if mode == "on+pages" else None
         time.sleep(max(0.0, begin + self.settle_s - time.monotonic()))
