@@ -147,8 +147,9 @@ def live_run(args, console: bool, pages_open: int, work: Path, idle: bool = True
     return row
 
 
-def clip_cost(width: int, height: int, seconds: float, work: Path) -> dict:
-    """The clip writer recording one stream for ``seconds`` of 25 fps video: CPU s per video s."""
+def clip_cost(width: int, height: int, seconds: float, work: Path, preset: str = "superfast") -> dict:
+    """The clip writer recording one stream for ``seconds`` of 25 fps video with x264 ``preset``: CPU s per
+    video s, and the clip's size."""
     from streamer.core.stats import StatsRegistry
     from streamer.ops.clips import ClipRecorder
     from streamer.config import ClipsConfig
@@ -160,8 +161,9 @@ def clip_cost(width: int, height: int, seconds: float, work: Path) -> dict:
     cap.release()
     stats = StatsRegistry()
     stats.add("cam", "synthetic://")
-    rec = ClipRecorder(ClipsConfig(dir=str(work), pre_s=0.0, post_s=0.0, max_clip_s=3600), stats,
-                       root=work / f"cost-{width}", fps_for=lambda s: fps)
+    root = work / f"cost-{width}-{preset}"
+    rec = ClipRecorder(ClipsConfig(dir=str(work), pre_s=0.0, post_s=0.0, max_clip_s=3600, preset=preset), stats,
+                       root=root, fps_for=lambda s: fps)
     t0 = time.time()
     rec.on_sent("event.cam", {"type": "event", "stream": "cam", "id": f"bench-{width}", "phase": "start",
                               "label": "x", "start_ts": t0, "start_frame": 0})
@@ -173,8 +175,9 @@ def clip_cost(width: int, height: int, seconds: float, work: Path) -> dict:
             time.sleep(delay)
         rec.on_frame("cam", i, time.time(), frames[i % len(frames)])
     rec.stop(600)
-    return {"size": f"{width}x{height}", "video_s": seconds, "cpu_s": rec.cpu_s, "core_share": rec.cpu_s / seconds,
-            "missed": rec.missed}
+    size = sum(f.stat().st_size for f in root.glob("*/*.mp4"))
+    return {"size": f"{width}x{height}", "preset": preset, "video_s": seconds, "cpu_s": rec.cpu_s,
+            "core_share": rec.cpu_s / seconds, "missed": rec.missed, "kb": size / 1000}
 
 
 MODES = ("off", "on", "on+pages")
@@ -211,10 +214,11 @@ def tables(rounds: list[dict[str, dict]], extra: list[dict], costs: list[dict], 
     out += [f"| {i + 1} | " + " | ".join(f"{ratios[m][i]:.3f}" for m in MODES[1:]) + " |" for i in range(len(rounds))]
     out.append("| median | " + " | ".join(f"**{np.median(ratios[m]):.3f}**" for m in MODES[1:]) + " |")
     out += ["\nClip writer alone, one stream recorded continuously (worst case: an event that never ends):\n",
-            "| frame size | video s | writer CPU s | share of one core per recording stream | frames missed |",
-            "|---|---|---|---|---|"]
-    out += [f"| {c['size']} | {c['video_s']:.0f} | {c['cpu_s']:.2f} | {100 * c['core_share']:.1f} % | {c['missed']} |"
-            for c in costs]
+            "| frame size | x264 preset | video s | writer CPU s | share of one core per recording stream | "
+            "clip kB | frames missed |",
+            "|---|---|---|---|---|---|---|"]
+    out += [f"| {c['size']} | {c['preset']} | {c['video_s']:.0f} | {c['cpu_s']:.2f} | {100 * c['core_share']:.1f} % | "
+            f"{c['kb']:.0f} | {c['missed']} |" for c in costs]
     return "\n".join(out) + "\n"
 
 
@@ -256,7 +260,9 @@ def main(argv=None) -> int:
             order = MODES[i % len(MODES):] + MODES[:i % len(MODES)]
             rounds.append({m: live_run(args, m != "off", args.pages if m == "on+pages" else 0, work) for m in order})
         extra = [live_run(args, True, args.pages, work, idle=False)] if args.competing else []
-        costs = [clip_cost(160, 120, args.clip_seconds, work), clip_cost(1280, 720, args.clip_seconds / 2, work)]
+        costs = [clip_cost(w, h, seconds, work, preset) for w, h, seconds in
+                 ((160, 120, args.clip_seconds), (1280, 720, args.clip_seconds / 2))
+                 for preset in ("veryfast", "superfast")]  # the default, and a faster one
     body = (f"Machine: {machine()}.{(' ' + args.note) if args.note else ''}\n\n"
             f"One run cut into segments (benchmarks/console_paired.py): {args.streams} synthetic live streams "
             f"(160x120, 25 fps), motion-demo fp32 one view, {args.cycles} cycles of {args.segment_s:.0f} s segments "

@@ -435,8 +435,8 @@ class ClipsConfig(Section):
                           "source keeps fewer seconds than pre_s then (the clip starts later; its .json says where)")
     crf: Annotated[int, Field(ge=0, le=51)] = Field(26, description="H.264 quality (lower: better and larger)")
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
-        "superfast", description="x264 speed preset: each step slower costs more CPU for a smaller file "
-                                 "(veryfast: about twice the CPU of superfast for files 5-20 % smaller)")
+        "veryfast", description="x264 speed preset: a faster one spends less CPU for a larger file, by how much "
+                                "depends on the video (benchmarks/bench_console.py compares two)")
 
 
 class AlertFilter(Section):
