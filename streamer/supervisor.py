@@ -78,7 +78,8 @@ class IdleWhileKeepingUp:
     slower. A core running only idle-class threads counts as free, so they go there and the side
     thread gives way at once. Measured inside one run, 8 streams recording clips on 2 cores, forward
     p50 with the clip writer at nice +10 / in the idle class / clips off: 24.3 / 19.5 / 19.3 ms in a
-    first comparison, 20.7 / 19.0 / 14.2 ms in benchmarks/bench_console.py's (a noisier machine).
+    first comparison; in two runs of benchmarks/bench_console.py on a busy machine 20.7 / 19.0 / 14.2
+    and 29.0 / 27.4 / 15.6 ms.
     But an idle-class thread gets almost nothing while every core is busy (a saturated model), so
     when its owner says it is behind, it goes back to the normal class at nice +10, and to the idle
     class again once it has caught up. Call it from the thread itself; elsewhere than Linux, or where
