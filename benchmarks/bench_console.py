@@ -2,8 +2,9 @@
 """Console benchmark: what the web console, event clips and open pages cost the pipeline.
 
 First, the comparison the numbers are read from: one pipeline run cut into segments that switch the
-console and clips on and off and open and close pages (benchmarks/console_paired.py says why one
-run: between separate runs the p50 moved far more than the effect being measured). Then separate runs:
+console and clips on and off (each alone and together) and open and close pages
+(benchmarks/console_paired.py says why one run: between separate runs the p50 moved far more than the
+effect being measured). Then separate runs:
 Live runs of N synthetic cameras (160x120, 25 fps) through the motion-demo model (one view), the
 embedded default's window and events, measured over the same span after a warm-up:
   off         the console and clips off;

@@ -9,17 +9,19 @@ cut into segments that switch the console's inputs on and off and open and close
   off        the console's and the clip recorder's inputs (frame taps, publisher listeners, finished
              clips) are switched off: their threads are there but idle (an idle aiohttp loop, a clip
              writer waiting on its wake-up), no page is open;
-  on         the inputs on (previews kept, clips written, the page state folded), no page open;
-  on, writer nice  the same with the clip writer held in the normal scheduling class at nice +10, as
-             it ran before it used the idle class (streamer/supervisor.py:IdleWhileKeepingUp);
-  on+pages   the same with the pages open, served to page clients that do what a page does on the
-             network and render nothing (benchmarks/page_client.py, another process in the idle
-             scheduling class): operators watching from their own machines;
-  on+chromium  the pages open in headless Chromium on this machine instead (idle scheduling class):
-             the page update latency a browser shows, and what a browser on the same 2 cores costs.
-             Even in the idle class it slows the model: it shares the cores' caches and memory (two
-             idle-class processes streaming memory raised capture→publish p50 by about a fifth, two
-             that only spin did not), which is the browser's cost, not the console's.
+  console    the console's inputs on (previews kept, the page state folded), the clip recorder's off,
+             no page open;
+  console+pages  the same with the pages open, served to page clients that do what a page does on
+             the network and render nothing (benchmarks/page_client.py, another process in the idle
+             scheduling class): operators watching from their own machines, clips off. This and
+             ``console`` are the web console's own cost; the clip writer's is the next two rows';
+  on         both features' inputs on (clips written too), no page open;
+  on+pages   both on, the pages open in page clients as above;
+  on+chromium  both on, the pages open in headless Chromium on this machine instead (idle scheduling
+             class): the page update latency a browser shows, and what a browser on the same 2 cores
+             costs. Even in the idle class it slows the model: it shares the cores' caches and memory
+             (two idle-class processes streaming memory raised capture→publish p50 by about a fifth,
+             two that only spin did not), which is the browser's cost, not the console's.
 
 Segments rotate through the modes in each cycle (the order shifts by one each cycle, so a
 drift or a noisy neighbour hits every mode alike); the first ``settle_s`` of each segment is left
@@ -42,37 +44,40 @@ from pathlib import Path
 
 import numpy as np
 
-MODES = ("off", "on", "on, writer nice", "on+pages", "on+chromium")
-NICE_WRITER = "on, writer nice"
+MODES = ("off", "console", "console+pages", "on", "on+pages", "on+chromium")
+#: per mode: (console inputs on, clip recorder inputs on)
+FEATURES = {"off": (False, False), "console": (True, False), "console+pages": (True, False), "on": (True, True),
+            "on+pages": (True, True), "on+chromium": (True, True)}
+CLIENT_PAGES = ("console+pages", "on+pages")
 SETTLE_S = 4.0  # left out at the start of each segment
-_INPUTS = {"streamer.ops.clips:ClipRecorder": ("on_frame", "on_sent"),
-           "streamer.ops.console.server:Console": ("on_frame", "on_sent", "on_clip")}
+_INPUTS = {"streamer.ops.clips:ClipRecorder": ("clips", ("on_frame", "on_sent")),
+           "streamer.ops.console.server:Console": ("console", ("on_frame", "on_sent", "on_clip"))}
 
 
 class Gate:
-    """Switches the console's and clip recorder's inputs (``open``) for every instance, while entered."""
+    """Switches the console's (``console``) and clip recorder's (``clips``) inputs for every instance, while entered."""
 
     def __init__(self) -> None:
-        self.open = True
+        self.console = self.clips = True
         self._saved: list[tuple[type, str, object]] = []
 
     def __enter__(self) -> "Gate":
         import importlib
 
-        for where, names in _INPUTS.items():
+        for where, (feature, names) in _INPUTS.items():
             module, name = where.split(":")
             cls = getattr(importlib.import_module(module), name)
             for method in names:
                 original = getattr(cls, method)
                 self._saved.append((cls, method, original))
-                setattr(cls, method, self._wrap(original))
+                setattr(cls, method, self._wrap(original, feature))
         return self
 
-    def _wrap(self, original):
+    def _wrap(self, original, feature: str):
         gate = self
 
         def gated(obj, *args):
-            if gate.open:
+            if getattr(gate, feature):
                 return original(obj, *args)
             return None
 
@@ -181,30 +186,11 @@ class Schedule(threading.Thread):
                 out[reason] = out.get(reason, 0) + n
         return out
 
-    def _writer_class(self, idle: bool) -> None:
-        """Put the clip writer's thread in the idle class (as it runs) or at nice +10 in the normal class."""
-        import os
-
-        clips = self.pipeline.operate.clips
-        priority = getattr(clips, "priority", None)
-        if priority is None or clips.native_id is None:
-            return
-        if idle and "behind" in vars(priority):  # back to its own switching, from the idle class
-            del priority.behind
-            if priority._may_leave_idle():
-                os.sched_setscheduler(clips.native_id, os.SCHED_IDLE, os.sched_param(0))
-                priority.idle = True
-        elif not idle and "behind" not in vars(priority):
-            priority.behind = lambda behind: None  # held: the writer does not switch back by itself
-            os.sched_setscheduler(clips.native_id, os.SCHED_OTHER, os.sched_param(0))  # its nice +10 holds
-            priority.idle = False
-
     def _segment(self, mode: str, cycle: int, pages: Pages) -> Segment:
         begin = time.monotonic()
-        self.gate.open = mode != "off"
-        self._writer_class(idle=mode != NICE_WRITER)
+        self.gate.console, self.gate.clips = FEATURES[mode]
         pages.show(mode == "on+chromium")
-        clients = self._clients() if mode == "on+pages" else None
+        clients = self._clients() if mode in CLIENT_PAGES else None
         time.sleep(max(0.0, begin + self.settle_s - time.monotonic()))
         if pages.shown:
             pages.reset()
@@ -286,7 +272,7 @@ def paired_table(rows: list[dict]) -> str:
         med = {k: float(np.median([r[k] for r in mine])) for k in keys}
         pages = [r["page_p50"] for r in mine if r["page_p50"] is not None]
         page = f"{np.median(pages):.0f}" if pages else "–"
-        previews = f"{med['previews_per_s']:.0f}" if mode == "on+pages" else "–"
+        previews = f"{med['previews_per_s']:.0f}" if mode in CLIENT_PAGES else "–"
         ratio = {k: [by[c, mode][k] / by[c, "off"][k] for c in cycles] for k in ("p50", "p99", "cpu_ms_per_result")}
         out.append(f"| {mode} | {len(mine)} | {med['results']:.0f} | {med['p50']:.1f} | {med['p99']:.0f} | "
                    f"{med['forward_p50']:.1f} | {med['age_p50']:.1f} | {med['batch']:.2f} | "
