@@ -148,7 +148,7 @@ def live_run(args, console: bool, pages_open: int, work: Path, idle: bool = True
     return row
 
 
-def clip_cost(width: int, height: int, seconds: float, work: Path, preset: str = "superfast") -> dict:
+def clip_cost(width: int, height: int, seconds: float, work: Path, preset: str) -> dict:
     """The clip writer recording one stream for ``seconds`` of 25 fps video with x264 ``preset``: CPU s per
     video s, and the clip's size."""
     from streamer.core.stats import StatsRegistry
@@ -268,7 +268,8 @@ def main(argv=None) -> int:
             f"One run cut into segments (benchmarks/console_paired.py): {args.streams} synthetic live streams "
             f"(160x120, 25 fps), motion-demo fp32 one view, {args.cycles} cycles of {args.segment_s:.0f} s segments "
             f"(the first {SETTLE_S:.0f} s of each left out), modes in rotating order; pages: {args.pages}. "
-            "Medians over cycles; the ratios are to `off` in the same cycle.\n\n" + paired_table(paired) +
+            "`console` and `console+pages` switch the clip recorder off (the web console's own cost); the `on` rows have "
+            "both. Medians over cycles; the ratios are to `off` in the same cycle.\n\n" + paired_table(paired) +
             "\nSeparate runs (the whole process each; their p50 also carries how the streams happened to line up "
             "at start, so the paired table above is the comparison):\n\n" + tables(rounds, extra, costs, args))
     print(body)

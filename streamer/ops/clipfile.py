@@ -38,7 +38,7 @@ def require_av():
 class ClipFile:
     """An MP4 being written; ``add`` frames in time order, then ``finish`` (or ``abandon``)."""
 
-    def __init__(self, path: Path, crf: int, preset: str = "veryfast") -> None:
+    def __init__(self, path: Path, crf: int, preset: str) -> None:
         self.path = path
         self.part = path.with_name(f".{path.name}.part")
         self.crf, self.preset = crf, preset
