@@ -273,3 +273,26 @@ def test_the_writer_leaves_the_idle_class_while_behind_and_returns_once_caught_u
     thread.join(10)
     assert classes == [os.SCHED_IDLE, os.SCHED_OTHER, os.SCHED_IDLE], classes
     assert rec._jobs["run-cam-1"].file.frames == 9
+
+
+def test_the_writer_finishes_its_last_clips_outside_the_idle_class(tmp_path):
+    """On stop the writer leaves the idle class for good: in it, the last clips would wait for every other
+    busy process on the machine, and the stop would leave them unwritten."""
+    import os
+
+    if not hasattr(os, "SCHED_IDLE") or os.geteuid() != 0:
+        pytest.skip("needs Linux's SCHED_IDLE and, to leave it again, root (CAP_SYS_NICE); CI runs as root")
+    rec, _, done = recorder(tmp_path, pre_s=0.0)
+    cap = TestPatternCapture(width=160, height=120, fps=FPS)
+    rec.start()
+    deadline = time.monotonic() + 10
+    while (rec.priority is None or not rec.priority.idle) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rec.priority is not None and rec.priority.idle  # keeping up: idle class
+    t0 = time.time()
+    feed(rec, cap, 0, 5, t0)
+    rec.on_sent("event.cam", event("cam", "start", 0, None, t0))
+    rec.stop()
+    assert not rec.is_alive()
+    assert not rec.priority.idle and rec.priority.switches == 2
+    assert [meta["frames"] for meta in done] == [6]
