@@ -1,13 +1,14 @@
 """Console pages as the server sees them, without a browser: for ``benchmarks/bench_console.py``.
 
 Each "page" does what the console's page does on the network (streamer/ops/console/static/app.js):
-one Server-Sent Events stream (``/api/updates``) and, for every stream's tile, a preview fetched
-again 200 ms after the last one loaded, each tile on a kept-alive connection of its own. It renders
+one Server-Sent Events stream (``/api/updates``) and one preview WebSocket (``/api/previews``) that
+watches every tile (all on screen), 5 previews a second (1 with more than 16 tiles). It renders
 nothing, so it stands in for operators watching from their own machines: what the pipeline's
-machine should pay for pages is the server side only. It speaks HTTP/1.1 over plain asyncio streams
-(no client library), because it runs on the pipeline's machine all the same and its own load shows
-up in the pipeline's numbers: side by side against the same console, 3 pages for 15 s, 1440 previews
-took 0.74-0.79 s of CPU this way and 1.53-1.60 s with aiohttp's client.
+machine should pay for pages is the server side only. It speaks HTTP/1.1 and WebSocket over plain
+asyncio streams (no client library), because it runs on the pipeline's machine all the same and its
+own load shows up in the pipeline's numbers: side by side against the same console, 3 pages for 15
+s, 1440 previews (then one HTTP request each) took 0.74-0.79 s of CPU this way and 1.53-1.60 s with
+aiohttp's client.
 
     python -m benchmarks.page_client URL --pages 3 --seconds 16 --settle 4
 
@@ -19,12 +20,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import time
 from urllib.parse import urlsplit
 
-PREVIEW_PERIOD_S = 0.2  # the page's period with up to 16 tiles
+from streamer.ops.console.previewfeed import parse_frame
+
+
+def preview_period(tiles: int) -> float:
+    """What the page asks for (app.js ``sendWatch``)."""
+    return 1.0 if tiles > 16 else 0.2
 
 
 class Connection:
@@ -70,30 +77,66 @@ class Connection:
             self.writer.close()
 
 
-async def page(host: str, port: int, until: float, settle_at: float, out: dict) -> None:
-    streams: set[str] = set()
-    previews: dict[str, asyncio.Task] = {}
-    shown: dict[str, float] = {}  # stream -> published_ts of the result its tile shows (a status repeats it)
+class Socket(Connection):
+    """A WebSocket (RFC 6455) on a connection of its own: text out (masked, as a client must), frames in."""
 
-    async def preview(stream: str) -> None:
-        conn = Connection(host, port)
-        try:
-            while time.time() < until:
-                t0 = time.monotonic()
-                status, headers = await conn.request(f"/api/streams/{stream}/preview.jpg")
-                data = await conn.body(headers)
-                if time.time() >= settle_at and status == 200 and data:
-                    out["previews"] += 1
-                await asyncio.sleep(max(0.0, PREVIEW_PERIOD_S - (time.monotonic() - t0)))
-        finally:
-            conn.close()
+    async def upgrade(self, path: str) -> None:
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                          .encode())
+        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        if int(head.split(" ", 2)[1]) != 101:
+            raise RuntimeError(f"page client: {path} answered {head.splitlines()[0]}")
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)
+        n = len(payload)
+        size = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))  # control messages: a few bytes
+        self.writer.write(bytes([0x80 | opcode]) + size + mask + body)
+
+    async def receive(self) -> tuple[int, bytes]:
+        """The next data frame (opcode, payload); pings are answered on the way, a close ends with opcode 8."""
+        while True:
+            b0, b1 = await self.reader.readexactly(2)
+            n = b1 & 0x7F
+            if n >= 126:
+                n = int.from_bytes(await self.reader.readexactly(2 if n == 126 else 8), "big")
+            payload = await self.reader.readexactly(n)  # a server's frames are not masked
+            opcode = b0 & 0x0F
+            if opcode == 0x9:
+                self.send(0xA, payload)
+            elif opcode != 0xA:
+                return opcode, payload
+
+
+async def page(host: str, port: int, until: float, settle_at: float, out: dict) -> None:
+    streams: list[str] = []
+    shown: dict[str, float] = {}  # stream -> published_ts of the result its tile shows (a status repeats it)
+    socket = Socket(host, port)
+
+    async def previews() -> None:
+        await socket.upgrade("/api/previews")
+        watch()
+        while True:
+            opcode, payload = await socket.receive()
+            if opcode == 0x8:
+                return
+            if opcode == 0x2 and time.time() >= settle_at and parse_frame(payload)[1]:
+                out["previews"] += 1
+
+    def watch() -> None:
+        if socket.writer is not None:
+            socket.send(0x1, json.dumps({"watch": streams, "period_s": preview_period(len(streams))}).encode())
 
     def on_event(kind: str | None, data: dict, arrived: float) -> None:
         tiles = data["streams"] if kind == "snapshot" else [data] if kind == "tile" else []
-        for tile in tiles:
-            if tile["stream"] not in streams:
-                streams.add(tile["stream"])
-                previews[tile["stream"]] = asyncio.create_task(preview(tile["stream"]))
+        new = [tile["stream"] for tile in tiles if tile["stream"] not in streams]
+        if new:
+            streams.extend(new)
+            watch()
         published = data.get("published_ts") if kind == "tile" else None
         if published and shown.get(data["stream"]) != published:  # a new result, as the page counts
             shown[data["stream"]] = published
@@ -102,6 +145,7 @@ async def page(host: str, port: int, until: float, settle_at: float, out: dict) 
                 out["latencies"].append(arrived - published)
 
     conn = Connection(host, port)
+    feed = asyncio.create_task(previews())
     try:
         async with asyncio.timeout(until - time.time() + 5.0):  # no update at all: the page still ends
             await updates(conn, until, on_event)
@@ -109,9 +153,11 @@ async def page(host: str, port: int, until: float, settle_at: float, out: dict) 
         pass
     finally:
         conn.close()
-        for task in previews.values():
-            task.cancel()
-        await asyncio.gather(*previews.values(), return_exceptions=True)
+        feed.cancel()
+        failed = (await asyncio.gather(feed, return_exceptions=True))[0]
+        socket.close()
+    if isinstance(failed, Exception) and not isinstance(failed, (asyncio.CancelledError, ConnectionError)):
+        raise failed
 
 
 async def updates(conn: Connection, until: float, on_event) -> None:

@@ -3,7 +3,9 @@
 With a token (required off loopback): a request carries ``Authorization: Bearer <token>`` or the
 session cookie the login form sets (an HMAC of the token, never the token itself); anything else
 gets 401. Without one (loopback only): requests must name a loopback host in ``Host``, so a web
-page elsewhere cannot reach the console through DNS rebinding.
+page elsewhere cannot reach the console through DNS rebinding. The preview WebSocket also needs
+an ``Origin`` naming the console itself when a browser sends one: browsers let any page open a
+WebSocket anywhere, with the console's cookie.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from urllib.parse import urlsplit
 
 COOKIE = "tfs_session"
 _LOOPBACK_NAMES = {"localhost"}
@@ -33,6 +36,15 @@ def request_ok(token: str | None, headers, cookies) -> bool:
         return True
     cookie = cookies.get(COOKIE)
     return cookie is not None and hmac.compare_digest(cookie, session_value(token))
+
+
+def same_origin(headers) -> bool:
+    """A WebSocket upgrade from one of the console's own pages: its ``Origin`` names the ``Host`` it asks.
+    Clients that are not browsers send no ``Origin`` and pass (they passed :func:`request_ok` already)."""
+    origin = headers.get("Origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc.lower() == headers.get("Host", "").strip().lower()
 
 
 def loopback_host(host_header: str) -> bool:

@@ -1,9 +1,11 @@
 """Tile previews: the newest raw frame of a stream, scaled down, annotated, as JPEG, on request only.
 
 Capture threads hand over a reference to each new frame (:meth:`Previews.frame`: one dict store,
-no copy, no encode). A page asks for a preview; the first request in a ``1 / preview_fps`` interval
-encodes (in one worker thread, off the event loop) and every other request in that interval, from
-any page, gets the same bytes. With no page open nothing is encoded.
+no copy, no encode). Pages ask for previews (the preview socket, or a one-off GET): time is cut
+into slots of ``1 / preview_fps``; the first request in a slot encodes (in one worker thread, off
+the event loop) and every other request in that slot, from any page, gets the same bytes object. A
+frame that has not changed (a stalled camera) is not encoded again. With no page open nothing is
+encoded.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class Previews:
         self.width, self.interval = width, 1.0 / fps
         self.tiles = tiles  # the console state's tiles: the label and state drawn on the preview
         self._frames: dict[str, tuple[float, object]] = {}
-        self._cache: dict[str, tuple[float, bytes]] = {}  # stream -> (encoded at, jpeg)
+        self._cache: dict[str, tuple[int, tuple, bytes]] = {}  # stream -> (slot, (frame time, lines), jpeg)
         self._locks: dict[str, asyncio.Lock] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-preview",
                                         initializer=lower_priority)
@@ -36,24 +38,30 @@ class Previews:
         self.streams = self.streams - {stream}
         self._frames.pop(stream, None)
         self._cache.pop(stream, None)
+        self._locks.pop(stream, None)
 
     def frame(self, stream: str, wall: float, image) -> None:
         """The newest frame of ``stream`` (capture thread)."""
         self._frames[stream] = (wall, image)
 
-    async def jpeg(self, stream: str) -> bytes | None:
-        """The stream's preview, encoded at most once per interval; None before the first frame."""
+    async def jpeg(self, stream: str, at: float | None = None) -> bytes | None:
+        """The stream's preview for the slot that holds ``at`` (monotonic; default now), encoded at most
+        once per slot and only when the frame or its labels changed; None before the first frame."""
+        slot = int((time.monotonic() if at is None else at) // self.interval)
         lock = self._locks.setdefault(stream, asyncio.Lock())
         async with lock:
             cached = self._cache.get(stream)
-            if cached is not None and time.monotonic() - cached[0] < self.interval:
-                return cached[1]
+            if cached is not None and cached[0] >= slot:
+                return cached[2]
             newest = self._frames.get(stream)
             if newest is None:
                 return None
-            lines = self._lines(stream)
-            data = await asyncio.get_running_loop().run_in_executor(self._pool, self._encode, newest[1], lines)
-            self._cache[stream] = (time.monotonic(), data)
+            key = (newest[0], tuple(self._lines(stream)))
+            if cached is not None and cached[1] == key:  # nothing new to show: same bytes, no encode
+                self._cache[stream] = (slot, key, cached[2])
+                return cached[2]
+            data = await asyncio.get_running_loop().run_in_executor(self._pool, self._encode, newest[1], list(key[1]))
+            self._cache[stream] = (slot, key, data)
             self.encoded += 1
             return data
 

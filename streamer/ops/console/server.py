@@ -5,12 +5,14 @@ and :meth:`Console.on_clip` (clip writer) put into a bounded inbox (full: droppe
 wake the loop; :meth:`Console.on_frame` (capture threads) only keeps a reference to the newest raw
 frame (R27). Pages get a snapshot, then live updates over Server-Sent Events (``/api/updates``); each page
 has a bounded queue, and a page that falls behind gets a fresh snapshot instead of a backlog.
-Previews are encoded on request only (so only while a page shows the tile), at most
-``ui.preview_fps`` a second per stream however many pages watch, scaled to ``ui.preview_width``.
+Previews go to each page over one WebSocket (``/api/previews``, :mod:`previewfeed`), encoded only
+while a page shows the tile, at most ``ui.preview_fps`` a second per stream however many pages
+watch, scaled to ``ui.preview_width``.
 
 Routes: ``/`` the page, ``/static/<file>``, ``/login``, ``/api/state``, ``/api/updates``,
-``/api/streams/<id>/preview.jpg``, ``/clips/<stream>/<event id>.mp4`` (only names the clip
-writer makes, resolved inside the clip folder, else 404: S11).
+``/api/previews``, ``/api/streams/<id>/preview.jpg`` (one preview, for scripts),
+``/clips/<stream>/<event id>.mp4`` (only names the clip writer makes, resolved inside the clip
+folder, else 404: S11).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from model.errors import PublisherError
-from streamer.ops.console import auth
+from streamer.ops.console import auth, previewfeed
 from streamer.ops.console.hub import ConsoleState
 from streamer.ops.console.preview import Previews
 from streamer.config import UiConfig
@@ -67,6 +69,7 @@ class Console(threading.Thread):
         self._files = {name: _page(name) for name in (*_STATIC, "index.html", "login.html")}
         self._inbox: queue.Queue = queue.Queue(maxsize=10000)
         self._clients: set[asyncio.Queue] = set()
+        self._sockets: set = set()  # the pages' preview sockets, closed on stop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._drain_scheduled = False
@@ -167,6 +170,8 @@ class Console(threading.Thread):
             await self._stopped.wait()
         finally:
             self._broadcast(_STOP)
+            await asyncio.gather(*(ws.close(code=1001, message=b"console stopping") for ws in list(self._sockets)),
+                                 return_exceptions=True)
             await runner.cleanup()
 
     # ---- the loop -------------------------------------------------------------------------------
@@ -212,6 +217,7 @@ class Console(threading.Thread):
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/state", self._api_state)
         app.router.add_get("/api/updates", self._updates)
+        app.router.add_get("/api/previews", self._preview_socket)
         app.router.add_get("/api/streams/{stream}/preview.jpg", self._preview)
         app.router.add_get("/clips/{stream}/{name}", self._clip)
         app.on_response_prepare.append(self._headers)
@@ -312,6 +318,22 @@ class Console(threading.Thread):
                 return await asyncio.wait_for(client.get(), 15.0)
             except asyncio.TimeoutError:
                 await response.write(b": keep-alive\n\n")
+
+    async def _preview_socket(self, request):
+        """The page's preview feed; only from a page this console served (a WebSocket is not bound by
+        the browser's same-origin rules, so a page elsewhere could otherwise open one to loopback)."""
+        from aiohttp import web
+
+        if not auth.same_origin(request.headers):
+            return web.Response(status=403, text="the preview socket answers only to the console's own pages\n")
+        ws = web.WebSocketResponse(max_msg_size=previewfeed.MAX_CONTROL_BYTES, heartbeat=30.0)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        try:
+            await previewfeed.feed(ws, self.previews)
+        finally:
+            self._sockets.discard(ws)
+        return ws
 
     async def _preview(self, request):
         from aiohttp import web

@@ -85,24 +85,55 @@ function renderTile(data) {
   }
 }
 
-// Previews: only for tiles on screen, only while the page is visible, at most 5 a second (1 with many tiles).
+// Previews: one WebSocket for the page (/api/previews). It says which tiles are on screen (none while the
+// page is hidden) and how often (5 a second, 1 with many tiles); each binary message is one tile's JPEG,
+// after a 2-byte length and the stream id.
+const previews = { socket: null, visible: new Set(), shown: new Map(), sent: "", stopped: false };
+
 function watchPreview(tile, img, stream) {
-  let visible = false, timer = null, n = 0;
-  const next = (delay) => { clearTimeout(timer); timer = setTimeout(load, delay); };
-  const load = () => {
-    if (!visible || document.hidden) return;
-    img.dataset.t0 = performance.now();
-    img.src = `/api/streams/${encodeURIComponent(stream)}/preview.jpg?n=${n++}`;
-  };
-  const period = () => (state.tiles.size > 16 ? 1000 : 200);
-  img.addEventListener("load", () => next(Math.max(0, period() - (performance.now() - img.dataset.t0))));
-  img.addEventListener("error", () => next(1000));
-  new IntersectionObserver((entries) => {
-    visible = entries.some((e) => e.isIntersecting);
-    if (visible) next(0);
-  }).observe(tile);
-  document.addEventListener("visibilitychange", () => { if (!document.hidden && visible) next(0); });
+  previews.observer = previews.observer || new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      if (e.isIntersecting) previews.visible.add(e.target.dataset.stream);
+      else previews.visible.delete(e.target.dataset.stream);
+    }
+    sendWatch();
+  });
+  previews.observer.observe(tile);
 }
+
+function sendWatch() {
+  const ws = previews.socket;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  const watch = document.hidden ? [] : [...previews.visible].filter((s) => state.tiles.has(s));
+  const msg = JSON.stringify({ watch, period_s: state.tiles.size > 16 ? 1.0 : 0.2 });
+  if (msg !== previews.sent) { ws.send(msg); previews.sent = msg; }
+}
+
+function showPreview(data) {
+  const view = new DataView(data);
+  const n = view.getUint16(0);
+  const stream = new TextDecoder().decode(new Uint8Array(data, 2, n));
+  const tile = state.tiles.get(stream);
+  if (!tile) return;
+  const url = URL.createObjectURL(new Blob([new Uint8Array(data, 2 + n)], { type: "image/jpeg" }));
+  const img = $(".preview", tile);
+  const old = previews.shown.get(stream);
+  img.addEventListener("load", () => { if (old) URL.revokeObjectURL(old); }, { once: true });
+  img.src = url;
+  previews.shown.set(stream, url);
+}
+
+function connectPreviews() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}/api/previews`);
+  ws.binaryType = "arraybuffer";
+  previews.socket = ws;
+  previews.sent = "";
+  ws.addEventListener("open", sendWatch);
+  ws.addEventListener("message", (e) => { if (e.data instanceof ArrayBuffer) showPreview(e.data); });
+  ws.addEventListener("close", () => { if (!previews.stopped) setTimeout(connectPreviews, 2000); });
+}
+document.addEventListener("visibilitychange", sendWatch);
 
 // ---- timelines -----------------------------------------------------------------------------------
 function drawTimelines() {
@@ -183,6 +214,7 @@ function applySnapshot(snap) {
   [...snap.events].reverse().forEach(renderEvent);
   $("#summary").textContent = `${snap.streams.length} stream${snap.streams.length === 1 ? "" : "s"}`;
   drawTimelines();
+  sendWatch();
 }
 
 function connect() {
@@ -193,9 +225,16 @@ function connect() {
   source.addEventListener("snapshot", (e) => applySnapshot(JSON.parse(e.data)));
   source.addEventListener("tile", (e) => renderTile(JSON.parse(e.data)));
   source.addEventListener("event", (e) => { renderEvent(JSON.parse(e.data)); drawTimelines(); });
-  source.addEventListener("stop", () => { source.close(); conn.textContent = "stopped"; conn.className = "conn lost"; });
+  source.addEventListener("stop", () => {
+    source.close();
+    previews.stopped = true;
+    if (previews.socket) previews.socket.close();
+    conn.textContent = "stopped";
+    conn.className = "conn lost";
+  });
 }
 
 $("#player").addEventListener("close", () => { $("#video").pause(); });
 setInterval(drawTimelines, 1000);
 connect();
+connectPreviews();

@@ -1,0 +1,103 @@
+"""The page's preview feed: one WebSocket per page (``/api/previews``) carries every tile's JPEG.
+
+Why a socket and not an image URL per tile: a page showing 8 tiles at 5 previews a second made 40
+HTTP requests a second, each parsed, authorised and answered in the pipeline's process, and a
+browser opens at most 6 HTTP/1.1 connections to one host, so a long-lived stream per tile would
+starve the page's other requests. One socket per page, authorised once at the upgrade, costs one
+frame write per preview.
+
+The page says which tiles it shows, as text: ``{"watch": ["cam-1", ...], "period_s": 0.2}``
+(``period_s`` is raised to ``1 / ui.preview_fps`` and capped at 10 s; a hidden page sends an empty
+list). The server answers with binary messages, one per preview: a 2-byte big-endian length, the
+stream id in UTF-8, then the JPEG. A tile gets a preview only when it changed since the last one
+sent (a stalled camera costs nothing), and every page shares the encoded bytes: a page's rounds
+are at least one slot apart, so it gets each slot's preview once (:meth:`Previews.jpeg`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from streamer.ops.console.preview import Previews
+
+log = logging.getLogger(__name__)
+
+MAX_CONTROL_BYTES = 64 * 1024
+_MAX_PERIOD_S = 10.0
+
+
+def frame(stream: str, jpeg: bytes) -> bytes:
+    """One binary message: the stream id, length first, then the JPEG."""
+    name = stream.encode("utf-8")
+    return len(name).to_bytes(2, "big") + name + jpeg
+
+
+def parse_frame(message: bytes) -> tuple[str, bytes]:
+    """The inverse of :func:`frame` (for clients written in Python: tests, the benchmark's pages)."""
+    n = int.from_bytes(message[:2], "big")
+    return message[2:2 + n].decode("utf-8"), message[2 + n:]
+
+
+class Watch:
+    """What one page asked for: the streams its visible tiles show and how often."""
+
+    def __init__(self, interval: float) -> None:
+        self.floor = interval
+        self.streams: list[str] = []
+        self.period = interval
+        self.changed = asyncio.Event()
+
+    def update(self, text: str, known: set[str]) -> str | None:
+        """Apply one control message; an error message for the log if it is not one."""
+        try:
+            msg = json.loads(text)
+            streams = msg["watch"]
+            period = float(msg.get("period_s", self.floor))
+        except (ValueError, KeyError, TypeError) as exc:
+            return f"not a watch message ({exc.__class__.__name__})"
+        if not isinstance(streams, list) or not all(isinstance(s, str) for s in streams):
+            return "watch must be a list of stream ids"
+        self.streams = [s for s in dict.fromkeys(streams) if s in known]
+        self.period = min(max(period, self.floor), _MAX_PERIOD_S) if period == period else self.floor
+        self.changed.set()
+        return None
+
+
+async def feed(ws, previews: Previews) -> None:
+    """Serve one page's socket until it closes (``ws``: a prepared aiohttp WebSocketResponse)."""
+    from aiohttp import WSMsgType
+
+    watch = Watch(previews.interval)
+    sender = asyncio.create_task(_send(ws, previews, watch))
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                problem = watch.update(msg.data, previews.streams)
+                if problem is not None:
+                    log.debug("console preview socket: %s; ignored", problem)
+            elif msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+async def _send(ws, previews: Previews, watch: Watch) -> None:
+    sent: dict[str, bytes] = {}  # stream -> the preview this page has now
+    while not ws.closed:
+        t0 = time.monotonic()
+        watch.changed.clear()
+        for stream in watch.streams:
+            if stream not in previews.streams:
+                continue
+            jpeg = await previews.jpeg(stream, at=t0)  # rounds >= one slot apart: a fresh preview each
+            if jpeg is not None and jpeg is not sent.get(stream):
+                await ws.send_bytes(frame(stream, jpeg))
+                sent[stream] = jpeg
+        try:  # the next round, or at once when the page shows other tiles
+            await asyncio.wait_for(watch.changed.wait(), max(0.0, watch.period - (time.monotonic() - t0)))
+        except TimeoutError:
+            pass
