@@ -187,9 +187,9 @@ class Schedule(threading.Thread):
         return out
 
     def _segment(self, mode: str, cycle: int, pages: Pages) -> Segment:
-        begin = time.monotonic()
         self.gate.console, self.gate.clips = FEATURES[mode]
-        pages.show(mode == "on+chromium")
+        pages.show(mode == "on+chromium")  # loading pages in a starved browser takes a while: not in the segment
+        begin = time.monotonic()
         clients = self._clients() if mode in CLIENT_PAGES else None
         time.sleep(max(0.0, begin + self.settle_s - time.monotonic()))
         if pages.shown:

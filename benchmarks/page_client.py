@@ -2,7 +2,8 @@
 
 Each "page" does what the console's page does on the network (streamer/ops/console/static/app.js):
 one Server-Sent Events stream (``/api/updates``) and one preview WebSocket (``/api/previews``) that
-watches every tile (all on screen), 5 previews a second (1 with more than 16 tiles). It renders
+watches every tile (all on screen), 5 previews a second (1 with more than 16 tiles), and acks each
+round at once. It renders
 nothing, so it stands in for operators watching from their own machines: what the pipeline's
 machine should pay for pages is the server side only. It speaks HTTP/1.1 and WebSocket over plain
 asyncio streams (no client library), because it runs on the pipeline's machine all the same and its
@@ -26,7 +27,7 @@ import os
 import time
 from urllib.parse import urlsplit
 
-from streamer.ops.console.previewfeed import parse_frame
+from streamer.ops.console.previewfeed import unpack
 
 
 def preview_period(tiles: int) -> float:
@@ -124,8 +125,10 @@ async def page(host: str, port: int, until: float, settle_at: float, out: dict) 
             opcode, payload = await socket.receive()
             if opcode == 0x8:
                 return
-            if opcode == 0x2 and time.time() >= settle_at and parse_frame(payload)[1]:
-                out["previews"] += 1
+            if opcode == 0x2:
+                if time.time() >= settle_at:
+                    out["previews"] += sum(1 for _, jpeg in unpack(payload) if jpeg)
+                socket.send(0x1, b'{"ack":1}')  # as the page does once it has shown a round
 
     def watch() -> None:
         if socket.writer is not None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streamer.config import UiConfig
-from streamer.ops.console.previewfeed import parse_frame
+from streamer.ops.console.previewfeed import unpack
 from streamer.ops.console.server import Console
 
 TOKEN = "correct-horse-battery"
@@ -47,7 +47,8 @@ class Feeder(threading.Thread):
             i += 1
 
 
-async def page(url: str, watch: list[str], seconds: float, headers: dict | None = None) -> list[tuple[str, bytes]]:
+async def page(url: str, watch: list[str], seconds: float, headers: dict | None = None,
+               ack: bool = True) -> list[tuple[str, bytes]]:
     got = []
     async with aiohttp.ClientSession() as session, session.ws_connect(url, headers=headers) as ws:
         await ws.send_str(json.dumps({"watch": watch}))
@@ -58,7 +59,9 @@ async def page(url: str, watch: list[str], seconds: float, headers: dict | None 
             except TimeoutError:
                 break
             if msg.type == aiohttp.WSMsgType.BINARY:
-                got.append(parse_frame(msg.data))
+                got += unpack(msg.data)
+                if ack:
+                    await ws.send_str('{"ack": 1}')
     return got
 
 
@@ -120,3 +123,24 @@ def test_the_socket_needs_the_token(console):
     assert asyncio.run(attempt({})) == 401
     assert asyncio.run(attempt({"Authorization": "Bearer wrong-token-xyz"})) == 401
     assert asyncio.run(attempt({"Authorization": f"Bearer {TOKEN}"})) == 101
+
+
+def test_a_page_that_does_not_ack_gets_no_backlog(console):
+    """The next round waits for the page's ack: a page that has not shown the last one gets nothing more."""
+    feeder = Feeder(console, "cam")
+    feeder.start()
+    try:
+        time.sleep(0.2)
+        silent = asyncio.run(page(socket_url(console), ["cam", "yard"], 1.5, ack=False))
+        acking = asyncio.run(page(socket_url(console), ["cam"], 1.5))
+    finally:
+        feeder.stop.set()
+    assert [stream for stream, _ in silent] == ["cam"]  # one round, then nothing
+    assert len(acking) >= 5  # the same feed, acked: a round every 1 / preview_fps
+
+
+def test_a_round_holds_every_changed_tile():
+    from streamer.ops.console.previewfeed import pack
+
+    tiles = [("cam", b"\xff\xd8jpeg-1"), ("yard-é", b""), ("x" * 300, b"\xff\xd8" + bytes(70000))]
+    assert unpack(pack(tiles)) == tiles

@@ -8,9 +8,12 @@ frame write per preview.
 
 The page says which tiles it shows, as text: ``{"watch": ["cam-1", ...], "period_s": 0.2}``
 (``period_s`` is raised to ``1 / ui.preview_fps`` and capped at 10 s; a hidden page sends an empty
-list). The server answers with binary messages, one per preview: a 2-byte big-endian length, the
-stream id in UTF-8, then the JPEG. A tile gets a preview only when it changed since the last one
-sent (a stalled camera costs nothing), and every page shares the encoded bytes: a page's rounds
+list). The server answers with one binary message a round, holding the tiles whose preview changed
+since the last one sent (a stalled camera costs nothing): per tile a 2-byte big-endian length, the
+stream id in UTF-8, a 4-byte big-endian length, the JPEG. The page answers each round with
+``{"ack": 1}``, and the next round waits for it: a page that cannot keep up (a phone, a browser on a
+busy machine) gets fewer rounds instead of a backlog, since the browser reads the socket eagerly
+and TCP alone would not slow the server down. Every page shares the encoded bytes: a page's rounds
 are at least one slot apart, so it gets each slot's preview once (:meth:`Previews.jpeg`).
 """
 
@@ -29,16 +32,26 @@ MAX_CONTROL_BYTES = 64 * 1024
 _MAX_PERIOD_S = 10.0
 
 
-def frame(stream: str, jpeg: bytes) -> bytes:
-    """One binary message: the stream id, length first, then the JPEG."""
-    name = stream.encode("utf-8")
-    return len(name).to_bytes(2, "big") + name + jpeg
+def pack(previews: list[tuple[str, bytes]]) -> bytes:
+    """One round's binary message: each tile's stream id and JPEG, lengths first."""
+    out = []
+    for stream, jpeg in previews:
+        name = stream.encode("utf-8")
+        out += [len(name).to_bytes(2, "big"), name, len(jpeg).to_bytes(4, "big"), jpeg]
+    return b"".join(out)
 
 
-def parse_frame(message: bytes) -> tuple[str, bytes]:
-    """The inverse of :func:`frame` (for clients written in Python: tests, the benchmark's pages)."""
-    n = int.from_bytes(message[:2], "big")
-    return message[2:2 + n].decode("utf-8"), message[2 + n:]
+def unpack(message: bytes) -> list[tuple[str, bytes]]:
+    """The inverse of :func:`pack` (for clients written in Python: tests, the benchmark's pages)."""
+    out, i = [], 0
+    while i < len(message):
+        n = int.from_bytes(message[i:i + 2], "big")
+        stream = message[i + 2:i + 2 + n].decode("utf-8")
+        i += 2 + n
+        size = int.from_bytes(message[i:i + 4], "big")
+        out.append((stream, message[i + 4:i + 4 + size]))
+        i += 4 + size
+    return out
 
 
 class Watch:
@@ -49,11 +62,16 @@ class Watch:
         self.streams: list[str] = []
         self.period = interval
         self.changed = asyncio.Event()
+        self.acked = asyncio.Event()
+        self.acked.set()
 
     def update(self, text: str, known: set[str]) -> str | None:
         """Apply one control message; an error message for the log if it is not one."""
         try:
             msg = json.loads(text)
+            if isinstance(msg, dict) and "ack" in msg:
+                self.acked.set()
+                return None
             streams = msg["watch"]
             period = float(msg.get("period_s", self.floor))
         except (ValueError, KeyError, TypeError) as exc:
@@ -88,15 +106,20 @@ async def feed(ws, previews: Previews) -> None:
 async def _send(ws, previews: Previews, watch: Watch) -> None:
     sent: dict[str, bytes] = {}  # stream -> the preview this page has now
     while not ws.closed:
+        await watch.acked.wait()  # the page has shown the last round
         t0 = time.monotonic()
         watch.changed.clear()
+        round_ = []
         for stream in watch.streams:
             if stream not in previews.streams:
                 continue
             jpeg = await previews.jpeg(stream, at=t0)  # rounds >= one slot apart: a fresh preview each
             if jpeg is not None and jpeg is not sent.get(stream):
-                await ws.send_bytes(frame(stream, jpeg))
+                round_.append((stream, jpeg))
                 sent[stream] = jpeg
+        if round_:
+            watch.acked.clear()
+            await ws.send_bytes(pack(round_))
         try:  # the next round, or at once when the page shows other tiles
             await asyncio.wait_for(watch.changed.wait(), max(0.0, watch.period - (time.monotonic() - t0)))
         except TimeoutError:

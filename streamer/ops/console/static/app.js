@@ -86,8 +86,9 @@ function renderTile(data) {
 }
 
 // Previews: one WebSocket for the page (/api/previews). It says which tiles are on screen (none while the
-// page is hidden) and how often (5 a second, 1 with many tiles); each binary message is one tile's JPEG,
-// after a 2-byte length and the stream id.
+// page is hidden) and how often (5 a second, 1 with many tiles). Each binary message is one round: per
+// tile a 2-byte length, the stream id, a 4-byte length, the JPEG. The page acks each round; the server
+// sends the next only then, so a page that falls behind gets fewer rounds, not a backlog.
 const previews = { socket: null, visible: new Set(), shown: new Map(), sent: "", stopped: false };
 
 function watchPreview(tile, img, stream) {
@@ -109,13 +110,22 @@ function sendWatch() {
   if (msg !== previews.sent) { ws.send(msg); previews.sent = msg; }
 }
 
-function showPreview(data) {
+function showRound(data) {
   const view = new DataView(data);
-  const n = view.getUint16(0);
-  const stream = new TextDecoder().decode(new Uint8Array(data, 2, n));
+  let i = 0;
+  while (i < data.byteLength) {
+    const n = view.getUint16(i);
+    const stream = new TextDecoder().decode(new Uint8Array(data, i + 2, n));
+    const size = view.getUint32(i + 2 + n);
+    showPreview(stream, new Uint8Array(data, i + 6 + n, size));
+    i += 6 + n + size;
+  }
+}
+
+function showPreview(stream, jpeg) {
   const tile = state.tiles.get(stream);
   if (!tile) return;
-  const url = URL.createObjectURL(new Blob([new Uint8Array(data, 2 + n)], { type: "image/jpeg" }));
+  const url = URL.createObjectURL(new Blob([jpeg], { type: "image/jpeg" }));
   const img = $(".preview", tile);
   const old = previews.shown.get(stream);
   img.addEventListener("load", () => { if (old) URL.revokeObjectURL(old); }, { once: true });
@@ -130,7 +140,11 @@ function connectPreviews() {
   previews.socket = ws;
   previews.sent = "";
   ws.addEventListener("open", sendWatch);
-  ws.addEventListener("message", (e) => { if (e.data instanceof ArrayBuffer) showPreview(e.data); });
+  ws.addEventListener("message", (e) => {
+    if (!(e.data instanceof ArrayBuffer)) return;
+    showRound(e.data);
+    ws.send('{"ack":1}');
+  });
   ws.addEventListener("close", () => { if (!previews.stopped) setTimeout(connectPreviews, 2000); });
 }
 document.addEventListener("visibilitychange", sendWatch);
