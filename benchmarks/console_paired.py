@@ -99,6 +99,8 @@ class Segment:
     drops: dict = field(default_factory=dict)  #: frames and windows dropped in the span, by reason
     page_latencies: list[float] = field(default_factory=list)  #: seconds, result published -> tile shows it
     previews: int = 0  #: preview JPEGs the page clients got in the span
+    writer_cpu_s: float = 0.0  #: the clip writer's CPU time in the span
+    writer_switches: int = 0  #: times the clip writer changed scheduling class in the span (behind / caught up)
 
 
 class Pages:
@@ -186,6 +188,13 @@ class Schedule(threading.Thread):
                 out[reason] = out.get(reason, 0) + n
         return out
 
+    def _writer(self) -> tuple[float, int]:
+        """The clip writer's CPU seconds and scheduling class switches so far."""
+        rec = self.pipeline.operate.clips
+        if rec is None:
+            return 0.0, 0
+        return rec.cpu_s, rec.priority.switches if rec.priority is not None else 0
+
     def _segment(self, mode: str, cycle: int, pages: Pages) -> Segment:
         self.gate.console, self.gate.clips = FEATURES[mode]
         pages.show(mode == "on+chromium")  # loading pages in a starved browser takes a while: not in the segment
@@ -195,9 +204,11 @@ class Schedule(threading.Thread):
         if pages.shown:
             pages.reset()
         seg = Segment(mode, cycle, t0=time.time())
-        cpu0, drops0 = time.process_time(), self._drops()
+        cpu0, drops0, writer0 = time.process_time(), self._drops(), self._writer()
         time.sleep(max(0.0, begin + self.segment_s - time.monotonic()))
         seg.cpu_s, seg.t1 = time.process_time() - cpu0, time.time()
+        writer1 = self._writer()
+        seg.writer_cpu_s, seg.writer_switches = writer1[0] - writer0[0], writer1[1] - writer0[1]
         seg.drops = {k: v - drops0.get(k, 0) for k, v in self._drops().items() if v - drops0.get(k, 0)}
         if pages.shown:
             seg.page_latencies = pages.latencies()
@@ -255,7 +266,8 @@ def _row(seg: Segment, results: list[dict]) -> dict:
             "batch": float(np.mean([m["batch_size"] for m in mine])),
             "cpu_ms_per_result": 1000.0 * seg.cpu_s / len(latency),
             "page_p50": float(np.percentile(page, 50)) if len(page) else None, "page_updates": len(page),
-            "previews_per_s": seg.previews / (seg.t1 - seg.t0), "drops": seg.drops}
+            "previews_per_s": seg.previews / (seg.t1 - seg.t0), "drops": seg.drops,
+            "writer_share": seg.writer_cpu_s / (seg.t1 - seg.t0), "writer_switches": seg.writer_switches}
 
 
 def paired_table(rows: list[dict]) -> str:
@@ -264,9 +276,11 @@ def paired_table(rows: list[dict]) -> str:
     by = {(r["cycle"], r["mode"]): r for r in rows}
     out = ["| mode | cycles | results a segment | capture→publish p50 ms | p99 ms | forward p50 ms | frame age at "
            "inference p50 ms | mean batch | pipeline CPU ms per result | page update p50 ms | previews served a "
-           "second | p50 / off, median [min–max] | p99 / off, median | CPU / off, median |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    keys = ("results", "p50", "p99", "forward_p50", "age_p50", "batch", "cpu_ms_per_result", "previews_per_s")
+           "second | clip writer, share of a core | clip writer class switches | p50 / off, median [min–max] | "
+           "p99 / off, median | CPU / off, median |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    keys = ("results", "p50", "p99", "forward_p50", "age_p50", "batch", "cpu_ms_per_result", "previews_per_s",
+            "writer_share", "writer_switches")
     for mode in MODES:
         mine = [by[c, mode] for c in cycles]
         med = {k: float(np.median([r[k] for r in mine])) for k in keys}
@@ -277,6 +291,7 @@ def paired_table(rows: list[dict]) -> str:
         out.append(f"| {mode} | {len(mine)} | {med['results']:.0f} | {med['p50']:.1f} | {med['p99']:.0f} | "
                    f"{med['forward_p50']:.1f} | {med['age_p50']:.1f} | {med['batch']:.2f} | "
                    f"{med['cpu_ms_per_result']:.1f} | {page} | {previews} | "
+                   f"{100 * med['writer_share']:.1f} % | {med['writer_switches']:.0f} | "
                    f"**{np.median(ratio['p50']):.3f}** [{min(ratio['p50']):.3f}–{max(ratio['p50']):.3f}] | "
                    f"{np.median(ratio['p99']):.3f} | {np.median(ratio['cpu_ms_per_result']):.2f} |")
     return "\n".join(out) + "\n"
