@@ -89,6 +89,7 @@ class IdleWhileKeepingUp:
     def __init__(self) -> None:
         self.idle = False
         self.switches = 0
+        self.final = False  # set by finish: normal class from then on, whatever behind() is told
 
     def start(self) -> None:
         """Nice +SIDE_NICE (kept in the normal class), then the idle class if the thread may leave it again."""
@@ -111,9 +112,16 @@ class IdleWhileKeepingUp:
         return os.geteuid() == 0 or soft == resource.RLIM_INFINITY or 20 - soft <= nice
 
     def behind(self, behind: bool) -> None:
-        """Say whether the thread is behind; switches class when that changed."""
-        if behind == self.idle:  # idle and behind: to the normal class; normal and caught up: to idle
+        """Say whether the thread is behind; switches class when that changed (not after :meth:`finish`)."""
+        if behind == self.idle and not self.final:  # idle and behind: to normal; normal and caught up: to idle
             self._set(idle=not behind)
+
+    def finish(self) -> None:
+        """The owner is stopping: its last work runs in the normal class, for good. In the idle class it
+        would wait for every other busy process on the machine, and the stop would leave it undone."""
+        if self.idle:
+            self._set(idle=False)
+        self.final = True
 
     def _set(self, idle: bool) -> bool:
         import os

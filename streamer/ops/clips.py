@@ -211,8 +211,8 @@ class ClipRecorder(threading.Thread):
                 if time.monotonic() >= next_retention:
                     next_retention = time.monotonic() + _RETENTION_EVERY_S
                     self._retention()
-            if self.priority is not None:  # stopping: the last clips are finished in the normal class; in the idle
-                self.priority.behind(True)  # class they would wait for every other busy process on the machine
+            if self.priority is not None:
+                self.priority.finish()
             self.step(final=True)
         except Exception:
             log.exception("clips thread failed; no more clips are written")
@@ -241,7 +241,7 @@ class ClipRecorder(threading.Thread):
             if final or job.reached:
                 self._finish(job)
         self.cpu_s += time.thread_time() - cpu0
-        if self.priority is not None and not final:
+        if self.priority is not None:
             self.priority.behind(self._lag > (BEHIND_S / 4 if not self.priority.idle else BEHIND_S)
                                  or self.missed > missed)
 

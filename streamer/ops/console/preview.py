@@ -56,22 +56,22 @@ class Previews:
             newest = self._frames.get(stream)
             if newest is None:
                 return None
-            key = (newest[0], tuple(self._lines(stream)))
+            key = (newest[0], self._lines(stream))
             if cached is not None and cached[1] == key:  # nothing new to show: same bytes, no encode
                 self._cache[stream] = (slot, key, cached[2])
                 return cached[2]
-            data = await asyncio.get_running_loop().run_in_executor(self._pool, self._encode, newest[1], list(key[1]))
+            data = await asyncio.get_running_loop().run_in_executor(self._pool, self._encode, newest[1], key[1])
             self._cache[stream] = (slot, key, data)
             self.encoded += 1
             return data
 
-    def _lines(self, stream: str) -> list[str]:
+    def _lines(self, stream: str) -> tuple[str, ...]:
         tile = self.tiles.get(stream, {})
         top = tile.get("top") or []
         first = f"{top[0]['label']} {top[0]['score']:.2f}" if top else "(waiting for the first window)"
-        return [first, f"{stream} {tile.get('state', '')}"]
+        return first, f"{stream} {tile.get('state', '')}"
 
-    def _encode(self, image, lines: list[str]) -> bytes:
+    def _encode(self, image, lines: tuple[str, ...]) -> bytes:
         import cv2
 
         h, w = image.shape[:2]

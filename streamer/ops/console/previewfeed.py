@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 
 from streamer.ops.console.preview import Previews
@@ -79,7 +80,7 @@ class Watch:
         if not isinstance(streams, list) or not all(isinstance(s, str) for s in streams):
             return "watch must be a list of stream ids"
         self.streams = [s for s in dict.fromkeys(streams) if s in known]
-        self.period = min(max(period, self.floor), _MAX_PERIOD_S) if period == period else self.floor
+        self.period = self.floor if math.isnan(period) else min(max(period, self.floor), _MAX_PERIOD_S)
         self.changed.set()
         return None
 

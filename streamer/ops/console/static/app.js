@@ -90,6 +90,7 @@ function renderTile(data) {
 // tile a 2-byte length, the stream id, a 4-byte length, the JPEG. The page acks each round; the server
 // sends the next only then, so a page that falls behind gets fewer rounds, not a backlog.
 const previews = { socket: null, visible: new Set(), shown: new Map(), sent: "", stopped: false };
+const utf8 = new TextDecoder();
 
 function watchPreview(tile, img, stream) {
   previews.observer = previews.observer || new IntersectionObserver((entries) => {
@@ -115,7 +116,7 @@ function showRound(data) {
   let i = 0;
   while (i < data.byteLength) {
     const n = view.getUint16(i);
-    const stream = new TextDecoder().decode(new Uint8Array(data, i + 2, n));
+    const stream = utf8.decode(new Uint8Array(data, i + 2, n));
     const size = view.getUint32(i + 2 + n);
     showPreview(stream, new Uint8Array(data, i + 6 + n, size));
     i += 6 + n + size;
