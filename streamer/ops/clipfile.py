@@ -4,6 +4,10 @@ Written as ``.<id>.mp4.part`` and renamed to ``<id>.mp4`` when finished (a reade
 file), with ``<id>.json`` beside it (what the clip holds: first frame, frames, missed frames, whether
 it is complete). H.264 in yuv420p with ``+faststart``, which every browser plays. Timestamps are the
 frames' own (milliseconds on the stream's clock), so a live source's uneven frame times are kept.
+
+:class:`ClipFile` is a clip with its own encoder: the clips of a stream normally share one encoding
+(:mod:`streamer.ops.clipencoder`, which uses the helpers below the same way), and a clip gets its own
+when it cannot join that one.
 """
 
 from __future__ import annotations
@@ -50,36 +54,23 @@ class ClipFile:
         self.frames = 0
 
     def _open(self, frame) -> None:
-        av = require_av()
-        h, w = frame.shape[:2]
-        self._size = (w - w % 2, h - h % 2)  # yuv420p needs even sides
-        self.part.parent.mkdir(parents=True, exist_ok=True)
-        self._out = av.open(str(self.part), "w", format="mp4", options={"movflags": "+faststart"})
+        self._size = even_size(frame)
+        self._out = open_mp4(self.part)
         stream = self._out.add_stream("libx264")
         stream.width, stream.height = self._size
         stream.pix_fmt = "yuv420p"
         stream.time_base = _TIME_BASE
         stream.codec_context.time_base = _TIME_BASE
         stream.codec_context.thread_count = 1  # one core at most per clip; clips are short
-        # zerolatency: no look-ahead and no B-frames; measured on synthetic video it took 20 % (160x120)
-        # to 35 % (1280x720) less CPU than without at the same preset and crf, files no larger
-        stream.options = {"preset": self.preset, "tune": "zerolatency", "crf": str(self.crf)}
+        stream.options = x264_options(self.preset, self.crf)
         self._stream = stream
 
     def add(self, frame, t: float) -> None:
         """Encode one BGR frame captured at ``t`` seconds (stream clock). OSError/av errors propagate."""
-        import av
-
         if self._out is None:
             self._open(frame)
             self._t0 = t
-        import cv2
-
-        if (frame.shape[1], frame.shape[0]) != self._size:
-            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)  # odd sides, or a size change
-        # OpenCV's BGR -> I420 costs a fraction of the encoder's own conversion (swscale): 1.1 vs 2-3 ms a
-        # 1280x720 frame here
-        video = av.VideoFrame.from_ndarray(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+        video = yuv_frame(frame, self._size)
         pts = max(self._last_pts + 1, round((t - self._t0) * 1000))
         video.pts, video.time_base = pts, _TIME_BASE
         self._last_pts = pts
@@ -97,26 +88,71 @@ class ClipFile:
         finally:
             self._out.close()
             self._out = None
-        os.replace(self.part, self.path)
-        side = self.path.with_suffix(".json")
-        tmp = side.with_name(f".{side.name}.part")
-        tmp.write_text(json.dumps(meta, separators=(",", ":")))
-        os.replace(tmp, side)
+        place(self.part, self.path, meta)
         return True
 
     def abandon(self) -> None:
         """Close and delete what was written (after a write error)."""
-        if self._out is not None:
-            try:
-                self._out.close()
-            except Exception:  # the file is broken already (disk full): nothing more to save
-                log.debug("closing %s after an error failed too", self.part, exc_info=True)
-            self._out = None
-        for path in (self.part, self.path):
-            try:
-                path.unlink()
-            except OSError:
-                pass
+        discard(self._out, self.part, self.path)
+        self._out = None
+
+
+# ---- shared with streamer/ops/clipencoder.py ------------------------------------------------------
+def x264_options(preset: str, crf: int) -> dict:
+    """The encoder's settings. zerolatency: no look-ahead and no B-frames (each frame's packet comes out
+    of ``encode`` at once, decoding order is display order); measured on synthetic video it took 20 %
+    (160x120) to 35 % (1280x720) less CPU than without at the same preset and crf, files no larger."""
+    return {"preset": preset, "tune": "zerolatency", "crf": str(crf)}
+
+
+def even_size(frame) -> tuple[int, int]:
+    """(width, height) of a BGR frame, cut to even sides (yuv420p needs them)."""
+    h, w = frame.shape[:2]
+    return w - w % 2, h - h % 2
+
+
+def yuv_frame(frame, size: tuple[int, int]):
+    """A BGR frame as a yuv420p ``av.VideoFrame`` of ``size`` (resized when its own differs: odd sides, or
+    a size change mid-stream)."""
+    import av
+    import cv2
+
+    if (frame.shape[1], frame.shape[0]) != size:
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    # OpenCV's BGR -> I420 costs a fraction of the encoder's own conversion (swscale): 1.1 vs 2-3 ms a
+    # 1280x720 frame here
+    return av.VideoFrame.from_ndarray(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+
+
+def open_mp4(part: Path):
+    """An MP4 container for writing at ``part`` (its folder made first: an unwritable one raises OSError)."""
+    av = require_av()
+    part.parent.mkdir(parents=True, exist_ok=True)
+    return av.open(str(part), "w", format="mp4", options={"movflags": "+faststart"})
+
+
+def place(part: Path, path: Path, meta: dict) -> None:
+    """Move a closed ``.part`` into place and write the ``.json`` sidecar beside it (both by rename)."""
+    os.replace(part, path)
+    side = path.with_suffix(".json")
+    tmp = side.with_name(f".{side.name}.part")
+    tmp.write_text(json.dumps(meta, separators=(",", ":")))
+    os.replace(tmp, side)
+
+
+def discard(out, *paths: Path) -> None:
+    """Close a container after a write error (it may fail again: the file is broken already) and delete
+    what was written."""
+    if out is not None:
+        try:
+            out.close()
+        except Exception:  # disk full: nothing more to save
+            log.debug("closing %s after an error failed too", paths[0], exc_info=True)
+    for path in paths:
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def enforce_retention(root: Path, max_total_bytes: float, max_age_s: float, keep: set[Path]) -> tuple[int, int]:

@@ -5,9 +5,17 @@ a :class:`PreRoll`, a buffer of raw frames bounded in bytes (``clips.buffer_mb``
 (``pre_s`` plus the few seconds an event takes to be announced). Capture only appends to it and
 never waits. Events arrive from the publisher (:meth:`ClipRecorder.on_sent`, after the send): a
 ``start`` opens a clip, an ``end`` tells it where to stop. One thread, ``clips``, owns every open
-file: it takes each clip's frames from the buffer (the pre-roll first, then frames as they come)
-and encodes them (:mod:`streamer.ops.clipfile`), in the idle scheduling class while it keeps up
+file and encoder, in the idle scheduling class while it keeps up
 (:class:`streamer.supervisor.IdleWhileKeepingUp`).
+
+The clips of a stream share one encoding (:mod:`streamer.ops.clipencoder`): each frame is encoded
+once, an IDR frame where a clip starts, and its packet goes into every clip open at that frame. It
+stays ``pre_s + SHARE_MARGIN_S`` behind the stream's newest frame, so an event announced up to
+``SHARE_MARGIN_S`` after its (back-dated) start finds its first frame not yet encoded and joins. A
+clip whose first frame was encoded already (a later start message, a buffer too small to hold frames
+back that long), or has another size than the shared encoding's first clip (a size change
+mid-stream; the shared encoder resizes to its own size, as a clip's own encoder does), gets its own
+encoder (:class:`streamer.ops.clipfile.ClipFile`), as every clip did before.
 The buffer is the bounded queue between capture and writer: a frame that left it before the writer
 took it is counted as missed and the clip is marked incomplete (R27). A clip whose file cannot be written (disk full, unwritable dir) is dropped, the
 stream's status shows a warning, and the pipeline carries on.
@@ -23,12 +31,14 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from streamer.core.stats import StatsRegistry
+from streamer.ops.clipencoder import ClipMuxer, SharedEncoding
 from streamer.ops.clipfile import ClipFile, enforce_retention, require_av
+from streamer.ops.preroll import Frame, PreRoll
 from streamer.config import ClipsConfig
 from streamer.supervisor import IdleWhileKeepingUp, join_or_warn
 
@@ -49,47 +59,17 @@ POLL_S = 0.1
 #: this old, or frames were missed; then at nice +10 until it is back under a quarter of it
 BEHIND_S = 1.5
 FINAL_BUDGET_S = 2.0  # at shutdown, open clips get this long to encode what they still have
+#: the shared encoding stays pre_s plus this long behind a stream's newest frame (its clock), so an event announced
+#: up to this long after its back-dated start joins it (the default rules announce within about 1 s); its clips
+#: are finished that much later
+SHARE_MARGIN_S = 3.0
+#: ... but it holds back no frame the buffer may drop within this long (a buffer_mb that holds only a few
+#: seconds of a large source leaves little to hold back: frames are encoded before they leave it)
+HEADROOM_S = 2.0
+#: a stream that sent no frame for this long (stopped, stalled, a file at its end) is encoded to its newest frame
+QUIET_S = 1.0
 _KNOWN = 4096  # events whose clip path is remembered for their end message
 _EPS = 1e-6  # clock comparisons: frame 15 at 25 fps is 0.6 s, whatever the float rounding
-
-
-class Frame(NamedTuple):
-    index: int  #: frame number (frames handed to preprocessing)
-    t: float  #: the stream's clock: wall time (live) or media time (file)
-    wall: float
-    image: object  #: the raw BGR frame (numpy), never modified
-
-
-class PreRoll:
-    """One stream's recent raw frames, oldest first, bounded in bytes and in seconds (any thread)."""
-
-    def __init__(self, max_bytes: float, horizon_s: float) -> None:
-        self.max_bytes, self.horizon_s = max_bytes, horizon_s
-        self._frames: deque[Frame] = deque()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def add(self, frame: Frame) -> None:
-        with self._lock:
-            self._frames.append(frame)
-            self._bytes += frame.image.nbytes
-            while len(self._frames) > 1 and (self._bytes > self.max_bytes
-                                            or self._frames[0].t < frame.t - self.horizon_s):
-                self._bytes -= self._frames.popleft().image.nbytes
-
-    def after(self, index: int, t_from: float) -> tuple[list[Frame], int]:
-        """Frames with a number above ``index`` and ``t >= t_from``, and the oldest number still held.
-        Numbers only grow, so the scan runs back from the newest frame and stops at ``index``: a clip
-        being written costs its new frames, not the whole buffer, each time."""
-        newer = []
-        with self._lock:
-            oldest = self._frames[0].index if self._frames else index + 1
-            for frame in reversed(self._frames):
-                if frame.index <= index:
-                    break
-                newer.append(frame)
-        newer.reverse()
-        return [f for f in newer if f.t >= t_from], oldest
 
 
 class _Job:
@@ -108,7 +88,9 @@ class _Job:
         self.missed = 0
         self.reached = False  # a frame past the clip's end was seen
         self.truncated = False
-        self.file: ClipFile | None = None
+        self.shared: bool | None = None  # on the stream's shared encoding, or with its own encoder (None: undecided)
+        self.first_index = -1  # shared: the number of the clip's first frame
+        self.file: ClipFile | ClipMuxer | None = None
         self.failed = False
 
 
@@ -118,7 +100,7 @@ class ClipRecorder(threading.Thread):
     def __init__(self, config: ClipsConfig, stats: StatsRegistry, *, root: Path,
                  live_for: Callable[[str], bool] = lambda stream: True,
                  fps_for: Callable[[str], float | None] = lambda stream: None,
-                 on_clip: Callable[[dict], None] | None = None) -> None:
+                 on_clip: Callable[[dict], None] | None = None, share_lag_s: float | None = None) -> None:
         super().__init__(name="clips", daemon=False)
         require_av()
         self.config = config
@@ -137,10 +119,16 @@ class ClipRecorder(threading.Thread):
         #: event id -> relative path of its clip (None: it could not be written); the newest _KNOWN events
         self._clips: OrderedDict[str, str | None] = OrderedDict()
         self._jobs: dict[str, _Job] = {}
+        #: how far (stream clock, s) each stream's shared encoding stays behind its newest frame (tests: 0)
+        self.share_lag_s = config.pre_s + SHARE_MARGIN_S if share_lag_s is None else share_lag_s
+        self._encodings: dict[str, SharedEncoding] = {}  # per stream with clips on its shared encoding
         self.written = 0
         self.missed = 0  # frames that left a buffer before the writer took them
         self.dropped_commands = 0
         self.cpu_s = 0.0  # CPU time this thread spent encoding (benchmarks)
+        self.encoded = 0  # frames encoded, by the shared encoders and the clips' own
+        self.shared_clips = 0  # clips that joined their stream's shared encoding
+        self.own_clips = 0  # clips that got their own encoder (their first frame was encoded already)
 
     # ---- capture threads ------------------------------------------------------------------------
     def on_frame(self, stream: str, index: int, wall: float, image) -> None:
@@ -222,6 +210,8 @@ class ClipRecorder(threading.Thread):
             for job in self._jobs.values():
                 if job.file is not None:
                     job.file.abandon()
+            for encoding in self._encodings.values():
+                encoding.close()
 
     # ---- the thread -----------------------------------------------------------------------------
     def step(self, final: bool) -> None:
@@ -236,10 +226,8 @@ class ClipRecorder(threading.Thread):
         cpu0 = time.thread_time()
         deadline = time.monotonic() + FINAL_BUDGET_S if final else None
         missed, self._lag = self.missed, 0.0
-        for job in list(self._jobs.values()):
-            self._pull(job, deadline)
-            if final or job.reached:
-                self._finish(job)
+        for stream in {job.stream: None for job in self._jobs.values()}:
+            self._write(stream, deadline, final)
         self.cpu_s += time.thread_time() - cpu0
         if self.priority is not None:
             self.priority.behind(self._lag > (BEHIND_S / 4 if not self.priority.idle else BEHIND_S)
@@ -264,9 +252,7 @@ class ClipRecorder(threading.Thread):
             job.end_t, job.end_msg = self._clock(stream, msg, "end"), msg
 
     def _forget(self, stream: str) -> None:
-        for job in [j for j in self._jobs.values() if j.stream == stream]:
-            self._pull(job)
-            self._finish(job)
+        self._write(stream, None, final=True)  # its clips end with the frames there are; its encoder closes
         buffers = dict(self.buffers)
         buffers.pop(stream, None)
         self.buffers = buffers
@@ -276,9 +262,79 @@ class ClipRecorder(threading.Thread):
         if stats is not None:  # a removed stream has no status any more
             stats.warn("clips", text)
 
+    def _write(self, stream: str, deadline: float | None, final: bool) -> None:
+        """One stream's round: new clips join the shared encoding or get their own encoder, the frames that
+        arrived are encoded, and the clips that are whole (``final``: all) are finished."""
+        jobs = [job for job in self._jobs.values() if job.stream == stream]
+        for job in jobs:
+            if job.shared is None:
+                self._place(job)
+        for job in jobs:
+            if job.shared is False:
+                self._pull(job, deadline)
+        encoding = self._encodings.get(stream)
+        buffer = self.buffers.get(stream)
+        if encoding is not None and buffer is not None:
+            shared = [job for job in jobs if job.shared]
+            hold = self._hold(buffer)
+            quiet = time.monotonic() - buffer.touched > QUIET_S  # stopped, stalled, at its end: encode to its newest
+            done = encoding.run(buffer, shared, {job.id: self._stop_at(job) for job in shared}, deadline=deadline,
+                                hold=0.0 if final or quiet else hold)
+            self.encoded += done.encoded
+            self.missed += done.missed
+            if done.oldest is not None:  # behind: later than the frames held back on purpose
+                self._lag = max(self._lag, time.time() - done.oldest - hold)
+            failed = done.failed
+            if final or all(job.reached for job in shared):  # nothing more to encode: what it holds comes out
+                failed += encoding.flush(shared)
+            for job, exc in failed:
+                self._fail(job, exc)
+        for job in jobs:
+            if (final or job.reached) and not (job.shared and job.file is not None and job.file.owed):
+                self._finish(job)
+        if encoding is not None and not any(job.shared for job in self._jobs.values() if job.stream == stream):
+            encoding.close()
+            del self._encodings[stream]
+
+    def _place(self, job: _Job) -> None:
+        """A new clip joins its stream's shared encoding unless that has encoded its first frame already, or
+        encodes frames of another size; then it gets its own encoder (:meth:`_pull`)."""
+        buffer = self.buffers.get(job.stream)
+        first = buffer.first_from(job.start_t - self.config.pre_s - _EPS) if buffer is not None else None
+        if first is None:  # its first frame has not come yet (or the stream was removed)
+            return
+        encoding = self._encodings.get(job.stream)
+        if encoding is not None and not encoding.admits(first):
+            job.shared = False
+            self.own_clips += 1
+            log.debug("[%s] clip %s: its own encoder (the shared one encoded frame %d, the clip starts at %d)",
+                      job.stream, job.rel, encoding.encoder.encoded_to, first.index)
+            return
+        if encoding is None:
+            encoding = SharedEncoding(job.stream, self.config.crf, self.config.preset, first)
+            self._encodings[job.stream] = encoding
+        encoding.join(job, first)
+        job.shared = True
+        self.shared_clips += 1
+        job.file = ClipMuxer(self.root / job.rel)
+        try:
+            job.file.open()
+        except Exception as exc:  # OSError: unwritable dir
+            self._fail(job, exc)
+
+    def _hold(self, buffer: PreRoll) -> float:
+        """How far behind the stream's newest frame its shared encoding stays (stream clock, s): ``share_lag_s``,
+        less where the buffer would drop frames first."""
+        return max(0.0, min(self.share_lag_s, buffer.capacity_s() - HEADROOM_S))
+
+    def _stop_at(self, job: _Job) -> tuple[float, float]:
+        """The clock time of the job's last frame, and of its max_clip_s limit."""
+        limit = job.start_t + self.config.max_clip_s
+        return min(limit, job.end_t + self.config.post_s if job.end_t is not None else float("inf")), limit
+
     def _pull(self, job: _Job, deadline: float | None = None) -> None:
-        """Encode the job's frames that arrived since the last pull (its pre-roll on the first); past
-        ``deadline`` (shutdown) the rest counts as missed."""
+        """A clip with its own encoder: encode the job's frames that arrived since the last pull (its pre-roll
+        on the first); past ``deadline`` (shutdown) the rest counts as missed."""
         cfg = self.config
         buffer = self.buffers.get(job.stream)
         if buffer is None:  # the stream was removed: the clip ends with what it has
@@ -288,8 +344,7 @@ class ClipRecorder(threading.Thread):
             lost = (frames[0].index if frames else oldest) - job.last_index - 1
             job.missed += lost
             self.missed += lost
-        limit = job.start_t + cfg.max_clip_s
-        stop_t = min(limit, job.end_t + cfg.post_s if job.end_t is not None else float("inf"))
+        stop_t, limit = self._stop_at(job)
         for n, frame in enumerate(frames):
             if frame.t > stop_t + _EPS:  # the first frame past the clip: it is whole
                 job.reached, job.truncated = True, stop_t == limit
@@ -309,6 +364,7 @@ class ClipRecorder(threading.Thread):
                 if job.file is None:
                     job.file = ClipFile(self.root / job.rel, cfg.crf, cfg.preset)
                 job.file.add(frame.image, frame.t)
+                self.encoded += 1
             except Exception as exc:  # OSError (disk full, unwritable dir) or an encoder error: drop the clip
                 self._fail(job, exc)
 
@@ -329,7 +385,9 @@ class ClipRecorder(threading.Thread):
 
     def _finish(self, job: _Job) -> None:
         del self._jobs[job.id]
-        if job.failed or job.file is None:
+        if job.failed or job.file is None or not job.file.frames:
+            if job.file is not None:
+                job.file.abandon()  # a shared clip's file, opened when it joined
             if not job.failed:
                 log.info("[%s] no frames for the clip of event %s", job.stream, job.id)
             return

@@ -38,13 +38,17 @@ def event(stream: str, phase: str, start: int, end: int | None, t0: float, *, ei
             "duration_s": 0.0 if end is None else (end - start) / FPS, "peak_score": 0.9, "published_ts": None}
 
 
-def recorder(tmp_path, live: bool = True, **cfg) -> tuple[ClipRecorder, StatsRegistry, list]:
+def recorder(tmp_path, live: bool = True, share_lag_s: float | None = None,
+             **cfg) -> tuple[ClipRecorder, StatsRegistry, list]:
+    """``share_lag_s=0``: the shared encoding holds no frame back for events announced later, so a test that
+    runs the writer's rounds itself sees every frame encoded in the round it came (by default it stays
+    ``pre_s + SHARE_MARGIN_S`` behind the newest frame)."""
     stats = StatsRegistry()
     stats.add("cam", "testpattern://")
     done: list[dict] = []
     config = ClipsConfig(dir=str(tmp_path), **{"pre_s": 1.0, "post_s": 1.0, **cfg})
     rec = ClipRecorder(config, stats, root=tmp_path / "clips", live_for=lambda s: live, fps_for=lambda s: FPS,
-                       on_clip=done.append)
+                       on_clip=done.append, share_lag_s=share_lag_s)
     return rec, stats, done
 
 
@@ -136,7 +140,7 @@ def test_short_pre_roll_and_stream_stop_are_reported(tmp_path):
 def test_unwritable_dir_warns_in_status_and_writing_goes_on(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the clip folder should be")
-    rec, stats, done = recorder(tmp_path)
+    rec, stats, done = recorder(tmp_path, share_lag_s=0.0)
     rec.root = blocker / "clips"
     t0 = time.time()
     cap = TestPatternCapture(width=160, height=120, fps=FPS)
@@ -183,7 +187,7 @@ def test_shutdown_encodes_for_a_bounded_time_and_counts_the_rest(tmp_path, monke
     import streamer.ops.clips as clips
 
     monkeypatch.setattr(clips, "FINAL_BUDGET_S", 0.0)  # no time left at all: nothing more is encoded
-    rec, _, done = recorder(tmp_path, pre_s=0.0)
+    rec, _, done = recorder(tmp_path, pre_s=0.0, share_lag_s=0.0)
     t0 = time.time()
     cap = TestPatternCapture(width=160, height=120, fps=FPS)
     feed(rec, cap, 0, 5, t0)
@@ -196,7 +200,7 @@ def test_shutdown_encodes_for_a_bounded_time_and_counts_the_rest(tmp_path, monke
 
 
 def test_the_pre_roll_hands_out_frames_after_a_number_and_from_a_time():
-    from streamer.ops.clips import Frame, PreRoll
+    from streamer.ops.preroll import Frame, PreRoll
 
     roll = PreRoll(max_bytes=1e9, horizon_s=100.0)
     image = np.zeros((2, 2, 3), np.uint8)
@@ -250,7 +254,7 @@ def test_the_writer_leaves_the_idle_class_while_behind_and_returns_once_caught_u
 
     if not hasattr(os, "SCHED_IDLE") or os.geteuid() != 0:
         pytest.skip("needs Linux's SCHED_IDLE and, to leave it again, root (CAP_SYS_NICE); CI runs as root")
-    rec, _, done = recorder(tmp_path, pre_s=0.0)
+    rec, _, done = recorder(tmp_path, pre_s=0.0, share_lag_s=0.0)
     cap = TestPatternCapture(width=160, height=120, fps=FPS)
     classes = []
 
