@@ -2,7 +2,7 @@
 packet muxed into every clip that holds that frame, without re-encoding.
 
 :class:`SharedEncoder` is libx264 with the settings a clip's own encoder has
-(:func:`streamer.ops.clipfile.x264_options`: ``tune=zerolatency``, so no B-frames and no look-ahead;
+(:func:`streamer.ops.clipfile.configure_x264`: ``tune=zerolatency``, so no B-frames and no look-ahead;
 each frame's packet comes out of ``encode`` at once, decoding order is display order, ``dts == pts``).
 A clip's first frame is sent with ``pict_type = I``, which FFmpeg's libx264 wrapper turns into an IDR
 frame (x264's "keyframe" without open GOP): nothing after it refers to a frame before it, so a clip
@@ -29,7 +29,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
-from streamer.ops.clipfile import discard, even_size, open_mp4, place, require_av, x264_options, yuv_frame
+from streamer.ops.clipfile import configure_x264, discard, even_size, open_mp4, place, require_av, yuv_frame
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,7 @@ class SharedEncoder:
         ctx = av.CodecContext.create("libx264", "w")
         self.size, self.shape = even_size(image), image.shape
         ctx.width, ctx.height = self.size
-        ctx.pix_fmt = "yuv420p"
-        ctx.time_base = _TIME_BASE
-        ctx.thread_count = 1  # one core at most per stream, as a clip's own encoder
-        ctx.options = x264_options(self.preset, self.crf)
+        configure_x264(ctx, self.preset, self.crf)
         ctx.open()
         self._ctx, self._t0 = ctx, t
 

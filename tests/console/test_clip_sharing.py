@@ -246,3 +246,31 @@ def test_frames_held_back_on_purpose_do_not_count_as_behind(tmp_path):
     rig.run_to(299, rig.clip("cam", "a", 40, 250, 50, 260))  # the last round encodes frames 198..199
     assert rig.rec.buffers["cam"] and rig.rec._jobs["a"].last_index == 199
     assert rig.rec._lag < 1.0, rig.rec._lag  # 4 s (the hold-back) if counted against capture time
+
+
+def test_a_shared_clip_has_the_quality_and_size_of_a_clip_with_its_own_encoder(tmp_path):
+    # x264's rate control needs a frame rate; with only the millisecond time base it assumed 1000 fps and
+    # gave each frame a fraction of the bits: half the size, 1.4 dB lower PSNR than a clip's own encoder
+    cap = TestPatternCapture(width=160, height=120, fps=FPS)
+    rng = np.random.default_rng(0)
+    frames = [cv2.GaussianBlur(np.clip(cap.read()[1].astype(int) + rng.integers(-60, 60, (120, 160, 3)), 0, 255)
+                               .astype(np.uint8), (7, 7), 2) for _ in range(100)]
+    own = clipfile.ClipFile(tmp_path / "own.mp4", 26, "veryfast")
+    for i, frame in enumerate(frames):
+        own.add(frame, i / FPS)
+    assert own.finish({})
+    encoder, shared = clipencoder.SharedEncoder("cam", 26, "veryfast"), clipencoder.ClipMuxer(tmp_path / "shared.mp4")
+    shared.open()
+    for i, frame in enumerate(frames):
+        assert encoder.encode(i, frame, i / FPS, i == 0, [shared]) == []
+    assert encoder.flush() == [] and shared.finish({})
+
+    def psnr(path):
+        cap = cv2.VideoCapture(str(path))
+        values = [cv2.PSNR(frame, cap.read()[1]) for frame in frames]
+        cap.release()
+        return float(np.mean(values))
+
+    sizes = [(tmp_path / name).stat().st_size for name in ("own.mp4", "shared.mp4")]
+    assert 0.9 < sizes[1] / sizes[0] < 1.1, sizes
+    assert abs(psnr(tmp_path / "shared.mp4") - psnr(tmp_path / "own.mp4")) < 0.2
