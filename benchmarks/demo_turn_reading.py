@@ -29,7 +29,6 @@ from pathlib import Path
 from streamer.sources.cvenv import prepare_opencv_environment
 
 prepare_opencv_environment()  # before cv2 is imported
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -38,6 +37,7 @@ from benchmarks.report import machine, write_section  # noqa: E402
 from model.demo.circuits import corner_windows  # noqa: E402
 from model.preprocess import PreprocessConfig, Preprocessor  # noqa: E402
 from model.sampling import file_windows  # noqa: E402
+from streamer.testing.processes import read_frames  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "DEMO_MODEL.md"
 SECTION = "demo_turn_reading"
@@ -86,23 +86,11 @@ GEOMETRIES = (
 )
 
 
-def read_video(path: Path) -> tuple[list[np.ndarray], float]:
-    cap = cv2.VideoCapture(str(path))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames, fps
-
-
 def rotation_windows(path: Path) -> tuple[list[np.ndarray], list[tuple[list[int], bool]]]:
     """The video's frames and its rotation windows: (frame indices, clockwise)."""
-    frames, fps = read_video(path)
-    labels = json.loads(path.with_suffix(".json").read_text())["labels"]
+    frames = read_frames(path)
+    truth = json.loads(path.with_suffix(".json").read_text())
+    fps, labels = truth["fps"], truth["labels"]
     ts = np.arange(len(frames)) / fps
     count = int(len(frames) / fps * WINDOWS_PER_S)
     out = []

@@ -21,6 +21,7 @@ import streamer.ops.clipfile as clipfile
 from streamer.config import ClipsConfig
 from streamer.core.stats import StatsRegistry
 from streamer.ops.clips import ClipRecorder
+from streamer.testing.processes import read_frames
 from streamer.sources.testpattern import TestPatternCapture
 
 FPS = 25.0
@@ -88,14 +89,7 @@ def merge(*plans: dict) -> dict:
 def check_clip(path, first: int, last: int) -> None:
     """The file holds frames ``first``..``last``: OpenCV decodes every one from frame 0, the first and last show the
     right bar, and the first packet is an IDR frame (NAL type 5) the MP4 marks as a sync sample."""
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = read_frames(path)
     assert len(frames) == last - first + 1, (path.name, len(frames), last - first + 1)
     assert bar_frame(frames[0]) == first % 160 and bar_frame(frames[-1]) == last % 160
     with av.open(str(path)) as container:

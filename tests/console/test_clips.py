@@ -11,13 +11,13 @@ import json
 import os
 import time
 
-import cv2
 import numpy as np
 import pytest
 
 from streamer.core.stats import StatsRegistry
 from streamer.ops.clipfile import enforce_retention
 from streamer.ops.clips import ClipRecorder
+from streamer.testing.processes import read_frames
 from streamer.config import ClipsConfig
 from streamer.sources.testpattern import TestPatternCapture
 
@@ -60,15 +60,7 @@ def feed(rec: ClipRecorder, cap: TestPatternCapture, first: int, last: int, t0: 
 
 
 def decoded(path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
+    return read_frames(path)
 
 
 @pytest.mark.parametrize("live", [True, False], ids=["live-wall-clock", "file-media-time"])
