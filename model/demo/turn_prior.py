@@ -72,8 +72,12 @@ K_TURN = 0.5  # turn GELU pairs: z^2-like range, so the octagon of squares is ex
 TURN_GAIN, MEAN_GAIN = 4.0, 4.0
 #: the shipped model's: per colour, 3x3 points, one orientation per 16-px patch
 PATCH = Design("patch")
-#: 8-px regions (4 a patch), grey gradients at 3x3 points each: 72 gradient channels, for a 192-wide token
-REGIONS = Design("regions", regions=2, grey=True)
+#: 8-px regions (4 a patch), grey gradients at 3x3 points each: 72 gradient channels, for a 192-wide token.
+#: Gradients at a quarter of the shipped gain: a token's LayerNorm scale then stays set by the anchors
+#: rather than by its own edges, so the regions' turns add up in proportion (at the shipped gain the
+#: sign was right on 0.87 of studio's rotation windows, 0.92 of sdf's and 0.95 of the training look's;
+#: at 1.0 on 0.92, 0.96, 1.00; 0.25-0.75 within two windows of that; docs/DEMO_MODEL.md)
+REGIONS = Design("regions", regions=2, grey=True, grad_gain=1.0)
 
 
 @dataclass(frozen=True)
