@@ -37,6 +37,12 @@ from model.demo.circuits import (Units, add_turn_stage, cls_after, corner_window
                                  protect_channels, protect_masks, uniform_head)
 from model.timesformer import TimeSformer
 
+COLOURS = 3
+K_ORIENT = 10.0  # orientation GELU pairs: |z|-like range (int8-safe)
+K_TURN = 0.5  # turn GELU pairs: z^2-like range, so the octagon of squares is exactly the cross product
+TURN_GAIN, MEAN_GAIN = 4.0, 4.0
+
+
 @dataclass(frozen=True)
 class Design:
     """Where the detector sums orientation and how it samples gradients.
@@ -66,10 +72,6 @@ class Design:
     units_1 = property(lambda self: 16 * self.regions**2)  # block 1's MLP: turn
 
 
-COLOURS = 3
-K_ORIENT = 10.0  # orientation GELU pairs: |z|-like range (int8-safe)
-K_TURN = 0.5  # turn GELU pairs: z^2-like range, so the octagon of squares is exactly the cross product
-TURN_GAIN, MEAN_GAIN = 4.0, 4.0
 #: the shipped model's: per colour, 3x3 points, one orientation per 16-px patch
 PATCH = Design("patch")
 #: 8-px regions (4 a patch), grey gradients at 3x3 points each: 72 gradient channels, for a 192-wide token.
@@ -150,7 +152,7 @@ def turn_prior_init(model: TimeSformer, motion_units: int, design: Design = PATC
     gx, gy = _filters(p, design)
     for c in range(design.colours):
         for k in range(design.points):
-            reads = range(COLOURS) if design.grey else (c,)  # grey: the same filter on every colour
+            reads = list(range(COLOURS)) if design.grey else [c]  # grey: the same filter on every colour
             emb.weight[lay.grad(c, k, 0), reads] = gx[k]
             emb.weight[lay.grad(c, k, 1), reads] = gy[k]
     model.pos_embed[..., res] = 0.0
