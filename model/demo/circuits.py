@@ -20,13 +20,17 @@ SHARP = 6.0  # time-code attention sharpness of the previous-frame head
 MEAN_GAIN = 4.0  # default gain of a uniform head's mean
 
 
-def corner_windows(p: int, sigma: float, grid: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-pixel weights ``((grid-1)**2, p, p)`` each, float64, at the inner corners of a ``grid`` x ``grid``
-    cut of a ``p``-pixel patch (row by row): the Gaussian-weighted mean (``sigma`` in patch widths, window
-    cut by the patch) and its d/dx and d/dy per pixel."""
-    coords = torch.arange(p, dtype=torch.float64) + 0.5
-    sigma = sigma * p
-    between = (torch.arange(1, grid, dtype=torch.float64)) * (p / grid)
+def corner_windows(p: int, sigma: float, grid: int, regions: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pixel weights ``((regions*(grid-1))**2, p, p)`` each, float64, at the inner corners of a ``grid`` x
+    ``grid`` cut of each of the ``regions`` x ``regions`` square regions of a ``p``-pixel patch (region by
+    region, then row by row): the Gaussian-weighted mean (``sigma`` in region widths, window cut by the
+    region) and its d/dx and d/dy per pixel. ``regions=1``: the patch is the region."""
+    r = p // regions
+    if r * regions != p:
+        raise ValueError(f"a {p}-pixel patch does not split into {regions} x {regions} regions")
+    coords = torch.arange(r, dtype=torch.float64) + 0.5
+    sigma = sigma * r
+    between = (torch.arange(1, grid, dtype=torch.float64)) * (r / grid)
 
     def window(c: float) -> torch.Tensor:
         return torch.exp(-0.5 * ((coords - c) / sigma) ** 2)
@@ -39,7 +43,17 @@ def corner_windows(p: int, sigma: float, grid: int) -> tuple[torch.Tensor, torch
             smooth.append(w)
             dx.append(w * (coords[None, :] - cx) / sigma**2)
             dy.append(w * (coords[:, None] - cy) / sigma**2)
-    return torch.stack(smooth), torch.stack(dx), torch.stack(dy)
+    one = [torch.stack(k) for k in (smooth, dx, dy)]  # (points, r, r): one region's
+    if regions == 1:
+        return one[0], one[1], one[2]
+    out = []
+    for k in one:
+        tiled = torch.zeros(regions, regions, len(k), p, p, dtype=torch.float64)
+        for i in range(regions):
+            for j in range(regions):
+                tiled[i, j, :, i * r:(i + 1) * r, j * r:(j + 1) * r] = k
+        out.append(tiled.flatten(0, 2))
+    return out[0], out[1], out[2]
 
 
 class Units:
@@ -140,24 +154,31 @@ def fix_last_head_masks(masks: dict[str, torch.Tensor], prefix: str, head: int, 
     masks[f"{prefix}.proj.weight"][:, rows] = 0.0
 
 
-def add_turn_stage(block, heads: int, frames: int, ref: int, orient: tuple[int, int], orient_prev: tuple[int, int],
+def add_turn_stage(block, heads: int, frames: int, ref: int, orient: tuple[int, ...], orient_prev: tuple[int, ...],
                    turn: int, gain: float, out_gain: float) -> int:
     """In ``block``: the last temporal head copies the previous frame's ``orient`` into ``orient_prev``
-    and the first MLP units add ``out_gain * (orient_prev x orient)`` to ``turn``. Returns the units used."""
+    and the first MLP units add ``out_gain * (orient_prev x orient)`` to ``turn``, one cross product
+    (16 units) for each consecutive pair of channels (an orientation in double-angle form, one per
+    region). Returns the units used."""
     attn = block.temporal_attn
     dim = attn.proj.weight.shape[0]
     hd = dim // heads
     last = heads - 1
+    n = len(orient)
+    if n % 2 or len(orient_prev) != n or n > hd:
+        raise ValueError(f"the turn stage copies {n} orientation channels into {len(orient_prev)} with a head "
+                         f"of width {hd}: they must pair up and fit the head")
     previous_frame_head(attn, last, dim, hd, frames)
     v0 = 2 * dim + last * hd
-    attn.qkv.weight[v0 + torch.arange(2), torch.tensor(orient)] = 1.0
-    attn.qkv.weight[v0 + torch.arange(2), ref] = -1.0
+    attn.qkv.weight[v0 + torch.arange(n), torch.tensor(orient)] = 1.0
+    attn.qkv.weight[v0 + torch.arange(n), ref] = -1.0
     attn.proj.weight[:, last * hd:] = 0.0
-    attn.proj.weight[torch.tensor(orient_prev), last * hd + torch.arange(2)] = 1.0
+    attn.proj.weight[torch.tensor(orient_prev), last * hd + torch.arange(n)] = 1.0
     block.temporal_fc.weight[torch.tensor(orient_prev), torch.tensor(orient_prev)] = 1.0
     units = Units(block.mlp.fc1, block.mlp.fc2, ref)
-    (pa, pb), (ca, cb) = orient_prev, orient
-    units.cross(({pa: 1.0}, {pb: 1.0}), ({ca: 1.0}, {cb: 1.0}), gain, {turn: out_gain})
+    for i in range(0, n, 2):
+        (pa, pb), (ca, cb) = orient_prev[i:i + 2], orient[i:i + 2]
+        units.cross(({pa: 1.0}, {pb: 1.0}), ({ca: 1.0}, {cb: 1.0}), gain, {turn: out_gain})
     return units.next
 
 

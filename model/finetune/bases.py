@@ -25,17 +25,21 @@ from model.timesformer import TimeSformer
 log = logging.getLogger(__name__)
 
 SCRATCH_PREFIX = "scratch:"
-#: geometries of new networks (8 frames unless the sampling says otherwise); small is the motion-demo's
+#: geometries of new networks (8 frames unless the sampling says otherwise); small is the motion-demo's,
+#: small-wide the same with a 192-wide token (room for --prior motion-demo-regions; a step costs 1.6x)
 SIZES: dict[str, dict[str, int]] = {
     "tiny": dict(image_size=64, patch_size=16, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                  intermediate_size=256),
     "small": dict(image_size=64, patch_size=16, hidden_size=128, num_hidden_layers=4, num_attention_heads=8,
                   intermediate_size=512),
+    "small-wide": dict(image_size=64, patch_size=16, hidden_size=192, num_hidden_layers=4, num_attention_heads=12,
+                       intermediate_size=768),
     "base": dict(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072),
 }
-#: fixed front ends by name: module:function(model) -> masks (1 = trainable)
-PRIORS = {"motion-demo": "model.demo.prior:install"}
+#: fixed front ends by name: module:function(model) -> masks (1 = trainable), and the size each is made for
+PRIORS = {"motion-demo": "model.demo.prior:install", "motion-demo-regions": "model.demo.prior:install_regions"}
+PRIOR_SIZES = {"motion-demo": "small", "motion-demo-regions": "small-wide"}
 DEFAULT_SPAN_S = 2.0  # a new network's window when no --span-s/--stride is given: 8 frames over 2 s
 
 
@@ -123,7 +127,7 @@ def _install_prior(prior: str, model: TimeSformer) -> dict[str, torch.Tensor]:
     try:
         return getattr(importlib.import_module(module), function)(model)
     except (ValueError, IndexError, RuntimeError) as exc:
-        raise ConfigError(f"--prior {prior} does not fit this network ({exc}); use --base scratch:small") from None
+        raise ConfigError(f"--prior {prior} does not fit this network ({exc}); use --base scratch:{PRIOR_SIZES[prior]}") from None
 
 
 def _freeze(model: TimeSformer, freeze: Freeze, masks: dict[str, torch.Tensor]) -> None:

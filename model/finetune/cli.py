@@ -25,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="folder (train/<label>/, val/<label>/) or CSV")
     p.add_argument("--base", default="scratch:tiny",
-                   help="where to start: scratch:tiny|small|base (new network), a HF folder, hub id, .pyth/.pth, "
+                   help="where to start: scratch:tiny|small|small-wide|base (new network), a HF folder, hub id, .pyth/.pth, "
                         "or a built-in name such as motion-demo (default scratch:tiny)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (Hugging Face layout)")
     p.add_argument("--epochs", type=int, default=10, help="passes over the training windows (default 10)")
@@ -41,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default); results are "
                                                           "reproducible for the same count")
     p.add_argument("--freeze", help="backbone (train the head only) or last:K (the last K blocks and the head)")
-    p.add_argument("--prior", help="a fixed front end for a scratch network: motion-demo (model/demo/prior.py)")
+    p.add_argument("--prior", help="a fixed front end for a scratch network: motion-demo (on scratch:small) or "
+                   "motion-demo-regions (on scratch:small-wide; model/demo/prior.py)")
     p.add_argument("--frames", type=int, help="frames per clip (default: the base's)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--span-s", type=float, help="clip duration in seconds (frames span_s/frames apart)")
