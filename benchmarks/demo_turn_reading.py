@@ -209,9 +209,8 @@ def front_end_rows(videos: dict[str, Path], batch: int = 64) -> list[tuple[str, 
     return rows
 
 
-def front_end_table(rows: list[tuple[str, int, list[int]]], renderers: list[str]) -> str:
-    names = [f"exact: {g.name}" for g in IDEAL] + [f"{name}, {precision}" for name, _, _ in FRONT_ENDS
-                                                   for precision in FRONT_END_PRECISIONS]
+def share_table(rows: list[tuple[str, int, list[int]]], names: list[str], renderers: list[str]) -> list[str]:
+    """Markdown rows: per video its windows and how many each column read right, then each renderer's share."""
     lines = ["| video | rotation windows | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 2)]
     lines += [f"| {sid} | {n} | " + " | ".join(str(r) for r in right) + " |" for sid, n, right in rows]
     for renderer in renderers:
@@ -220,8 +219,14 @@ def front_end_table(rows: list[tuple[str, int, list[int]]], renderers: list[str]
         if n:
             share = [sum(r[2][k] for r in mine) / n for k in range(len(names))]
             lines.append(f"| **{renderer}** | {n} | " + " | ".join(f"**{x:.2f}**" for x in share) + " |")
+    return lines
+
+
+def front_end_table(rows: list[tuple[str, int, list[int]]], renderers: list[str]) -> str:
+    names = [f"exact: {g.name}" for g in IDEAL] + [f"{name}, {precision}" for name, _, _ in FRONT_ENDS
+                                                   for precision in FRONT_END_PRECISIONS]
     return "\n".join([f"Windows whose cls token's mean turn after block 2 has the rotation's sign, real front ends "
-                      f"(weights, GELU pairs; {machine()}):", "", *lines])
+                      f"(weights, GELU pairs; {machine()}):", "", *share_table(rows, names, renderers)])
 
 
 def videos_of(renderer: str, tmp: Path, keep: Path | None) -> dict[str, Path]:
@@ -261,16 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 right = [sum((g.turn([frames[i] for i in idx]) > 0) == cw for idx, cw in windows) for g in GEOMETRIES]
                 rows.append((sid, len(windows), right))
                 print(sid, len(windows), right, flush=True)
-    header = "| video | rotation windows | " + " | ".join(g.name for g in GEOMETRIES) + " |"
-    lines = [header, "|" + "---|" * (len(GEOMETRIES) + 2)]
-    for sid, n, right in rows:
-        lines.append(f"| {sid} | {n} | " + " | ".join(f"{r}" for r in right) + " |")
-    for renderer in args.renderers:
-        mine = [r for r in rows if r[0].startswith(renderer + "-")]
-        n = sum(r[1] for r in mine)
-        if n:
-            share = [sum(r[2][k] for r in mine) / n for k in range(len(GEOMETRIES))]
-            lines.append(f"| **{renderer}** | {n} | " + " | ".join(f"**{s:.2f}**" for s in share) + " |")
+    lines = share_table(rows, [g.name for g in GEOMETRIES], args.renderers)
     text = [f"Windows whose mean turn has the rotation's sign ({machine()}):", "", *lines]
     if args.step_cost:
         cost = step_cost()

@@ -25,17 +25,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
-from streamer.ops.clipfile import configure_x264, discard, even_size, open_mp4, place, require_av, yuv_frame
+from streamer.ops.clipfile import (TIME_BASE, configure_x264, discard, even_size, open_mp4, part_path, place,
+                                   require_av, yuv_frame)
+from streamer.ops.preroll import CLOCK_EPS as _EPS
 
 log = logging.getLogger(__name__)
 
-_TIME_BASE = Fraction(1, 1000)  # milliseconds, as ClipFile's
 _DEFAULT_DURATION = 40  # ms: a packet's duration before two neighbouring frames show the stream's
-_EPS = 1e-6  # clock comparisons, as streamer/ops/clips.py's
 
 
 class ClipMuxer:
@@ -45,7 +44,7 @@ class ClipMuxer:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.part = path.with_name(f".{path.name}.part")
+        self.part = part_path(path)
         self._out = None
         self._stream = None
         self._base = 0  # the encoder's pts of the clip's first frame
@@ -65,10 +64,10 @@ class ClipMuxer:
             return
         if self._stream is None:  # the first packet: an IDR frame carrying SPS and PPS
             self._stream = self._out.add_mux_stream("h264", width=size[0], height=size[1])
-            self._stream.time_base = _TIME_BASE
+            self._stream.time_base = TIME_BASE
             self._base = pts
         packet.stream = self._stream
-        packet.time_base = _TIME_BASE
+        packet.time_base = TIME_BASE
         packet.pts, packet.dts, packet.duration = pts - self._base, dts - self._base, duration
         self._out.mux(packet)
         self.frames += 1
@@ -102,13 +101,12 @@ class SharedEncoder:
         self.stream, self.crf, self.preset = stream, crf, preset
         self._ctx = None
         self.size: tuple[int, int] | None = None
-        self.shape: tuple[int, ...] | None = None  # the frame shape it was opened with
+        self._idr = None  # av's PictureType.I, looked up when the encoder opens
         self._t0 = 0.0
         self._last_pts = -1
         self._prev: tuple[int, int] | None = None  # (frame number, pts) of the last frame encoded
         self._duration = _DEFAULT_DURATION
         self._owed: deque[tuple[int, int, list[ClipMuxer]]] = deque()  # (pts, duration, clips) per frame
-        self.frames = 0  # frames encoded
 
     @property
     def encoded_to(self) -> int:
@@ -118,7 +116,9 @@ class SharedEncoder:
     def _open(self, image, t: float) -> None:
         av = require_av()
         ctx = av.CodecContext.create("libx264", "w")
-        self.size, self.shape = even_size(image), image.shape
+        from av.video.frame import PictureType
+
+        self.size, self._idr = even_size(image), PictureType.I
         ctx.width, ctx.height = self.size
         configure_x264(ctx, self.preset, self.crf)
         ctx.open()
@@ -129,22 +129,19 @@ class SharedEncoder:
         """Encode frame ``index`` (BGR, captured at ``t`` s on the stream's clock), an IDR frame if ``key``,
         and mux its packet into ``clips``. Returns the clips whose write failed, with the error; an
         encoder error raises (the encoder is unusable then: close it)."""
-        from av.video.frame import PictureType
-
         if self._ctx is None:
             self._open(image, t)
         video = yuv_frame(image, self.size)
         pts = max(self._last_pts + 1, round((t - self._t0) * 1000))
-        video.pts, video.time_base = pts, _TIME_BASE
+        video.pts, video.time_base = pts, TIME_BASE
         if key:
-            video.pict_type = PictureType.I  # libx264: an IDR frame (no open GOP)
+            video.pict_type = self._idr  # libx264: an IDR frame (no open GOP)
         if self._prev is not None and self._prev[0] == index - 1:
             self._duration = pts - self._prev[1]  # the stream's frame interval, for a clip's last packet
         self._prev, self._last_pts = (index, pts), pts
         for clip in clips:
             clip.owed += 1
         self._owed.append((pts, self._duration, clips))
-        self.frames += 1
         return self._deliver(self._ctx.encode(video))
 
     def flush(self) -> list[tuple[ClipMuxer, Exception]]:
@@ -163,7 +160,7 @@ class SharedEncoder:
                 clip.owed -= 1
         self._owed.clear()
         self._ctx = None  # PyAV frees the encoder with its context
-        self.size = self.shape = self._prev = None
+        self.size = self._prev = None
         self._last_pts, self._duration = -1, _DEFAULT_DURATION
 
     def _deliver(self, packets) -> list[tuple[ClipMuxer, Exception]]:

@@ -38,7 +38,7 @@ from typing import Callable
 from streamer.core.stats import StatsRegistry
 from streamer.ops.clipencoder import ClipMuxer, SharedEncoding
 from streamer.ops.clipfile import ClipFile, enforce_retention, require_av
-from streamer.ops.preroll import Frame, PreRoll
+from streamer.ops.preroll import CLOCK_EPS as _EPS, Frame, PreRoll
 from streamer.config import ClipsConfig
 from streamer.supervisor import IdleWhileKeepingUp, join_or_warn
 
@@ -69,7 +69,6 @@ HEADROOM_S = 2.0
 #: a stream that sent no frame for this long (stopped, stalled, a file at its end) is encoded to its newest frame
 QUIET_S = 1.0
 _KNOWN = 4096  # events whose clip path is remembered for their end message
-_EPS = 1e-6  # clock comparisons: frame 15 at 25 fps is 0.6 s, whatever the float rounding
 
 
 class _Job:

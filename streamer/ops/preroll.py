@@ -16,7 +16,8 @@ import time
 from collections import deque
 from typing import NamedTuple
 
-_EPS = 1e-6  # clock comparisons, as streamer/ops/clips.py's
+#: clock comparisons (the clip writer's too): frame 15 at 25 fps is 0.6 s, whatever the float rounding
+CLOCK_EPS = 1e-6
 
 
 class Frame(NamedTuple):
@@ -70,7 +71,7 @@ class PreRoll:
         with self._lock:
             if not self._frames:
                 return []
-            t_to = self._frames[-1].t - hold_s + _EPS
+            t_to = self._frames[-1].t - hold_s + CLOCK_EPS
             out = []
             for frame in itertools.islice(self._frames, bisect.bisect_right(self._frames, index, key=_number), None):
                 if frame.t > t_to:

@@ -59,10 +59,6 @@ def feed(rec: ClipRecorder, cap: TestPatternCapture, first: int, last: int, t0: 
         rec.on_frame("cam", index, t0 + index / FPS, frame)
 
 
-def decoded(path) -> list[np.ndarray]:
-    return read_frames(path)
-
-
 @pytest.mark.parametrize("live", [True, False], ids=["live-wall-clock", "file-media-time"])
 def test_clip_holds_pre_event_and_post_frames(tmp_path, live):
     rec, stats, done = recorder(tmp_path, live)
@@ -88,7 +84,7 @@ def test_clip_holds_pre_event_and_post_frames(tmp_path, live):
     assert json.loads(path.with_suffix(".json").read_text()) == meta
     assert meta["complete"], meta["incomplete"]
     expected = (1.0 + (end - start) / FPS + 1.0) * FPS  # (pre + event + post) x fps
-    frames = decoded(path)
+    frames = read_frames(path)
     assert abs(len(frames) - expected) <= 1, (len(frames), expected)
     assert meta["frames"] == len(frames)
     assert meta["first_frame"] == start - int(1.0 * FPS)  # the first frame is pre_s before the start
