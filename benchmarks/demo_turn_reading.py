@@ -21,7 +21,7 @@ exact idea of both geometries.
                                            [--videos DIR] [--no-write]
 
 Prints the table and replaces the ``demo_turn_reading`` (``demo_turn_front_end`` with ``--front-end``)
-section of docs/DEMO_MODEL.md.
+section of docs/DEMO_MODEL.md and of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -239,6 +239,12 @@ def videos_of(renderer: str, tmp: Path, keep: Path | None) -> dict[str, Path]:
     return render(renderer, folder)
 
 
+def publish(section: str, title: str, text: str) -> None:
+    """The table into its section of docs/DEMO_MODEL.md (with what it means) and of BENCHMARKS.md."""
+    write_section(section, text, DOC)
+    write_section(section, f"## Demo turn detector, {title}\n\n{text}\n\nAlso in docs/DEMO_MODEL.md, with what it means.")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--renderers", nargs="+", default=["training", "sdf", "studio"])
@@ -256,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             text = front_end_table(rows, args.renderers)
             print(text)
             if not args.no_write:
-                write_section(FRONT_END_SECTION, text, DOC)
+                publish(FRONT_END_SECTION, "real front ends (`benchmarks/demo_turn_reading.py --front-end`)", text)
             return 0
         for renderer in args.renderers:
             for sid, path in videos_of(renderer, Path(tmp), args.videos).items():
@@ -275,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                  + "; ".join(f"{name} {t:.2f} s ({t / base:.1f}x)" for name, t in cost.items()) + "."]
     print("\n".join(text))
     if not args.no_write:
-        write_section(SECTION, "\n".join(text), DOC)
+        publish(SECTION, "exact geometries (`benchmarks/demo_turn_reading.py`)", "\n".join(text))
     return 0
 
 
