@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from streamer.ops.clipfile import (TIME_BASE, configure_x264, discard, even_size, open_mp4, part_path, place,
                                    require_av, yuv_frame)
-from streamer.ops.preroll import CLOCK_EPS as _EPS
+from streamer.ops.preroll import CLOCK_EPS
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ class SharedEncoding:
                 for job in jobs:
                     if not job.reached:
                         lost = sum(1 for f in frames[n:]
-                                   if f.index >= job.first_index and f.t <= stops[job.id][0] + _EPS)
+                                   if f.index >= job.first_index and f.t <= stops[job.id][0] + CLOCK_EPS)
                         job.missed += lost
                         missed += lost
                 break
@@ -248,7 +248,7 @@ class SharedEncoding:
                 if job.reached or frame.index < job.first_index:
                     continue
                 stop_t, limit = stops[job.id]
-                if frame.t > stop_t + _EPS:  # the first frame past the clip: it is whole
+                if frame.t > stop_t + CLOCK_EPS:  # the first frame past the clip: it is whole
                     job.reached, job.truncated = True, stop_t == limit
                     continue
                 job.last_index, job.last = frame.index, frame

@@ -38,7 +38,7 @@ from typing import Callable
 from streamer.core.stats import StatsRegistry
 from streamer.ops.clipencoder import ClipMuxer, SharedEncoding
 from streamer.ops.clipfile import ClipFile, enforce_retention, require_av
-from streamer.ops.preroll import CLOCK_EPS as _EPS, Frame, PreRoll
+from streamer.ops.preroll import CLOCK_EPS, Frame, PreRoll
 from streamer.config import ClipsConfig
 from streamer.supervisor import IdleWhileKeepingUp, join_or_warn
 
@@ -299,7 +299,7 @@ class ClipRecorder(threading.Thread):
         """A new clip joins its stream's shared encoding unless that has encoded its first frame already, or
         encodes frames of another size; then it gets its own encoder (:meth:`_pull`)."""
         buffer = self.buffers.get(job.stream)
-        first = buffer.first_from(job.start_t - self.config.pre_s - _EPS) if buffer is not None else None
+        first = buffer.first_from(job.start_t - self.config.pre_s - CLOCK_EPS) if buffer is not None else None
         if first is None:  # its first frame has not come yet (or the stream was removed)
             return
         encoding = self._encodings.get(job.stream)
@@ -338,18 +338,18 @@ class ClipRecorder(threading.Thread):
         buffer = self.buffers.get(job.stream)
         if buffer is None:  # the stream was removed: the clip ends with what it has
             return
-        frames, oldest = buffer.after(job.last_index, job.start_t - cfg.pre_s - _EPS)
+        frames, oldest = buffer.after(job.last_index, job.start_t - cfg.pre_s - CLOCK_EPS)
         if job.last_index >= 0 and oldest > job.last_index + 1:  # frames left the buffer unwritten
             lost = (frames[0].index if frames else oldest) - job.last_index - 1
             job.missed += lost
             self.missed += lost
         stop_t, limit = self._stop_at(job)
         for n, frame in enumerate(frames):
-            if frame.t > stop_t + _EPS:  # the first frame past the clip: it is whole
+            if frame.t > stop_t + CLOCK_EPS:  # the first frame past the clip: it is whole
                 job.reached, job.truncated = True, stop_t == limit
                 break
             if deadline is not None and time.monotonic() > deadline:  # shutting down: keep exit prompt (R19)
-                lost = sum(1 for f in frames[n:] if f.t <= stop_t + _EPS)
+                lost = sum(1 for f in frames[n:] if f.t <= stop_t + CLOCK_EPS)
                 job.missed += lost
                 self.missed += lost
                 break
